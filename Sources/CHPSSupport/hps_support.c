@@ -1,0 +1,2 @@
+// The helpers are header-only (static inline); this file gives the target a translation unit.
+#include "hps_support.h"

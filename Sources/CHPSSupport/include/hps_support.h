@@ -1,0 +1,42 @@
+#ifndef HPS_SUPPORT_H
+#define HPS_SUPPORT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+/// Hints the CPU to bring the cache line holding `p` in for reading.
+static inline void hps_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+/// Hints the CPU to bring the cache line holding `p` in for writing.
+static inline void hps_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+
+/// Takes a spin lock held in a 32-bit word (0 = free, 1 = held).
+static inline void hps_spin_lock(uint32_t *word) {
+  for (;;) {
+    uint32_t expected = 0;
+    if (__atomic_compare_exchange_n(word, &expected, 1u, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
+    while (__atomic_load_n(word, __ATOMIC_RELAXED) != 0) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      __asm__ __volatile__("yield");
+#endif
+    }
+  }
+}
+
+/// Releases a spin lock taken with `hps_spin_lock`.
+static inline void hps_spin_unlock(uint32_t *word) { __atomic_store_n(word, 0u, __ATOMIC_RELEASE); }
+
+/// Atomically adds `value` to a 64-bit word and returns the new value.
+static inline uint64_t hps_atomic_add_u64(uint64_t *word, uint64_t value) {
+  return __atomic_add_fetch(word, value, __ATOMIC_RELAXED);
+}
+
+/// Atomically loads a 64-bit word.
+static inline uint64_t hps_atomic_load_u64(const uint64_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+
+/// Atomically stores a 32-bit word (relaxed).
+static inline void hps_atomic_store_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
+
+#endif

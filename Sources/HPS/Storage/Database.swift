@@ -1,0 +1,144 @@
+/// A tier of the hierarchy that stores embedding vectors by table tag and key: the volatile database (hash
+/// map, Redis Cluster) or the persistent database (RocksDB).
+///
+/// Keys are `Int64` everywhere inside the server; with `supportlonglong: false` they are uint32 values
+/// widened to `Int64` at the edge (``KeyWidth``). Values are raw bytes of a fixed size per table
+/// (`dim × 4` for float32 vectors); `values` buffers hold `keys.count × valueSize` bytes, row `i` at
+/// `i × valueSize`.
+///
+/// All methods may be called from many threads at once. Bulk methods are synchronous: they run on the
+/// caller's thread (and may fan out to a dedicated pool), never on Swift's cooperative pool.
+public protocol Database: AnyObject, Sendable {
+    /// A short name for logs (`hash_map`, `rocks_db`, `redis_cluster`).
+    var name: String { get }
+    /// Whether several processes see the same data (Redis, a shared-memory map).
+    var isShared: Bool { get }
+
+    /// The most entries `table` may hold (`Int.max` when unbounded).
+    func capacity(table: String) -> Int
+    /// How many entries `table` holds now (0 for a table that does not exist).
+    func size(table: String) throws -> Int
+
+    /// Counts how many of `keys` are present in `table`.
+    func contains(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int
+
+    /// Inserts or overwrites `keys[i] → values[i × valueSize ..< (i+1) × valueSize]`.
+    /// - Returns: the number of keys that were not present before.
+    @discardableResult
+    func insert(table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws -> Int
+
+    /// Copies the value of each present key into `values` at its row and calls `onMiss(i)` for each key `i`
+    /// that is absent (for every key when the table does not exist).
+    /// - Returns: the number of hits.
+    @discardableResult
+    func fetch(
+        table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int,
+        onMiss: (Int) -> Void
+    ) throws -> Int
+
+    /// Like ``fetch(table:keys:values:valueSize:onMiss:)`` for the subset `keys[indices[j]]`; row
+    /// `indices[j]` of `values` receives the value and `onMiss(indices[j])` reports a miss.
+    @discardableResult
+    func fetch(
+        table: String, indices: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<Int64>,
+        values: UnsafeMutableRawBufferPointer, valueSize: Int, onMiss: (Int) -> Void
+    ) throws -> Int
+
+    /// Removes a whole table. - Returns: the number of entries removed.
+    @discardableResult
+    func evict(table: String) throws -> Int
+
+    /// Removes `keys` from `table`. - Returns: the number of entries removed.
+    @discardableResult
+    func evict(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int
+
+    /// Tags of every table of `model` (those starting with `hps_et.<model>.`).
+    func findTables(model: String) throws -> [String]
+
+    /// Calls `body` with successive chunks of `(keys, values)` of `table`, in no particular order.
+    /// Used by dump; each chunk's buffers are valid only during the call.
+    func forEachChunk(
+        table: String, maxChunk: Int,
+        _ body: (UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer, Int) throws -> Void
+    ) throws
+
+    /// The fingerprint of the table files last loaded completely into `table`, if the database keeps one
+    /// (persistent databases do, so a restart can skip reloading unchanged tables).
+    func loadedFingerprint(table: String) throws -> String?
+
+    /// Records that `table` now holds exactly the files described by `fingerprint`.
+    func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws
+}
+
+extension Database {
+    public var isShared: Bool { false }
+
+    public func loadedFingerprint(table: String) throws -> String? { nil }
+    public func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws {}
+
+    /// Default sparse fetch: gathers the selected keys and fetches them through the dense path, one
+    /// bounded chunk at a time.
+    @discardableResult
+    public func fetch(
+        table: String, indices: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<Int64>,
+        values: UnsafeMutableRawBufferPointer, valueSize: Int, onMiss: (Int) -> Void
+    ) throws -> Int {
+        let chunk = 4096
+        var hits = 0
+        var gathered = [Int64](repeating: 0, count: min(chunk, indices.count))
+        var rows = [UInt8](repeating: 0, count: min(chunk, indices.count) * valueSize)
+        var start = 0
+        while start < indices.count {
+            let n = min(chunk, indices.count - start)
+            for j in 0..<n { gathered[j] = keys[indices[start + j]] }
+            hits += try gathered.withUnsafeBufferPointer { k in
+                try rows.withUnsafeMutableBytes { r in
+                    try fetch(
+                        table: table, keys: UnsafeBufferPointer(rebasing: k[0..<n]),
+                        values: UnsafeMutableRawBufferPointer(rebasing: r[0..<(n * valueSize)]), valueSize: valueSize,
+                        onMiss: { onMiss(indices[start + $0]) }
+                    )
+                }
+            }
+            rows.withUnsafeBytes { r in
+                for j in 0..<n {
+                    let row = indices[start + j]
+                    (values.baseAddress! + row * valueSize).copyMemory(from: r.baseAddress! + j * valueSize, byteCount: valueSize)
+                }
+            }
+            start += n
+        }
+        return hits
+    }
+}
+
+/// The partition mixer HPS uses for every volatile backend and the Kafka sink (`rrxmrrxmsx_0`), so that
+/// keys land in the same partitions (and Redis hashes) as with the original.
+@inline(__always)
+public func hpsKeyMix(_ key: Int64) -> UInt64 {
+    var x = UInt64(bitPattern: key)
+    x ^= (x >> 25 | x << 39) ^ (x >> 50 | x << 14)
+    x &*= 0xA24B_AED4_963E_E407
+    x ^= (x >> 24 | x << 40) ^ (x >> 49 | x << 15)
+    x &*= 0x9FB2_1C65_1E98_DF25
+    return x ^ (x >> 28)
+}
+
+/// How keys of a configuration are represented.
+public enum KeyWidth: Sendable, Equatable {
+    /// `supportlonglong: true`: int64 keys.
+    case int64
+    /// `supportlonglong: false`: uint32 keys, widened to `Int64` inside the server.
+    case uint32
+
+    public init(supportLongLong: Bool) { self = supportLongLong ? .int64 : .uint32 }
+
+    /// Bytes per key in files and wire formats that use the configured width.
+    public var byteCount: Int { self == .int64 ? 8 : 4 }
+
+    /// Maps a key as read from a table file (always int64) to the server's key.
+    @inline(__always)
+    public func normalize(_ key: Int64) -> Int64 {
+        self == .int64 ? key : Int64(UInt32(truncatingIfNeeded: key))
+    }
+}

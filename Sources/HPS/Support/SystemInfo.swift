@@ -1,0 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Facts about the machine that defaults depend on.
+public enum SystemInfo {
+    /// Online processors.
+    public static var processorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// `$TMPDIR` or `/tmp`, without a trailing slash.
+    public static var temporaryDirectory: String {
+        var dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        return dir.isEmpty ? "/tmp" : dir
+    }
+}
