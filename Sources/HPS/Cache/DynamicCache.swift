@@ -1,0 +1,168 @@
+import CHPSSupport
+
+/// The dynamic device cache on the CPU: set-associative, 64 slots per set (as HPS's GPU cache), LRU
+/// replacement within a set, a spin lock per set.
+///
+/// Each set keeps a 64-byte line of 8-bit tags (0 = empty), so a query compares one cache line of tags
+/// (8 bytes at a time) before it touches keys; keys, LRU stamps and vectors live in separate arrays.
+/// A query refreshes recency (unlike a FIFO-like cache that only stamps on insert).
+public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
+    public static let slotsPerSet = 64
+
+    public let dimension: Int
+    public let setCount: Int
+    public var capacity: Int { setCount * Self.slotsPerSet }
+    public var holdsWholeTable: Bool { false }
+
+    private let tags: UnsafeMutablePointer<UInt8>
+    private let keys: UnsafeMutablePointer<Int64>
+    private let stamps: UnsafeMutablePointer<UInt64>
+    private let values: UnsafeMutablePointer<Float>
+    private let locks: UnsafeMutablePointer<UInt32>
+    private let clock: UnsafeMutablePointer<UInt64>
+
+    /// A cache of at least `capacity` slots (rounded up to whole sets of 64).
+    public init(capacity: Int, dimension: Int) {
+        precondition(dimension > 0)
+        self.dimension = dimension
+        setCount = max(1, (max(capacity, Self.slotsPerSet) + Self.slotsPerSet - 1) / Self.slotsPerSet)
+        let slots = setCount * Self.slotsPerSet
+        tags = .allocate(capacity: slots)
+        tags.initialize(repeating: 0, count: slots)
+        keys = .allocate(capacity: slots)
+        keys.initialize(repeating: 0, count: slots)
+        stamps = .allocate(capacity: slots)
+        stamps.initialize(repeating: 0, count: slots)
+        values = .allocate(capacity: slots * dimension)
+        values.initialize(repeating: 0, count: slots * dimension)
+        locks = .allocate(capacity: setCount)
+        locks.initialize(repeating: 0, count: setCount)
+        clock = .allocate(capacity: 1)
+        clock.initialize(to: 1)
+    }
+
+    deinit {
+        tags.deallocate()
+        keys.deallocate()
+        stamps.deallocate()
+        values.deallocate()
+        locks.deallocate()
+        clock.deallocate()
+    }
+
+    // MARK: Placement
+
+    @inline(__always)
+    private func place(_ key: Int64) -> (set: Int, tag: UInt8) {
+        let h = hpsKeyMix(key) &* 0xD6E8_FEB8_6659_FD93
+        let set = Int(truncatingIfNeeded: (h >> 32) % UInt64(setCount))
+        let tag = UInt8(truncatingIfNeeded: h >> 8)
+        return (set, tag == 0 ? 1 : tag)
+    }
+
+    /// Slot (0..<64) of `key` within `set`, or -1. Caller holds the set's lock.
+    @inline(__always)
+    private func slot(of key: Int64, set: Int, tag: UInt8) -> Int {
+        let tagBase = UnsafeRawPointer(tags + set * Self.slotsPerSet)
+        let keyBase = keys + set * Self.slotsPerSet
+        let pattern = UInt64(tag) &* 0x0101_0101_0101_0101
+        for word in 0..<8 {
+            let x = tagBase.loadUnaligned(fromByteOffset: word * 8, as: UInt64.self) ^ pattern
+            var match = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            while match != 0 {
+                let s = word * 8 + match.trailingZeroBitCount / 8
+                if tags[set * Self.slotsPerSet + s] == tag && keyBase[s] == key { return s }
+                match &= match &- 1
+            }
+        }
+        return -1
+    }
+
+    // MARK: EmbeddingCache
+
+    public var unitCount: Int { setCount }
+
+    public var count: Int {
+        var n = 0
+        for i in 0..<(setCount * Self.slotsPerSet) where tags[i] != 0 { n += 1 }
+        return n
+    }
+
+    public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {
+        let now = hps_atomic_add_u64(clock, 1)
+        let dim = dimension
+        var misses = 0
+        let ahead = 8
+        for i in 0..<min(ahead, input.count) {
+            hps_prefetch(tags + place(input[i]).set * Self.slotsPerSet)
+        }
+        for i in 0..<input.count {
+            if i + ahead < input.count { hps_prefetch(tags + place(input[i + ahead]).set * Self.slotsPerSet) }
+            let key = input[i]
+            let (set, tag) = place(key)
+            hps_spin_lock(locks + set)
+            let s = slot(of: key, set: set, tag: tag)
+            if s >= 0 {
+                let index = set * Self.slotsPerSet + s
+                (output + i * dim).update(from: values + index * dim, count: dim)
+                stamps[index] = now
+                hps_spin_unlock(locks + set)
+            } else {
+                hps_spin_unlock(locks + set)
+                missing[misses] = Int32(truncatingIfNeeded: i)
+                misses += 1
+            }
+        }
+        return misses
+    }
+
+    public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
+        let now = hps_atomic_add_u64(clock, 1)
+        let dim = dimension
+        for i in 0..<input.count {
+            let key = input[i]
+            let (set, tag) = place(key)
+            let base = set * Self.slotsPerSet
+            hps_spin_lock(locks + set)
+            var s = slot(of: key, set: set, tag: tag)
+            if s < 0 {
+                // First empty slot, else the least recently used one.
+                var victim = 0
+                var oldest = UInt64.max
+                for j in 0..<Self.slotsPerSet {
+                    if tags[base + j] == 0 { victim = j; oldest = 0; break }
+                    if stamps[base + j] < oldest { oldest = stamps[base + j]; victim = j }
+                }
+                s = victim
+                tags[base + s] = tag
+                keys[base + s] = key
+            }
+            (values + (base + s) * dim).update(from: source + i * dim, count: dim)
+            stamps[base + s] = now
+            hps_spin_unlock(locks + set)
+        }
+    }
+
+    public func update(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
+        let dim = dimension
+        for i in 0..<input.count {
+            let key = input[i]
+            let (set, tag) = place(key)
+            hps_spin_lock(locks + set)
+            let s = slot(of: key, set: set, tag: tag)
+            if s >= 0 { (values + (set * Self.slotsPerSet + s) * dim).update(from: source + i * dim, count: dim) }
+            hps_spin_unlock(locks + set)
+        }
+    }
+
+    public func keys(inUnits range: Range<Int>) -> [Int64] {
+        var result: [Int64] = []
+        for set in range.clamped(to: 0..<setCount) {
+            hps_spin_lock(locks + set)
+            let base = set * Self.slotsPerSet
+            for j in 0..<Self.slotsPerSet where tags[base + j] != 0 { result.append(keys[base + j]) }
+            hps_spin_unlock(locks + set)
+        }
+        return result
+    }
+}

@@ -1,0 +1,32 @@
+/// A device cache in front of the databases: holds vectors of hot keys of one table on one device.
+///
+/// All methods may be called from many threads at once; a vector is never read while half-written.
+/// Keys passed to ``query(keys:into:missing:)`` must be unique (the session deduplicates first).
+public protocol EmbeddingCache: AnyObject, Sendable {
+    /// Floats per vector.
+    var dimension: Int { get }
+    /// Most vectors the cache holds.
+    var capacity: Int { get }
+    /// Whether misses are final (static/uvm: the cache holds the whole table; misses get the default and
+    /// are never inserted).
+    var holdsWholeTable: Bool { get }
+
+    /// Copies the vector of every cached key to `output[i × dimension ...]` and writes the positions of the
+    /// keys that are not cached to `missing`. - Returns: the number of misses.
+    func query(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int
+
+    /// Inserts (or refreshes) `keys[i] → values[i × dimension ...]`, evicting least recently used entries.
+    func replace(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>)
+
+    /// Overwrites the vectors of those `keys` that are cached; others are ignored.
+    func update(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>)
+
+    /// Number of refresh units (sets) the cache is walked in by ``keys(inUnits:)``.
+    var unitCount: Int { get }
+
+    /// The keys cached in units `range`.
+    func keys(inUnits range: Range<Int>) -> [Int64]
+
+    /// Number of vectors cached now.
+    var count: Int { get }
+}

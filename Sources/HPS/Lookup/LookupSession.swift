@@ -1,0 +1,232 @@
+import Dispatch
+
+/// Looks up embeddings of one model on one device: deduplicate → device cache → (misses) databases →
+/// scatter back to input order.
+///
+/// With `hit_rate_threshold` h, a batch whose cache hit rate is at least h answers its misses with the
+/// default value at once and inserts them into the cache in the background; below h the misses are
+/// fetched from the databases now, inserted, and answered exactly. `gpucache: false` sends every lookup
+/// to the databases.
+///
+/// Many threads may call ``lookup(table:keys:into:)`` at once. Buffers come from a pool sized by
+/// `num_of_worker_buffer_in_pool`; a lookup allocates nothing once the pool is warm.
+public final class LookupSession: @unchecked Sendable {
+    public let model: ModelConfig
+    public let device: Int
+    /// The cache of each table, or nil per table when `gpucache` is false.
+    public let caches: [(any EmbeddingCache)?]
+    private unowned let server: ParameterServer
+    private let tables: [TableConfig]
+    private let pool: WorkspacePool
+    private let inserter: DispatchQueue
+    private let cacheType: EmbeddingCacheType
+
+    init(server: ParameterServer, model: ModelConfig, device: Int) throws {
+        self.server = server
+        self.model = model
+        self.device = device
+        tables = model.tables
+        cacheType = model.useStaticTable ? .static : model.embeddingCacheType
+        let maxKeys = (0..<model.tableCount).map { model.maxQueryLength(table: $0) }.max() ?? 1
+        let maxDim = model.embeddingVectorSizes.max() ?? 1
+        pool = WorkspacePool(count: model.workerBuffers, maxKeys: maxKeys, maxDimension: maxDim)
+        inserter = DispatchQueue(label: "hps.inserter.\(model.name).\(device)")
+        var caches: [(any EmbeddingCache)?] = []
+        let wholeTable = cacheType == .static || cacheType == .uvm
+        for table in tables {
+            guard model.deviceCache || wholeTable else {
+                caches.append(nil)
+                continue
+            }
+            let directory = try TableDirectory(path: table.path, dimension: table.dimension)
+            if wholeTable {
+                let cache = StaticCache(capacity: max(1, directory.rowCount), dimension: table.dimension)
+                try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: server.keyWidth)
+                server.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows (CPU)")
+                caches.append(cache)
+            } else {
+                let slots = max(Int((model.deviceCachePercentage * Double(directory.rowCount)).rounded(.down)), DynamicCache.slotsPerSet)
+                let cache = DynamicCache(capacity: slots, dimension: table.dimension)
+                if model.initializeCache && model.cacheRefreshPercentagePerIteration > 0 {
+                    let rows = min(directory.rowCount, cache.capacity)
+                    try Self.fill(cache, from: directory, rows: rows, keyWidth: server.keyWidth)
+                    server.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
+                }
+                caches.append(cache)
+            }
+        }
+        self.caches = caches
+        server.logger.info(
+            "Lookup session: model \(model.name), device \(device) (CPU), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
+                + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
+                + "i64 keys \(server.config.supportLongLong), worker buffers \(model.workerBuffers)")
+    }
+
+    /// Inserts the first `rows` rows of the table files into `cache`.
+    private static func fill(_ cache: any EmbeddingCache, from directory: TableDirectory, rows: Int, keyWidth: KeyWidth) throws {
+        var remaining = rows
+        try directory.forEachChunk(maxRows: 65536, keyWidth: keyWidth) { keys, vectors in
+            guard remaining > 0 else { return }
+            let n = min(remaining, keys.count)
+            cache.replace(keys: UnsafeBufferPointer(rebasing: keys[0..<n]), values: vectors.baseAddress!)
+            remaining -= n
+        }
+    }
+
+    // MARK: Lookup
+
+    /// Looks up `keys` of table `table` and writes `keys.count × dim` floats to `output`, in input order.
+    public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
+        let t = try check(table: table, count: keys.count, output: output)
+        let ws = pool.acquire()
+        let width = server.keyWidth
+        if width == .int64 {
+            if let base = keys.baseAddress { ws.keys.update(from: base, count: keys.count) }
+        } else {
+            for i in 0..<keys.count { ws.keys[i] = width.normalize(keys[i]) }
+        }
+        run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+    }
+
+    /// Looks up int32 keys (models with `supportlonglong: false`; the values are read as uint32).
+    public func lookup(table: Int, keys: UnsafeBufferPointer<Int32>, into output: UnsafeMutableBufferPointer<Float>) throws {
+        let t = try check(table: table, count: keys.count, output: output)
+        let ws = pool.acquire()
+        for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
+        run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+    }
+
+    /// Convenience for tools and tests: looks up an array of keys.
+    public func lookup(table: Int, keys: [Int64]) throws -> [Float] {
+        let dim = try tableConfig(table).dimension
+        var output = [Float](repeating: 0, count: keys.count * dim)
+        let maxKeys = model.maxQueryLength(table: table)
+        var start = 0
+        while start < keys.count {
+            let n = min(maxKeys, keys.count - start)
+            try keys.withUnsafeBufferPointer { k in
+                try output.withUnsafeMutableBufferPointer { o in
+                    try lookup(
+                        table: table, keys: UnsafeBufferPointer(rebasing: k[start..<(start + n)]),
+                        into: UnsafeMutableBufferPointer(rebasing: o[(start * dim)..<((start + n) * dim)]))
+                }
+            }
+            start += n
+        }
+        return output
+    }
+
+    private func tableConfig(_ table: Int) throws -> TableConfig {
+        guard table >= 0 && table < tables.count else {
+            throw HPSError(.unknownTable, subject: "\(model.name) table \(table)", "table id out of range: model \(model.name) has \(tables.count) table(s) (0..<\(tables.count))")
+        }
+        return tables[table]
+    }
+
+    private func check(table: Int, count: Int, output: UnsafeMutableBufferPointer<Float>) throws -> TableConfig {
+        let t = try tableConfig(table)
+        let limit = model.maxQueryLength(table: table)
+        guard count <= limit else {
+            throw HPSError(
+                .invalidArgument, subject: "\(t.tag)",
+                "\(count) keys in one lookup exceed max_batch_size × maxnum_catfeature_query_per_table_per_sample = \(model.maxBatchSize) × \(t.maxKeysPerSample) = \(limit)")
+        }
+        guard output.count >= count * t.dimension else {
+            throw HPSError(.invalidArgument, subject: "\(t.tag)", "output holds \(output.count) floats; \(count) keys × dim \(t.dimension) = \(count * t.dimension) needed")
+        }
+        return t
+    }
+
+    private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) {
+        let stats = server.statistics
+        let dim = table.dimension
+        let unique = ws.deduplicate(ws.keys, count: n)
+        let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
+        var handedOff = false
+        if let cache = caches[table.index] {
+            let missing = cache.query(keys: uniqueKeys, into: ws.uniqueVectors, missing: ws.missing)
+            stats.add(stats.cacheHits, unique - missing)
+            stats.add(stats.cacheMisses, missing)
+            if missing > 0 {
+                let hitRate = unique == 0 ? 1.0 : 1.0 - Double(missing) / Double(unique)
+                for j in 0..<missing { ws.missingKeys[j] = ws.unique[Int(ws.missing[j])] }
+                let missingKeys = UnsafeBufferPointer(start: ws.missingKeys, count: missing)
+                if cache.holdsWholeTable {
+                    fillDefault(table, ws: ws, missing: missing)
+                    stats.add(stats.defaults, missing)
+                } else if hitRate >= model.hitRateThreshold {
+                    // Answer with the default now; fetch and insert in the background, keeping the workspace.
+                    fillDefault(table, ws: ws, missing: missing)
+                    stats.add(stats.defaults, missing)
+                    handedOff = true
+                    let job = UnsafeTransfer((ws, cache, table))
+                    inserter.async { [server, pool] in
+                        let (ws, cache, table) = job.value
+                        server.fetch(table: table, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), into: ws.fetched, missScratch: ws.databaseMisses)
+                        cache.replace(keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), values: ws.fetched)
+                        pool.release(ws)
+                    }
+                } else {
+                    server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+                    cache.replace(keys: missingKeys, values: ws.fetched)
+                    for j in 0..<missing {
+                        (ws.uniqueVectors + Int(ws.missing[j]) * dim).update(from: ws.fetched + j * dim, count: dim)
+                    }
+                }
+            }
+        } else {
+            server.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
+        }
+        // Scatter back to input order.
+        for i in 0..<n {
+            (output + i * dim).update(from: ws.uniqueVectors + Int(ws.inverse[i]) * dim, count: dim)
+        }
+        stats.add(stats.lookups, 1)
+        stats.add(stats.keys, n)
+        stats.add(stats.uniqueKeys, unique)
+        if !handedOff { pool.release(ws) }
+    }
+
+    private func fillDefault(_ table: TableConfig, ws: LookupWorkspace, missing: Int) {
+        let dim = table.dimension
+        for j in 0..<missing {
+            (ws.uniqueVectors + Int(ws.missing[j]) * dim).update(repeating: table.defaultValue, count: dim)
+        }
+    }
+
+    /// Waits until every background insert submitted so far is done.
+    public func waitForBackgroundInserts() { inserter.sync {} }
+
+    // MARK: Refresh
+
+    /// Re-reads every cached key of every table from the databases and updates the cache, in steps of
+    /// `cache_refresh_percentage_per_iteration` of the sets (all at once when it is 0).
+    /// - Returns: the number of keys refreshed.
+    @discardableResult
+    public func refresh() throws -> Int {
+        var refreshed = 0
+        for table in tables {
+            guard let cache = caches[table.index], !cache.holdsWholeTable else { continue }
+            let pct = model.cacheRefreshPercentagePerIteration
+            let step = pct > 0 ? max(1, Int(Double(cache.unitCount) * pct)) : cache.unitCount
+            var unit = 0
+            while unit < cache.unitCount {
+                let keys = cache.keys(inUnits: unit..<min(cache.unitCount, unit + step))
+                unit += step
+                guard !keys.isEmpty else { continue }
+                var values = [Float](repeating: 0, count: keys.count * table.dimension)
+                var scratch = [Int](repeating: 0, count: keys.count)
+                keys.withUnsafeBufferPointer { k in
+                    values.withUnsafeMutableBufferPointer { v in
+                        scratch.withUnsafeMutableBufferPointer { s in
+                            server.fetch(table: table, keys: k, into: v.baseAddress!, missScratch: s.baseAddress!)
+                        }
+                    }
+                    values.withUnsafeBufferPointer { v in cache.update(keys: k, values: v.baseAddress!) }
+                }
+                refreshed += keys.count
+            }
+        }
+        return refreshed
+    }
+}

@@ -1,0 +1,290 @@
+import Dispatch
+
+/// The process-wide parameter server: the databases of one configuration, every model's tables loaded
+/// into them, and a lookup session per model × deployed device.
+///
+/// A lookup that misses the device cache goes to the volatile database, then to the persistent database,
+/// then gets the table's default value. A volatile database that fails never loses a lookup: its keys go
+/// on to the persistent database.
+public final class ParameterServer: @unchecked Sendable {
+    public let config: ParameterServerConfig
+    public let volatileDatabase: (any Database)?
+    public let persistentDatabase: (any Database)?
+    public let statistics = TierStatistics()
+    public let keyWidth: KeyWidth
+    let logger: HPSLogger
+    private let sessionsLock = Lock()
+    private var sessions: [String: [Int: LookupSession]] = [:]
+    private let errorLog: RateLimitedLog
+    private let volatileInserter = DispatchQueue(label: "hps.vdb-inserter")
+
+    /// A server over the given databases. Call ``loadTables(progress:)`` to fill them, then
+    /// ``session(model:device:)`` to look up.
+    public init(
+        config: ParameterServerConfig, volatileDatabase: (any Database)?, persistentDatabase: (any Database)?,
+        logger: HPSLogger = .standard
+    ) {
+        self.config = config
+        self.volatileDatabase = volatileDatabase
+        self.persistentDatabase = persistentDatabase
+        self.logger = logger
+        self.keyWidth = KeyWidth(supportLongLong: config.supportLongLong)
+        errorLog = RateLimitedLog(logger: logger)
+        if volatileDatabase == nil && persistentDatabase == nil {
+            logger.warning("No database. Keys the device cache does not hold get the default value.")
+        }
+    }
+
+    // MARK: Models and tables
+
+    /// The model named `name`.
+    public func model(named name: String) throws -> ModelConfig {
+        guard let model = config.model(named: name) else {
+            let known = config.models.map(\.name).joined(separator: ", ")
+            throw HPSError(.unknownModel, subject: name, "no model of that name; the config has: \(known)")
+        }
+        return model
+    }
+
+    /// Table `index` of `model`.
+    public func table(model name: String, index: Int) throws -> TableConfig {
+        let model = try model(named: name)
+        guard index >= 0 && index < model.tableCount else {
+            throw HPSError(.unknownTable, subject: "\(name) table \(index)", "table id out of range: model \(name) has \(model.tableCount) table(s) (0..<\(model.tableCount))")
+        }
+        return model.tables[index]
+    }
+
+    // MARK: Loading
+
+    /// Loads every table of every model with a dynamic cache into the volatile and persistent databases
+    /// (static and uvm tables live in their caches only, as in HPS). A persistent database that already
+    /// holds a table's current files is not reloaded.
+    /// - Parameter progress: called with (table tag, rows done, rows total) during long loads.
+    public func loadTables(progress: ((String, Int, Int) -> Void)? = nil) throws {
+        for model in config.models {
+            let type = model.useStaticTable ? .static : model.embeddingCacheType
+            guard type == .dynamic || type == .stochastic else { continue }
+            for table in model.tables {
+                try load(table: table, progress: progress)
+            }
+        }
+    }
+
+    private func load(table: TableConfig, progress: ((String, Int, Int) -> Void)?) throws {
+        let directory = try TableDirectory(path: table.path, dimension: table.dimension)
+        let tag = table.tag
+        var targets: [any Database] = []
+        if let vdb = volatileDatabase, config.volatileDatabase.initializeAfterStartup {
+            targets.append(vdb)
+        }
+        var fingerprint: String?
+        if let pdb = persistentDatabase, config.persistentDatabase.initializeAfterStartup {
+            let current = try directory.fingerprint()
+            if try pdb.loadedFingerprint(table: tag) == current {
+                logger.info("Table \(tag): \(pdb.name) already holds these table files (\(directory.rowCount) rows); not reloading.")
+            } else if config.persistentDatabase.readOnly {
+                logger.warning("Table \(tag): \(pdb.name) is read-only and does not hold the current table files; serving what it holds.")
+            } else {
+                try pdb.recordLoadedFingerprint(nil, table: tag)
+                try pdb.evict(table: tag)
+                fingerprint = current
+                targets.append(pdb)
+            }
+        }
+        guard !targets.isEmpty else { return }
+        let chunkRows = max(1, min(config.volatileDatabase.maxBatchSize, config.persistentDatabase.maxBatchSize, 65536))
+        let clock = ContinuousClock()
+        let start = clock.now
+        var nextReport = directory.rowCount / 10
+        try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
+            if let progress { progress(tag, done, total) }
+            if total >= 1_000_000 && done >= nextReport && done < total {
+                self.logger.info("Table \(tag): loaded \(done) / \(total) rows")
+                nextReport += total / 10
+            }
+        }) { keys, vectors in
+            let bytes = UnsafeRawBufferPointer(vectors)
+            for db in targets {
+                try db.insert(table: tag, keys: keys, values: bytes, valueSize: table.valueSize)
+            }
+        }
+        if let fingerprint, let pdb = persistentDatabase { try pdb.recordLoadedFingerprint(fingerprint, table: tag) }
+        let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
+        for db in targets {
+            let size = (try? db.size(table: tag)) ?? 0
+            let capacity = db.capacity(table: tag)
+            let load = capacity == .max ? "unbounded" : "\(size) / \(capacity)"
+            logger.info("Table: \(tag); cached \(size) / \(directory.rowCount) embeddings in \(db.name); load: \(load); \(String(format1: seconds)) s")
+        }
+    }
+
+    // MARK: Sessions
+
+    /// The lookup session of `model` on `device` (made on first use, then shared).
+    public func session(model name: String, device: Int) throws -> LookupSession {
+        let model = try model(named: name)
+        guard model.deployedDevices.contains(device) else {
+            throw HPSError(.invalidArgument, subject: "\(name) device \(device)", "model \(name) is not deployed on device \(device); deployed_device_list is \(model.deployedDevices)")
+        }
+        if let s = sessionsLock.withLock({ sessions[name]?[device] }) { return s }
+        let made = try LookupSession(server: self, model: model, device: device)
+        return sessionsLock.withLock {
+            if let s = sessions[name]?[device] { return s }
+            sessions[name, default: [:]][device] = made
+            return made
+        }
+    }
+
+    /// Makes the sessions of every model on every deployed device now (fills caches up front).
+    public func makeAllSessions() throws {
+        for model in config.models {
+            for device in model.deployedDevices { _ = try session(model: model.name, device: device) }
+        }
+    }
+
+    // MARK: Database lookups
+
+    /// Looks `keys` up in the databases only (no cache) and writes one vector per key to `output`.
+    public func lookup(model: String, table: Int, keys: [Int64]) throws -> [Float] {
+        let t = try self.table(model: model, index: table)
+        var output = [Float](repeating: 0, count: keys.count * t.dimension)
+        var misses = [Int](repeating: 0, count: keys.count)
+        let normalized = keys.map(keyWidth.normalize)
+        normalized.withUnsafeBufferPointer { k in
+            output.withUnsafeMutableBufferPointer { o in
+                misses.withUnsafeMutableBufferPointer { m in
+                    fetch(table: t, keys: k, into: o.baseAddress!, missScratch: m.baseAddress!)
+                }
+            }
+        }
+        return output
+    }
+
+    /// VDB → PDB → default for `keys`, writing `keys.count × dim` floats. `missScratch` holds `keys.count`
+    /// indices. Never fails: a database error turns its keys into misses (counted and logged).
+    func fetch(table: TableConfig, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missScratch: UnsafeMutablePointer<Int>) {
+        let dim = table.dimension
+        let valueSize = table.valueSize
+        let out = UnsafeMutableRawBufferPointer(start: output, count: keys.count * valueSize)
+        let tag = table.tag
+        let fill = { (i: Int) in (output + i * dim).update(repeating: table.defaultValue, count: dim) }
+        var misses = 0
+        if let vdb = volatileDatabase {
+            do {
+                _ = try vdb.fetch(table: tag, keys: keys, values: out, valueSize: valueSize) { i in
+                    missScratch[misses] = i
+                    misses += 1
+                }
+            } catch {
+                statistics.add(statistics.volatileErrors, keys.count)
+                errorLog.error("volatile database \(vdb.name) failed for \(tag); \(keys.count) keys go on to the next tier: \(error)")
+                misses = 0
+                for i in 0..<keys.count { missScratch[i] = i }
+                misses = keys.count
+            }
+            statistics.add(statistics.volatileHits, keys.count - misses)
+            statistics.add(statistics.volatileMisses, misses)
+        } else {
+            for i in 0..<keys.count { missScratch[i] = i }
+            misses = keys.count
+        }
+        guard misses > 0 else { return }
+        let missed = UnsafeBufferPointer(start: missScratch, count: misses)
+        guard let pdb = persistentDatabase else {
+            for i in missed { fill(i) }
+            statistics.add(statistics.defaults, misses)
+            return
+        }
+        var defaults = 0
+        let copyHits = config.volatileDatabase.cacheMissedEmbeddings && volatileDatabase != nil
+        var notFound: [Int] = []  // only filled when hits are copied into the volatile database
+        do {
+            _ = try pdb.fetch(table: tag, indices: missed, keys: keys, values: out, valueSize: valueSize) { i in
+                fill(i)
+                defaults += 1
+                if copyHits { notFound.append(i) }
+            }
+        } catch {
+            statistics.add(statistics.persistentErrors, misses)
+            errorLog.error("persistent database \(pdb.name) failed for \(tag); \(misses) keys get the default value: \(error)")
+            for i in missed { fill(i) }
+            defaults = misses
+            notFound = Array(missed)
+        }
+        statistics.add(statistics.persistentHits, misses - defaults)
+        statistics.add(statistics.persistentMisses, defaults)
+        statistics.add(statistics.defaults, defaults)
+        if copyHits, let vdb = volatileDatabase, misses > defaults {
+            copyPersistentHitsToVolatile(vdb, tag: tag, valueSize: valueSize, keys: keys, missed: missed, notFound: Set(notFound), output: output, dim: dim)
+        }
+    }
+
+    /// Inserts the keys the persistent database answered into the volatile database, in the background.
+    private func copyPersistentHitsToVolatile(
+        _ vdb: any Database, tag: String, valueSize: Int, keys: UnsafeBufferPointer<Int64>, missed: UnsafeBufferPointer<Int>,
+        notFound: Set<Int>, output: UnsafeMutablePointer<Float>, dim: Int
+    ) {
+        var hitKeys: [Int64] = []
+        var hitValues: [Float] = []
+        hitKeys.reserveCapacity(missed.count - notFound.count)
+        hitValues.reserveCapacity((missed.count - notFound.count) * dim)
+        for i in missed where !notFound.contains(i) {
+            hitKeys.append(keys[i])
+            hitValues.append(contentsOf: UnsafeBufferPointer(start: output + i * dim, count: dim))
+        }
+        guard !hitKeys.isEmpty else { return }
+        let log = errorLog
+        volatileInserter.async { [hitKeys, hitValues] in
+            do {
+                try hitKeys.withUnsafeBufferPointer { k in
+                    try hitValues.withUnsafeBytes { v in
+                        _ = try vdb.insert(table: tag, keys: k, values: v, valueSize: valueSize)
+                    }
+                }
+            } catch {
+                log.error("copying \(hitKeys.count) persistent-database hits of \(tag) into \(vdb.name) failed: \(error)")
+            }
+        }
+    }
+
+    /// Waits until background inserts into the volatile database are done.
+    public func waitForBackgroundWork() {
+        volatileInserter.sync {}
+        let all = sessionsLock.withLock { sessions.values.flatMap { $0.values } }
+        for s in all { s.waitForBackgroundInserts() }
+    }
+}
+
+/// Logs errors at most once per second per logger, with a count of those suppressed, so a failing node
+/// does not flood the log.
+final class RateLimitedLog: @unchecked Sendable {
+    private let logger: HPSLogger
+    private let lock = Lock()
+    private var last = ContinuousClock.now - .seconds(10)
+    private var suppressed = 0
+
+    init(logger: HPSLogger) { self.logger = logger }
+
+    func error(_ message: @autoclosure () -> String) {
+        let now = ContinuousClock.now
+        let (emit, skipped): (Bool, Int) = lock.withLock {
+            if now - last >= .seconds(1) {
+                last = now
+                defer { suppressed = 0 }
+                return (true, suppressed)
+            }
+            suppressed += 1
+            return (false, 0)
+        }
+        guard emit else { return }
+        logger.error(message() + (skipped > 0 ? " (\(skipped) similar errors suppressed)" : ""))
+    }
+}
+
+extension String {
+    init(format1 value: Double) {
+        let scaled = (value * 10).rounded() / 10
+        self = "\(scaled)"
+    }
+}

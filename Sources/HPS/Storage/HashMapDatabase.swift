@@ -1,0 +1,323 @@
+import CHPSSupport
+import Dispatch
+
+/// The in-memory volatile database (`hash_map` / `parallel_hash_map`): each table is split into
+/// `num_partitions` partitions chosen by HPS's key mixer, each with its own lock, index and value pages.
+///
+/// Bulk calls group keys by partition, then work through each partition's keys under its lock with the
+/// index and rows prefetched a few keys ahead; large batches spread partitions over the machine's cores.
+/// Overflow: a partition that reaches `overflow_margin` evicts down to `overflow_margin ×
+/// overflow_resolution_target` by its `overflow_policy` before taking a new key.
+public final class HashMapDatabase: Database, @unchecked Sendable {
+    /// One table: its partitions and value size.
+    final class Table: @unchecked Sendable {
+        let partitions: [HashMapPartition]
+        let valueSize: Int
+        init(valueSize: Int, partitions: Int, allocationRate: Int) {
+            self.valueSize = valueSize
+            self.partitions = (0..<partitions).map { _ in
+                HashMapPartition(valueSize: valueSize, allocationRate: allocationRate)
+            }
+        }
+    }
+
+    public let name: String
+    public let config: VolatileDatabaseConfig
+    private let tablesLock = ReadWriteLock()
+    private var tables: [String: Table] = [:]
+    private let scratch: ScratchPool
+    private let randomLock = Lock()
+    private var random = SplitMix64(seed: 0x4850_5321)
+    private let logger: HPSLogger
+    /// Keys per batch above which partitions are processed on several threads.
+    public var parallelThreshold = 16384
+
+    public init(config: VolatileDatabaseConfig = VolatileDatabaseConfig(), logger: HPSLogger = .standard) {
+        self.config = config
+        self.name = config.type == .hashMap ? "hash_map" : "parallel_hash_map"
+        self.logger = logger
+        scratch = ScratchPool(partitions: max(1, config.numPartitions))
+    }
+
+    private var partitionCount: Int { max(1, config.numPartitions) }
+
+    private func table(_ tag: String) -> Table? { tablesLock.withReadLock { tables[tag] } }
+
+    private func table(_ tag: String, creatingWith valueSize: Int) throws -> Table {
+        if let t = table(tag) {
+            guard t.valueSize == valueSize else {
+                throw HPSError(.database, subject: tag, "value size \(valueSize) bytes does not match the table's \(t.valueSize) bytes")
+            }
+            return t
+        }
+        guard valueSize > 0, valueSize <= config.allocationRate else {
+            throw HPSError(.database, subject: tag, "value size \(valueSize) bytes must be between 1 and allocation_rate (\(config.allocationRate))")
+        }
+        return try tablesLock.withWriteLock {
+            if let t = tables[tag] {
+                guard t.valueSize == valueSize else {
+                    throw HPSError(.database, subject: tag, "value size \(valueSize) bytes does not match the table's \(t.valueSize) bytes")
+                }
+                return t
+            }
+            let t = Table(valueSize: valueSize, partitions: partitionCount, allocationRate: config.allocationRate)
+            tables[tag] = t
+            return t
+        }
+    }
+
+    // MARK: Database
+
+    public func capacity(table: String) -> Int {
+        let margin = config.overflowMargin
+        if margin == .max { return .max }
+        let (product, overflow) = margin.multipliedReportingOverflow(by: partitionCount)
+        return overflow ? .max : max(product, margin)
+    }
+
+    public func size(table tag: String) throws -> Int {
+        guard let t = table(tag) else { return 0 }
+        return t.partitions.reduce(0) { sum, p in sum + p.lock.withLock { p.count } }
+    }
+
+    public func contains(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
+        guard let t = table(tag) else { return 0 }
+        var found = 0
+        for key in keys {
+            let mixed = hpsKeyMix(key)
+            let p = t.partitions[Int(mixed % UInt64(t.partitions.count))]
+            if p.lock.withLock({ p.find(key: key, mixed: mixed) }) >= 0 { found += 1 }
+        }
+        return found
+    }
+
+    @discardableResult
+    public func insert(table tag: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws -> Int {
+        guard values.count >= keys.count * valueSize else {
+            throw HPSError(.invalidArgument, subject: tag, "values hold \(values.count) bytes, \(keys.count) keys × \(valueSize) bytes needed")
+        }
+        if keys.isEmpty { return 0 }
+        let t = try table(tag, creatingWith: valueSize)
+        let policy = config.overflowPolicy
+        let margin = config.overflowMargin
+        let target = Int((Double(margin == .max ? 0 : margin) * config.overflowResolutionTarget).rounded())
+        let base = values.baseAddress!
+        return scratch.withScratch(capacity: keys.count) { s in
+            group(keys, partitions: t.partitions.count, into: s)
+            forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
+                let p = t.partitions[pi]
+                var local = SplitMix64(seed: randomLock.withLock { random.next() })
+                p.lock.lock()
+                let now = p.advanceClock()
+                var n = 0
+                var gone = 0
+                for j in s.starts[pi]..<s.starts[pi + 1] {
+                    let i = Int(s.order[j])
+                    if margin != .max && p.count >= margin && p.find(key: keys[i], mixed: s.mixed[i]) < 0 {
+                        gone += p.resolveOverflow(target: min(target, margin - 1), policy: policy, random: &local)
+                    }
+                    if p.upsert(key: keys[i], mixed: s.mixed[i], value: base + i * valueSize, policy: policy, now: now) { n += 1 }
+                }
+                p.lock.unlock()
+                s.missCounts[pi] = n
+                s.extraCounts[pi] = gone
+            }
+            var totalInserted = 0
+            var totalEvicted = 0
+            for pi in 0..<t.partitions.count {
+                totalInserted += s.missCounts[pi]
+                totalEvicted += s.extraCounts[pi]
+            }
+            if totalEvicted > 0 {
+                logger.debug("\(name): table \(tag): evicted \(totalEvicted) entries (\(policy.rawValue)) to stay within overflow_margin \(margin)")
+            }
+            return totalInserted
+        }
+    }
+
+    @discardableResult
+    public func fetch(
+        table tag: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int,
+        onMiss: (Int) -> Void
+    ) throws -> Int {
+        guard let t = table(tag) else {
+            for i in 0..<keys.count { onMiss(i) }
+            return 0
+        }
+        guard t.valueSize == valueSize else {
+            throw HPSError(.database, subject: tag, "fetch with value size \(valueSize) bytes, but the table holds \(t.valueSize)-byte values")
+        }
+        guard values.count >= keys.count * valueSize else {
+            throw HPSError(.invalidArgument, subject: tag, "values hold \(values.count) bytes, \(keys.count) keys × \(valueSize) bytes needed")
+        }
+        if keys.isEmpty { return 0 }
+        let out = values.baseAddress!
+        let policy = config.overflowPolicy
+        return scratch.withScratch(capacity: keys.count) { s in
+            group(keys, partitions: t.partitions.count, into: s)
+            forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
+                let p = t.partitions[pi]
+                let start = s.starts[pi]
+                let end = s.starts[pi + 1]
+                var missCount = 0
+                p.lock.lock()
+                let now = p.advanceClock()
+                // Prefetch the index entry 16 keys ahead and the row 8 keys ahead.
+                let indexAhead = 16
+                let rowAhead = 8
+                var j = start
+                while j < min(end, start + indexAhead) {
+                    hps_prefetch(p.probeStart(mixed: s.mixed[Int(s.order[j])]))
+                    j += 1
+                }
+                for j in start..<end {
+                    if j + indexAhead < end {
+                        hps_prefetch(p.probeStart(mixed: s.mixed[Int(s.order[j + indexAhead])]))
+                    }
+                    if j + rowAhead < end {
+                        let ahead = Int(s.order[j + rowAhead])
+                        let e = p.probeStart(mixed: s.mixed[ahead]).pointee
+                        if e != 0 { hps_prefetch(p.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) }
+                    }
+                    let i = Int(s.order[j])
+                    let slot = p.find(key: keys[i], mixed: s.mixed[i])
+                    if slot >= 0 {
+                        (out + i * valueSize).copyMemory(from: p.value(slot), byteCount: valueSize)
+                        if policy != .evictRandom { p.touch(slot, policy: policy, now: now) }
+                    } else {
+                        s.misses[start + missCount] = Int32(i)
+                        missCount += 1
+                    }
+                }
+                p.lock.unlock()
+                s.missCounts[pi] = missCount
+            }
+            var misses = 0
+            for pi in 0..<t.partitions.count {
+                let start = s.starts[pi]
+                for j in start..<(start + s.missCounts[pi]) { onMiss(Int(s.misses[j])) }
+                misses += s.missCounts[pi]
+            }
+            return keys.count - misses
+        }
+    }
+
+    @discardableResult
+    public func evict(table tag: String) throws -> Int {
+        let removed = tablesLock.withWriteLock { tables.removeValue(forKey: tag) }
+        guard let removed else { return 0 }
+        return removed.partitions.reduce(0) { sum, p in sum + p.lock.withLock { p.count } }
+    }
+
+    @discardableResult
+    public func evict(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
+        guard let t = table(tag) else { return 0 }
+        var removed = 0
+        for key in keys {
+            let mixed = hpsKeyMix(key)
+            let p = t.partitions[Int(mixed % UInt64(t.partitions.count))]
+            if p.lock.withLock({ p.remove(key: key, mixed: mixed) }) { removed += 1 }
+        }
+        return removed
+    }
+
+    public func findTables(model: String) throws -> [String] {
+        let prefix = TableTag.modelPrefix(model)
+        return tablesLock.withReadLock { tables.keys.filter { $0.hasPrefix(prefix) }.sorted() }
+    }
+
+    public func forEachChunk(
+        table tag: String, maxChunk: Int,
+        _ body: (UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer, Int) throws -> Void
+    ) throws {
+        guard let t = table(tag) else { return }
+        let chunk = max(1, maxChunk)
+        var keys = [Int64](repeating: 0, count: chunk)
+        var values = [UInt8](repeating: 0, count: chunk * t.valueSize)
+        for p in t.partitions {
+            var position = 0
+            while true {
+                var n = 0
+                let done: Bool = keys.withUnsafeMutableBufferPointer { k in
+                    values.withUnsafeMutableBytes { v in
+                        p.lock.withLock {
+                            guard position < p.indexCapacity else { return true }
+                            position = p.forEachSlot(from: position, limit: chunk) { slot in
+                                k[n] = p.row(slot).loadUnaligned(as: Int64.self)
+                                (v.baseAddress! + n * t.valueSize).copyMemory(from: p.value(slot), byteCount: t.valueSize)
+                                n += 1
+                            }
+                            return false
+                        }
+                    }
+                }
+                if n > 0 {
+                    try keys.withUnsafeBufferPointer { k in
+                        try values.withUnsafeBytes { v in
+                            try body(UnsafeBufferPointer(rebasing: k[0..<n]), UnsafeRawBufferPointer(rebasing: v[0..<(n * t.valueSize)]), t.valueSize)
+                        }
+                    }
+                }
+                if done || n == 0 { break }
+            }
+        }
+    }
+
+    // MARK: Memory
+
+    /// Entries and bytes held by `table` (index, rows and free lists of every partition).
+    public func memoryUsage(table tag: String) -> (entries: Int, bytes: Int) {
+        guard let t = table(tag) else { return (0, 0) }
+        var entries = 0
+        var bytes = 0
+        for p in t.partitions {
+            p.lock.withLock {
+                entries += p.count
+                bytes += p.allocatedBytes
+            }
+        }
+        return (entries, bytes)
+    }
+
+    // MARK: Helpers
+
+    /// Groups input positions by partition (counting sort) and caches each key's mixed hash.
+    private func group(_ keys: UnsafeBufferPointer<Int64>, partitions: Int, into s: BulkScratch) {
+        let parts = UInt64(partitions)
+        for pi in 0...partitions { s.starts[pi] = 0 }
+        for i in 0..<keys.count {
+            let m = hpsKeyMix(keys[i])
+            s.mixed[i] = m
+            let pi = Int32(truncatingIfNeeded: m % parts)
+            s.partitionOf[i] = pi
+            s.starts[Int(pi) + 1] += 1
+        }
+        for pi in 0..<partitions { s.starts[pi + 1] += s.starts[pi] }
+        // Fill using missCounts as cursors.
+        for pi in 0..<partitions { s.missCounts[pi] = s.starts[pi] }
+        for i in 0..<keys.count {
+            let pi = Int(s.partitionOf[i])
+            s.order[s.missCounts[pi]] = Int32(truncatingIfNeeded: i)
+            s.missCounts[pi] += 1
+        }
+    }
+
+    /// Runs `body(partition)` for every partition: inline for small batches, else spread over cores.
+    private func forEachPartition(count: Int, partitions: Int, _ body: (Int) -> Void) {
+        let workers = min(partitions, SystemInfo.processorCount)
+        if count < parallelThreshold || workers <= 1 {
+            for pi in 0..<partitions { body(pi) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let task = UnsafeTransfer(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var pi = w
+                while pi < partitions {
+                    task.value(pi)
+                    pi += workers
+                }
+            }
+        }
+    }
+}

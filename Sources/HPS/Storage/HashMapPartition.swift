@@ -1,0 +1,302 @@
+import CHPSSupport
+
+/// One partition of a hash-map table: an open-addressing index of 8-byte entries pointing into rows that
+/// hold `key | counter | value`.
+///
+/// Index entry: high 32 bits = hash fingerprint, low 32 bits = slot + 1 (0 = empty). The position of an
+/// entry is derived from its fingerprint, so the index grows without touching rows. Rows keep the key
+/// beside the value, so a hit costs one index line and one row line. Linear probing, backward-shift
+/// deletion, at most 3/4 full.
+///
+/// Memory per entry: `stride` (12 + value bytes, rounded to 4) + 8 / load factor.
+///
+/// Not thread-safe: every method must be called with ``lock`` held.
+final class HashMapPartition: @unchecked Sendable {
+    let lock = Lock()
+    let valueSize: Int
+    private var pages: RowPages
+    private var index: UnsafeMutablePointer<UInt64>
+    private var indexShift: Int  // 64 - log2(index capacity)
+    private var indexMask: Int
+    private var freeSlots: [UInt32] = []
+    private var nextSlot = 0
+    private(set) var count = 0
+    /// Logical clock for LRU: bumped once per fetch or insert batch.
+    private var tick: UInt32 = 1
+
+    static let keyOffset = 0
+    static let counterOffset = 8
+    static let valueOffset = 12
+
+    init(valueSize: Int, allocationRate: Int) {
+        self.valueSize = valueSize
+        let stride = (12 + valueSize + 3) & ~3
+        pages = RowPages(stride: stride, allocationRate: allocationRate)
+        let capacity = 16
+        index = .allocate(capacity: capacity)
+        index.initialize(repeating: 0, count: capacity)
+        indexShift = 64 - 4
+        indexMask = capacity - 1
+    }
+
+    deinit {
+        index.deallocate()
+        pages.deallocateAll()
+    }
+
+    var indexCapacity: Int { indexMask + 1 }
+    var stride: Int { pages.stride }
+
+    /// Bytes held by this partition (index, rows, free list).
+    var allocatedBytes: Int { indexCapacity * 8 + pages.allocatedBytes + freeSlots.capacity * 4 }
+
+    // MARK: Hashing
+
+    @inline(__always)
+    static func fingerprint(_ mixed: UInt64) -> UInt64 {
+        // Independent of the partition choice (which uses mixed % partitions): multiply, take high bits.
+        (mixed &* 0x9E37_79B9_7F4A_7C15) >> 32
+    }
+
+    @inline(__always)
+    private func position(ofFingerprint f: UInt64) -> Int { Int(truncatingIfNeeded: (f << 32) >> UInt64(indexShift)) }
+
+    /// The index entry address a lookup of `mixed` starts at (for prefetching).
+    @inline(__always)
+    func probeStart(mixed: UInt64) -> UnsafeMutablePointer<UInt64> {
+        index + position(ofFingerprint: Self.fingerprint(mixed))
+    }
+
+    @inline(__always)
+    func row(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) }
+
+    /// Finds the slot of `key`, or -1. Also prefetch-friendly: touches one index line, then the row.
+    @inline(__always)
+    func find(key: Int64, mixed: UInt64) -> Int {
+        let f = Self.fingerprint(mixed)
+        var pos = position(ofFingerprint: f)
+        while true {
+            let e = index[pos]
+            if e == 0 { return -1 }
+            if e >> 32 == f {
+                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
+                if pages.row(slot).loadUnaligned(as: Int64.self) == key { return slot }
+            }
+            pos = (pos + 1) & indexMask
+        }
+    }
+
+    /// The row of `slot`'s first value byte.
+    @inline(__always)
+    func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) + Self.valueOffset }
+
+    /// Advances the LRU clock; call once per batch.
+    @inline(__always)
+    func advanceClock() -> UInt32 {
+        tick &+= 1
+        if tick == 0 { tick = 1 }
+        return tick
+    }
+
+    /// Records an access to `slot` for the overflow policy.
+    @inline(__always)
+    func touch(_ slot: Int, policy: OverflowPolicy, now: UInt32) {
+        let counter = pages.row(slot) + Self.counterOffset
+        switch policy {
+        case .evictLeastUsed:
+            let c = counter.loadUnaligned(as: UInt32.self)
+            if c != .max { counter.storeBytes(of: c + 1, as: UInt32.self) }
+        case .evictOldest:
+            counter.storeBytes(of: now, as: UInt32.self)
+        case .evictRandom:
+            break
+        }
+    }
+
+    /// Inserts or overwrites. - Returns: true when the key was new.
+    @discardableResult
+    func upsert(key: Int64, mixed: UInt64, value: UnsafeRawPointer, policy: OverflowPolicy, now: UInt32) -> Bool {
+        let f = Self.fingerprint(mixed)
+        var pos = position(ofFingerprint: f)
+        while true {
+            let e = index[pos]
+            if e == 0 { break }
+            if e >> 32 == f {
+                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
+                let row = pages.row(slot)
+                if row.loadUnaligned(as: Int64.self) == key {
+                    (row + Self.valueOffset).copyMemory(from: value, byteCount: valueSize)
+                    touch(slot, policy: policy, now: now)
+                    return false
+                }
+            }
+            pos = (pos + 1) & indexMask
+        }
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = Int(free)
+        } else {
+            slot = nextSlot
+            nextSlot += 1
+            pages.ensure(slot: slot)
+        }
+        let row = pages.row(slot)
+        row.storeBytes(of: key, as: Int64.self)
+        (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self)
+        (row + Self.valueOffset).copyMemory(from: value, byteCount: valueSize)
+        index[pos] = (f << 32) | UInt64(slot + 1)
+        count += 1
+        if count * 4 > indexCapacity * 3 { grow() }
+        return true
+    }
+
+    /// Removes `key`. - Returns: true when it was present.
+    @discardableResult
+    func remove(key: Int64, mixed: UInt64) -> Bool {
+        let f = Self.fingerprint(mixed)
+        var pos = position(ofFingerprint: f)
+        while true {
+            let e = index[pos]
+            if e == 0 { return false }
+            if e >> 32 == f {
+                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
+                if pages.row(slot).loadUnaligned(as: Int64.self) == key {
+                    removeEntry(at: pos)
+                    return true
+                }
+            }
+            pos = (pos + 1) & indexMask
+        }
+    }
+
+    /// Removes the entry at index position `pos` and shifts later entries of its cluster back.
+    private func removeEntry(at start: Int) {
+        let slot = Int(truncatingIfNeeded: index[start] & 0xFFFF_FFFF) - 1
+        freeSlots.append(UInt32(slot))
+        count -= 1
+        var hole = start
+        var pos = (start + 1) & indexMask
+        while true {
+            let e = index[pos]
+            if e == 0 { break }
+            let home = position(ofFingerprint: e >> 32)
+            // Move e into the hole unless its home lies cyclically in (hole, pos].
+            let distanceHomeToPos = (pos - home) & indexMask
+            let distanceHoleToPos = (pos - hole) & indexMask
+            if distanceHomeToPos >= distanceHoleToPos {
+                index[hole] = e
+                hole = pos
+            }
+            pos = (pos + 1) & indexMask
+        }
+        index[hole] = 0
+        if count == 0 {
+            freeSlots.removeAll(keepingCapacity: true)
+            nextSlot = 0
+        }
+    }
+
+    private func grow() {
+        let oldCapacity = indexCapacity
+        let old = index
+        let newCapacity = oldCapacity * 2
+        precondition(newCapacity <= 1 << 32, "hash map partition index over 2^32 entries")
+        index = .allocate(capacity: newCapacity)
+        index.initialize(repeating: 0, count: newCapacity)
+        indexShift -= 1
+        indexMask = newCapacity - 1
+        for i in 0..<oldCapacity {
+            let e = old[i]
+            if e == 0 { continue }
+            var pos = position(ofFingerprint: e >> 32)
+            while index[pos] != 0 { pos = (pos + 1) & indexMask }
+            index[pos] = e
+        }
+        old.deallocate()
+    }
+
+    /// Drops every entry and frees the rows.
+    func removeAll() {
+        index.deallocate()
+        pages.deallocateAll()
+        freeSlots = []
+        nextSlot = 0
+        count = 0
+        index = .allocate(capacity: 16)
+        index.initialize(repeating: 0, count: 16)
+        indexShift = 64 - 4
+        indexMask = 15
+    }
+
+    /// Calls `body(slot)` for every live entry, in index order, starting at index position `from`;
+    /// stops after `limit` entries. - Returns: the index position to continue from (indexCapacity at end).
+    func forEachSlot(from: Int, limit: Int, _ body: (Int) -> Void) -> Int {
+        var pos = from
+        var n = 0
+        while pos < indexCapacity && n < limit {
+            let e = index[pos]
+            if e != 0 {
+                body(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
+                n += 1
+            }
+            pos += 1
+        }
+        return pos
+    }
+
+    /// Evicts entries until at most `target` remain, choosing victims by `policy`.
+    /// - Returns: how many were evicted.
+    func resolveOverflow(target: Int, policy: OverflowPolicy, random: inout SplitMix64) -> Int {
+        let excess = count - max(0, target)
+        guard excess > 0 else { return 0 }
+        var victims: [Int64] = []
+        victims.reserveCapacity(excess)
+        switch policy {
+        case .evictRandom:
+            var keys: [Int64] = []
+            keys.reserveCapacity(count)
+            _ = forEachSlot(from: 0, limit: .max) { keys.append(pages.row($0).loadUnaligned(as: Int64.self)) }
+            for i in 0..<excess {
+                let j = i + Int(random.next() % UInt64(keys.count - i))
+                keys.swapAt(i, j)
+                victims.append(keys[i])
+            }
+        case .evictLeastUsed, .evictOldest:
+            var entries: [(counter: UInt32, key: Int64)] = []
+            entries.reserveCapacity(count)
+            let now = tick
+            _ = forEachSlot(from: 0, limit: .max) { slot in
+                let row = pages.row(slot)
+                var c = (row + Self.counterOffset).loadUnaligned(as: UInt32.self)
+                // LRU ticks wrap: measure age relative to now.
+                if policy == .evictOldest { c = ~(now &- c) }
+                entries.append((c, row.loadUnaligned(as: Int64.self)))
+            }
+            entries.sort { $0.counter < $1.counter }
+            for i in 0..<excess { victims.append(entries[i].key) }
+            if policy == .evictLeastUsed {
+                // Halve survivors' counts so old popularity fades (HPS meant to normalise; this one works).
+                for i in excess..<entries.count {
+                    let slot = find(key: entries[i].key, mixed: hpsKeyMix(entries[i].key))
+                    let counter = pages.row(slot) + Self.counterOffset
+                    counter.storeBytes(of: max(1, counter.loadUnaligned(as: UInt32.self) / 2), as: UInt32.self)
+                }
+            }
+        }
+        for key in victims { remove(key: key, mixed: hpsKeyMix(key)) }
+        return victims.count
+    }
+}
+
+/// A small, fast pseudo-random generator (SplitMix64) for eviction choices and synthetic data.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,82 @@
+/// Reusable scratch buffers for bulk database calls, so the hot path allocates only when more calls run
+/// at once than ever before (then the pool keeps the extra buffers).
+final class BulkScratch: @unchecked Sendable {
+    /// Partition of each key (by input position).
+    var partitionOf: UnsafeMutablePointer<Int32>
+    /// Mixed hash of each key (by input position).
+    var mixed: UnsafeMutablePointer<UInt64>
+    /// Input positions grouped by partition.
+    var order: UnsafeMutablePointer<Int32>
+    /// Misses, compacted within each partition's range of `order`.
+    var misses: UnsafeMutablePointer<Int32>
+    /// Start of each partition's range in `order` (partitions + 1 entries).
+    let starts: UnsafeMutablePointer<Int>
+    /// Per-partition results (misses, inserts), written by the thread that handles the partition.
+    let missCounts: UnsafeMutablePointer<Int>
+    /// A second per-partition result slot.
+    let extraCounts: UnsafeMutablePointer<Int>
+    let partitions: Int
+    private(set) var capacity: Int
+
+    init(capacity: Int, partitions: Int) {
+        self.capacity = max(capacity, 1)
+        partitionOf = .allocate(capacity: self.capacity)
+        mixed = .allocate(capacity: self.capacity)
+        order = .allocate(capacity: self.capacity)
+        misses = .allocate(capacity: self.capacity)
+        self.partitions = partitions
+        starts = .allocate(capacity: partitions + 1)
+        starts.initialize(repeating: 0, count: partitions + 1)
+        missCounts = .allocate(capacity: partitions)
+        missCounts.initialize(repeating: 0, count: partitions)
+        extraCounts = .allocate(capacity: partitions)
+        extraCounts.initialize(repeating: 0, count: partitions)
+    }
+
+    func reserve(_ n: Int) {
+        guard n > capacity else { return }
+        deallocate()
+        capacity = max(n, capacity * 2)
+        partitionOf = .allocate(capacity: capacity)
+        mixed = .allocate(capacity: capacity)
+        order = .allocate(capacity: capacity)
+        misses = .allocate(capacity: capacity)
+    }
+
+    private func deallocate() {
+        partitionOf.deallocate()
+        mixed.deallocate()
+        order.deallocate()
+        misses.deallocate()
+    }
+
+    deinit {
+        deallocate()
+        starts.deallocate()
+        missCounts.deallocate()
+        extraCounts.deallocate()
+    }
+}
+
+/// A free list of ``BulkScratch`` buffers.
+final class ScratchPool: @unchecked Sendable {
+    private let lock = Lock()
+    private var free: [BulkScratch] = []
+    private let partitions: Int
+
+    init(partitions: Int) { self.partitions = partitions }
+
+    func withScratch<T>(capacity: Int, _ body: (BulkScratch) throws -> T) rethrows -> T {
+        let scratch = lock.withLock { free.popLast() } ?? BulkScratch(capacity: capacity, partitions: partitions)
+        scratch.reserve(capacity)
+        defer { lock.withLock { free.append(scratch) } }
+        return try body(scratch)
+    }
+}
+
+/// Carries a value across a concurrency boundary that the compiler cannot check, where the caller
+/// guarantees the accesses do not race (e.g. each worker touches only its own partitions).
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,426 @@
+import CRocksDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Every C call of HPSRocksDB lives in this file: the RocksDB C API (`RocksNative`) and the few POSIX file
+// calls the dump code needs (`FileNative`). Each wrapper is thin: it converts Swift values to the C shapes,
+// turns `char** errptr` / `errno` into a thrown status, and frees what the C side allocated.
+
+/// The text of a failed RocksDB call (what RocksDB put into `errptr`), e.g. `IO error: lock …`.
+struct RocksStatus: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// The text of a failed POSIX call: the call's name and `strerror(errno)`.
+struct SystemCallError: Error, CustomStringConvertible {
+    var call: String
+    var errno: Int32
+    var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// Thin wrappers over the RocksDB C API. Handles are `OpaquePointer`s owned by the caller.
+enum RocksNative {
+    /// Runs `body` with an `errptr` and throws its message, if RocksDB set one.
+    @inline(__always)
+    static func check<T>(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> T) throws(RocksStatus) -> T {
+        var error: UnsafeMutablePointer<CChar>? = nil
+        let result = body(&error)
+        if let error {
+            let message = String(cString: error)
+            rocksdb_free(error)
+            throw RocksStatus(message: message)
+        }
+        return result
+    }
+
+    // MARK: Options
+
+    /// Database and column family options. `tuned` applies HPS's choices: point-lookup tuning with a block
+    /// cache of `blockCacheMB`, level-style compaction, `numThreads` background threads.
+    static func makeOptions(createIfMissing: Bool, tuned: Bool, numThreads: Int, blockCacheMB: UInt64) -> OpaquePointer {
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
+        rocksdb_options_set_create_missing_column_families(options, 1)
+        if tuned {
+            rocksdb_options_optimize_for_point_lookup(options, blockCacheMB)
+            rocksdb_options_optimize_level_style_compaction(options, 512 << 20)
+            rocksdb_options_increase_parallelism(options, Int32(clamping: max(1, numThreads)))
+        }
+        rocksdb_options_set_keep_log_file_num(options, 4)
+        return options
+    }
+
+    static func destroyOptions(_ options: OpaquePointer) { rocksdb_options_destroy(options) }
+
+    static func makeReadOptions(fillCache: Bool) -> OpaquePointer {
+        let options = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_fill_cache(options, fillCache ? 1 : 0)
+        return options
+    }
+
+    static func destroyReadOptions(_ options: OpaquePointer) { rocksdb_readoptions_destroy(options) }
+
+    static func makeWriteOptions(sync: Bool) -> OpaquePointer {
+        let options = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(options, sync ? 1 : 0)
+        return options
+    }
+
+    static func destroyWriteOptions(_ options: OpaquePointer) { rocksdb_writeoptions_destroy(options) }
+
+    // MARK: Open, close, column families
+
+    static func listColumnFamilies(_ options: OpaquePointer, path: String) throws(RocksStatus) -> [String] {
+        var count = 0
+        let list = try check { rocksdb_list_column_families(options, path, &count, $0) }
+        guard let list else { return [] }
+        defer { rocksdb_list_column_families_destroy(list, count) }
+        var names: [String] = []
+        for i in 0..<count { if let name = list[i] { names.append(String(cString: name)) } }
+        return names
+    }
+
+    /// Opens `path` with every family in `families` (all with `options`); returns the database and one
+    /// handle per family, in order.
+    static func open(
+        _ options: OpaquePointer, path: String, families: [String], readOnly: Bool
+    ) throws(RocksStatus) -> (db: OpaquePointer, handles: [OpaquePointer]) {
+        let names = families.map { strdup($0) }
+        defer { for name in names { free(name) } }
+        let namePointers: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+        let familyOptions = [OpaquePointer?](repeating: options, count: families.count)
+        var handles = [OpaquePointer?](repeating: nil, count: families.count)
+        let count = Int32(families.count)
+        let db = try handles.withUnsafeMutableBufferPointer { out throws(RocksStatus) in
+            try check { error in
+                readOnly
+                    ? rocksdb_open_for_read_only_column_families(
+                        options, path, count, namePointers, familyOptions, out.baseAddress, 0, error)
+                    : rocksdb_open_column_families(options, path, count, namePointers, familyOptions, out.baseAddress, error)
+            }
+        }
+        guard let db else { throw RocksStatus(message: "RocksDB returned no database") }
+        return (db, handles.map { $0! })
+    }
+
+    static func close(_ db: OpaquePointer) { rocksdb_close(db) }
+
+    static func createColumnFamily(_ db: OpaquePointer, options: OpaquePointer, name: String) throws(RocksStatus) -> OpaquePointer {
+        let handle = try check { rocksdb_create_column_family(db, options, name, $0) }
+        guard let handle else { throw RocksStatus(message: "RocksDB returned no column family handle") }
+        return handle
+    }
+
+    static func dropColumnFamily(_ db: OpaquePointer, _ handle: OpaquePointer) throws(RocksStatus) {
+        try check { rocksdb_drop_column_family(db, handle, $0) }
+    }
+
+    static func destroyColumnFamilyHandle(_ handle: OpaquePointer) { rocksdb_column_family_handle_destroy(handle) }
+
+    // MARK: Single keys in the default column family (metadata)
+
+    static func get(_ db: OpaquePointer, _ readOptions: OpaquePointer, key: String) throws(RocksStatus) -> [UInt8]? {
+        var length = 0
+        let value = try check { rocksdb_get(db, readOptions, key, key.utf8.count, &length, $0) }
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return Array(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    static func put(_ db: OpaquePointer, _ writeOptions: OpaquePointer, key: String, value: [UInt8]) throws(RocksStatus) {
+        try value.withUnsafeBytes { bytes throws(RocksStatus) in
+            try check {
+                rocksdb_put(
+                    db, writeOptions, key, key.utf8.count, bytes.baseAddress?.assumingMemoryBound(to: CChar.self) ?? "",
+                    bytes.count, $0)
+            }
+        }
+    }
+
+    static func delete(_ db: OpaquePointer, _ writeOptions: OpaquePointer, key: String) throws(RocksStatus) {
+        try check { rocksdb_delete(db, writeOptions, key, key.utf8.count, $0) }
+    }
+
+    // MARK: Write batches
+
+    static func makeBatch() -> OpaquePointer { rocksdb_writebatch_create()! }
+    static func destroyBatch(_ batch: OpaquePointer) { rocksdb_writebatch_destroy(batch) }
+    static func clearBatch(_ batch: OpaquePointer) { rocksdb_writebatch_clear(batch) }
+
+    /// Adds a put to `batch`, into `family` or (nil) the default column family.
+    @inline(__always)
+    static func batchPut(_ batch: OpaquePointer, family: OpaquePointer?, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        let k = key.baseAddress!.assumingMemoryBound(to: CChar.self)
+        let v = value.baseAddress?.assumingMemoryBound(to: CChar.self) ?? k
+        if let family {
+            rocksdb_writebatch_put_cf(batch, family, k, key.count, v, value.count)
+        } else {
+            rocksdb_writebatch_put(batch, k, key.count, v, value.count)
+        }
+    }
+
+    @inline(__always)
+    static func batchDelete(_ batch: OpaquePointer, family: OpaquePointer?, key: UnsafeRawBufferPointer) {
+        let k = key.baseAddress!.assumingMemoryBound(to: CChar.self)
+        if let family {
+            rocksdb_writebatch_delete_cf(batch, family, k, key.count)
+        } else {
+            rocksdb_writebatch_delete(batch, k, key.count)
+        }
+    }
+
+    static func write(_ db: OpaquePointer, _ writeOptions: OpaquePointer, _ batch: OpaquePointer) throws(RocksStatus) {
+        try check { rocksdb_write(db, writeOptions, batch, $0) }
+    }
+
+    static func flushWAL(_ db: OpaquePointer, sync: Bool) throws(RocksStatus) {
+        try check { rocksdb_flush_wal(db, sync ? 1 : 0, $0) }
+    }
+
+    // MARK: MultiGet
+
+    /// Looks up `count` key slices of `keyLength` bytes each, stored back to back at `keys`, in `family`;
+    /// then calls `body(i, value)` for each key, `value` nil when absent. The value bytes are valid only
+    /// during the call. Throws the first per-key error RocksDB reports (other than "not found").
+    static func multiGet(
+        _ db: OpaquePointer, _ readOptions: OpaquePointer, family: OpaquePointer,
+        keys: UnsafeRawPointer, keyLength: Int, count: Int,
+        _ body: (Int, UnsafeRawBufferPointer?) throws -> Void
+    ) throws {
+        guard count > 0 else { return }
+        try withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count) { keyPointers in
+            try withUnsafeTemporaryAllocation(of: Int.self, capacity: count) { keySizes in
+                try withUnsafeTemporaryAllocation(of: OpaquePointer?.self, capacity: count) { values in
+                    try withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<CChar>?.self, capacity: count) { errors in
+                        for i in 0..<count {
+                            keyPointers[i] = (keys + i * keyLength).assumingMemoryBound(to: CChar.self)
+                            keySizes[i] = keyLength
+                        }
+                        rocksdb_batched_multi_get_cf(
+                            db, readOptions, family, count, keyPointers.baseAddress, keySizes.baseAddress, values.baseAddress,
+                            errors.baseAddress, false)
+                        defer {
+                            for i in 0..<count {
+                                if let value = values[i] { rocksdb_pinnableslice_destroy(value) }
+                                if let error = errors[i] { rocksdb_free(error) }
+                            }
+                        }
+                        for i in 0..<count {
+                            if let error = errors[i] { throw RocksStatus(message: String(cString: error)) }
+                        }
+                        for i in 0..<count {
+                            if let value = values[i] {
+                                var length = 0
+                                let bytes = rocksdb_pinnableslice_value(value, &length)
+                                try body(i, UnsafeRawBufferPointer(start: bytes, count: length))
+                            } else {
+                                try body(i, nil)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Iterators
+
+    /// An iterator over `family` (nil: the default column family).
+    static func makeIterator(_ db: OpaquePointer, _ readOptions: OpaquePointer, family: OpaquePointer?) -> OpaquePointer {
+        if let family { return rocksdb_create_iterator_cf(db, readOptions, family)! }
+        return rocksdb_create_iterator(db, readOptions)!
+    }
+
+    static func destroyIterator(_ iterator: OpaquePointer) { rocksdb_iter_destroy(iterator) }
+    static func seekToFirst(_ iterator: OpaquePointer) { rocksdb_iter_seek_to_first(iterator) }
+    static func isValid(_ iterator: OpaquePointer) -> Bool { rocksdb_iter_valid(iterator) != 0 }
+    static func next(_ iterator: OpaquePointer) { rocksdb_iter_next(iterator) }
+
+    static func key(_ iterator: OpaquePointer) -> UnsafeRawBufferPointer {
+        var length = 0
+        let bytes = rocksdb_iter_key(iterator, &length)
+        return UnsafeRawBufferPointer(start: bytes, count: length)
+    }
+
+    static func value(_ iterator: OpaquePointer) -> UnsafeRawBufferPointer {
+        var length = 0
+        let bytes = rocksdb_iter_value(iterator, &length)
+        return UnsafeRawBufferPointer(start: bytes, count: length)
+    }
+
+    static func iteratorStatus(_ iterator: OpaquePointer) throws(RocksStatus) {
+        try check { rocksdb_iter_get_error(iterator, $0) }
+    }
+
+    // MARK: SST files
+
+    /// An `SstFileWriter` with default options (bytewise key order), and what it borrows.
+    final class SstWriter {
+        let writer: OpaquePointer
+        private let envOptions: OpaquePointer
+        private let options: OpaquePointer
+
+        init() {
+            envOptions = rocksdb_envoptions_create()!
+            options = rocksdb_options_create()!
+            writer = rocksdb_sstfilewriter_create(envOptions, options)!
+        }
+
+        deinit {
+            rocksdb_sstfilewriter_destroy(writer)
+            rocksdb_options_destroy(options)
+            rocksdb_envoptions_destroy(envOptions)
+        }
+
+        func open(_ path: String) throws(RocksStatus) {
+            try RocksNative.check { rocksdb_sstfilewriter_open(writer, path, $0) }
+        }
+
+        /// Appends an entry; keys must come in strictly increasing bytewise order.
+        func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(RocksStatus) {
+            let k = key.baseAddress!.assumingMemoryBound(to: CChar.self)
+            let v = value.baseAddress?.assumingMemoryBound(to: CChar.self) ?? k
+            try RocksNative.check { rocksdb_sstfilewriter_put(writer, k, key.count, v, value.count, $0) }
+        }
+
+        func finish() throws(RocksStatus) {
+            try RocksNative.check { rocksdb_sstfilewriter_finish(writer, $0) }
+        }
+    }
+
+    /// Ingests SST files into `family` (nil: the default column family), copying them (the files stay).
+    static func ingest(_ db: OpaquePointer, family: OpaquePointer?, files: [String]) throws(RocksStatus) {
+        let options = rocksdb_ingestexternalfileoptions_create()!
+        defer { rocksdb_ingestexternalfileoptions_destroy(options) }
+        rocksdb_ingestexternalfileoptions_set_move_files(options, 0)
+        let names = files.map { strdup($0) }
+        defer { for name in names { free(name) } }
+        let pointers: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+        try check { error in
+            if let family {
+                rocksdb_ingest_external_file_cf(db, family, pointers, pointers.count, options, error)
+            } else {
+                rocksdb_ingest_external_file(db, pointers, pointers.count, options, error)
+            }
+        }
+    }
+}
+
+/// Thin wrappers over the POSIX file calls of HPSRocksDB.
+enum FileNative {
+    enum Kind { case missing, directory, regularFile, other }
+
+    static func kind(_ path: String) -> Kind {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .missing }
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR: return .directory
+        case S_IFREG: return .regularFile
+        default: return .other
+        }
+    }
+
+    /// `mkdir -p`.
+    static func makeDirectories(_ path: String) throws(SystemCallError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw SystemCallError(call: "mkdir \(prefix)", errno: errno) }
+            prefix += "/"
+        }
+        guard kind(path) == .directory else { throw SystemCallError(call: "mkdir \(path)", errno: ENOTDIR) }
+    }
+
+    /// A new empty directory `<parent>/<prefix>XXXXXX`.
+    static func makeTemporaryDirectory(in parent: String, prefix: String) throws(SystemCallError) -> String {
+        var template = Array((parent + "/" + prefix + "XXXXXX").utf8CString)
+        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard result != nil else { throw SystemCallError(call: "mkdtemp \(parent)", errno: errno) }
+        return String(cString: template)
+    }
+
+    /// `rm -r`, best effort (errors are ignored).
+    static func removeTree(_ path: String) {
+        if let dir = opendir(path) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+                if name == "." || name == ".." { continue }
+                let child = path + "/" + name
+                if kind(child) == .directory { removeTree(child) } else { unlink(child) }
+            }
+            closedir(dir)
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    static func openForReading(_ path: String) throws(SystemCallError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError(call: "open", errno: errno) }
+        return fd
+    }
+
+    static func createForWriting(_ path: String) throws(SystemCallError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemCallError(call: "open", errno: errno) }
+        return fd
+    }
+
+    static func closeFile(_ fd: Int32) { _ = close(fd) }
+
+    static func fileSize(_ fd: Int32) throws(SystemCallError) -> Int {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SystemCallError(call: "fstat", errno: errno) }
+        return Int(info.st_size)
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    static func writeFile(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(SystemCallError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "write", errno: errno)
+            }
+            done += n
+        }
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset`; returns fewer only at the end of the file.
+    static func readFile(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(SystemCallError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "read", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func syncFile(_ fd: Int32) throws(SystemCallError) {
+        guard fsync(fd) == 0 else { throw SystemCallError(call: "fsync", errno: errno) }
+    }
+
+    static func renameFile(_ from: String, to: String) throws(SystemCallError) {
+        guard rename(from, to) == 0 else { throw SystemCallError(call: "rename", errno: errno) }
+    }
+
+    static func removeFile(_ path: String) { _ = unlink(path) }
+
+    static var processID: Int32 { getpid() }
+}
