@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "hps", targets: ["hps"]),
         .library(name: "HPS", targets: ["HPS"]),
         .library(name: "HPSRuntime", targets: ["HPSRuntime"]),
+        // The TensorFlow op library (libhierarchical_parameter_server.so) the Python package loads.
+        .library(name: "hierarchical_parameter_server", type: .dynamic, targets: ["HPSTensorFlow"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,14 +20,22 @@ let package = Package(
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
         .target(name: "HPS", dependencies: ["CHPSSupport"]),
         // Wiring: builds a parameter server from a config with every linked backend.
-        .target(name: "HPSRuntime", dependencies: ["HPS"]),
+        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB"]),
+        // The RocksDB C API (Debian librocksdb-dev).
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // The persistent tier over RocksDB, and dump/load of any database's tables.
+        .target(name: "HPSRocksDB", dependencies: ["HPS", "CRocksDB"]),
+        // TensorFlow C API declarations and the load-time constructor that registers the ops.
+        .target(name: "CTensorFlow"),
+        // The TF ops Init and Lookup over the C API (kernels in Swift).
+        .target(name: "HPSTensorFlow", dependencies: ["CTensorFlow", "HPS", "HPSRuntime"]),
         .executableTarget(
             name: "hps",
             dependencies: [
-                "HPS", "HPSRuntime",
+                "HPS", "HPSRuntime", "HPSRocksDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime"]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB"]),
     ]
 )

@@ -135,13 +135,8 @@ enum RocksNative {
     }
 
     static func put(_ db: OpaquePointer, _ writeOptions: OpaquePointer, key: String, value: [UInt8]) throws(RocksStatus) {
-        try value.withUnsafeBytes { bytes throws(RocksStatus) in
-            try check {
-                rocksdb_put(
-                    db, writeOptions, key, key.utf8.count, bytes.baseAddress?.assumingMemoryBound(to: CChar.self) ?? "",
-                    bytes.count, $0)
-            }
-        }
+        let chars = value.map { CChar(bitPattern: $0) }
+        try check { rocksdb_put(db, writeOptions, key, key.utf8.count, chars, chars.count, $0) }
     }
 
     static func delete(_ db: OpaquePointer, _ writeOptions: OpaquePointer, key: String) throws(RocksStatus) {
@@ -342,22 +337,28 @@ enum FileNative {
     static func makeTemporaryDirectory(in parent: String, prefix: String) throws(SystemCallError) -> String {
         var template = Array((parent + "/" + prefix + "XXXXXX").utf8CString)
         let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard result != nil else { throw SystemCallError(call: "mkdtemp \(parent)", errno: errno) }
-        return String(cString: template)
+        guard let result else { throw SystemCallError(call: "mkdtemp \(parent)", errno: errno) }
+        return String(cString: result)
+    }
+
+    /// The names in directory `path` (without `.` and `..`); empty when it cannot be read.
+    static func directoryEntries(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 
     /// `rm -r`, best effort (errors are ignored).
     static func removeTree(_ path: String) {
-        if let dir = opendir(path) {
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                }
-                if name == "." || name == ".." { continue }
-                let child = path + "/" + name
-                if kind(child) == .directory { removeTree(child) } else { unlink(child) }
-            }
-            closedir(dir)
+        if kind(path) == .directory {
+            for name in directoryEntries(path) { removeTree(path + "/" + name) }
             rmdir(path)
         } else {
             unlink(path)

@@ -242,7 +242,7 @@ enum ShapeInference {
             TF_ShapeInferenceContextSetUnknownShape(ctx, status)
             return
         }
-        let last = TF_ShapeInferenceContextVectorFromSize(ctx, UInt.max)  // (size_t)-1 is TF's unknown dimension
+        let last = TF_ShapeInferenceContextVectorFromSize(ctx, -1)  // (size_t)-1 is TF's unknown dimension
         defer { TF_DeleteShapeHandle(last) }
         let result = TF_NewShapeHandle()
         defer { TF_DeleteShapeHandle(result) }

@@ -6,11 +6,24 @@ import Musl
 import Darwin
 #endif
 
-/// Log levels, ordered by verbosity (as HPS's `HUGECTR_LOG_LEVEL`: error −1, silence 0, info 1, warning 2,
-/// debug 3, trace 9). Messages at or below the active level are written.
+/// Log levels. Raw values are HPS's `HUGECTR_LOG_LEVEL` numbers (error −1, silence 0, info 1, warning 2,
+/// debug 3, trace 9); the order is by verbosity: silence < error < warning < info < debug < trace. A
+/// logger writes messages whose level is at most its own.
 public enum LogLevel: Int, Sendable, Comparable {
     case error = -1, silence = 0, info = 1, warning = 2, debug = 3, trace = 9
-    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+
+    private var verbosity: Int {
+        switch self {
+        case .silence: 0
+        case .error: 1
+        case .warning: 2
+        case .info: 3
+        case .debug: 4
+        case .trace: 5
+        }
+    }
+
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.verbosity < b.verbosity }
 
     var label: String {
         switch self {
@@ -26,8 +39,7 @@ public enum LogLevel: Int, Sendable, Comparable {
 
 /// A small line logger writing `[HPS][hh:mm:ss.mmm][LEVEL]: message` to standard error.
 ///
-/// The level comes from `HPS_LOG_LEVEL` (a number or a level name), default `info`. Errors and warnings
-/// are always written unless the level is `silence`.
+/// The level comes from `HPS_LOG_LEVEL` (a number or a level name), default `info`.
 public struct HPSLogger: Sendable {
     public var level: LogLevel
     public var sink: @Sendable (String) -> Void
@@ -61,8 +73,7 @@ public struct HPSLogger: Sendable {
     }
 
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
-        guard self.level != .silence else { return }
-        guard level == .error || level == .warning || level <= self.level else { return }
+        guard self.level != .silence, level != .silence, level <= self.level else { return }
         var tv = timeval()
         gettimeofday(&tv, nil)
         var seconds = tv.tv_sec

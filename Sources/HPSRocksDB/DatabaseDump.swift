@@ -1,0 +1,435 @@
+import HPS
+
+/// Dumps one table of any ``Database`` to a file and loads such a file into a table (HPS's
+/// `dump` / `load_dump`). The format follows the file name:
+///
+/// - `.bin`: `"bin\0"`, then little-endian u32 version (1), u32 key size (8, or 4 for uint32 keys), u32
+///   value size, then `(key, value)` records back to back. A dump of an empty table has value size 0.
+/// - `.sst`: a RocksDB SST file (`SstFileWriter`, default bytewise order) whose keys are the raw
+///   little-endian key bytes and whose values are the rows. Loading one into a ``RocksDBDatabase`` uses
+///   RocksDB's `IngestExternalFile`; other databases receive its rows through `insert`.
+///
+/// Any other extension is an error. A dump is written to a temporary file beside `path` and renamed into
+/// place when complete, so a failed dump never leaves a partial file under `path`. A dump whose header,
+/// length, key size or value size is wrong is rejected before anything is inserted.
+public enum DatabaseDump {
+    /// Rows per chunk when reading a database or a dump.
+    static let chunkRows = 65536
+
+    enum Format { case bin, sst }
+
+    static func format(of path: String) throws -> Format {
+        if path.hasSuffix(".bin") { return .bin }
+        if path.hasSuffix(".sst") { return .sst }
+        throw HPSError(
+            .invalidArgument, subject: path,
+            "unknown dump format; the file name must end in .bin (raw records) or .sst (RocksDB SST file)")
+    }
+
+    /// Writes every entry of `table` of `db` to `path` (`.bin` or `.sst`), keys as `keySize` bytes (8, or
+    /// 4 for `supportlonglong: false` keys, which must then fit in a uint32).
+    /// - Throws: ``HPSError`` `.invalidArgument` for an unknown extension, a bad key size, a key that does not
+    ///   fit, or (for `.sst`) an empty table; `.io` when the file cannot be written; the database's errors.
+    public static func dump(_ db: any Database, table: String, to path: String, keySize: Int = 8) throws {
+        let format = try format(of: path)
+        guard keySize == 4 || keySize == 8 else {
+            throw HPSError(.invalidArgument, subject: path, "key size must be 4 or 8 bytes, not \(keySize)")
+        }
+        let temporary = path + ".partial-\(FileNative.processID)"
+        FileNative.removeFile(temporary)
+        var done = false
+        defer { if !done { FileNative.removeFile(temporary) } }
+        switch format {
+        case .bin: try dumpBin(db, table: table, to: temporary, keySize: keySize)
+        case .sst: try dumpSST(db, table: table, to: temporary, keySize: keySize)
+        }
+        do {
+            try FileNative.renameFile(temporary, to: path)
+        } catch {
+            throw HPSError(.io, subject: path, "cannot move the finished dump into place", underlying: error.description)
+        }
+        done = true
+    }
+
+    /// Reads the dump at `path` (`.bin` or `.sst`) and inserts its entries into `table` of `db`
+    /// (existing keys are overwritten).
+    /// - Parameters:
+    ///   - expected: the table's value size in bytes (`dim × 4`); nil accepts the dump's.
+    ///   - expectedKeySize: the key size the dump must have; nil accepts 4 or 8 (4-byte keys are widened).
+    /// - Returns: the number of entries read from the dump.
+    /// - Throws: ``HPSError`` `.invalidDump` (nothing inserted) when the file is not a dump of this kind, is
+    ///   truncated, or its key or value size differs from the expected one; `.io` when it cannot be read.
+    @discardableResult
+    public static func load(
+        into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int? = nil
+    ) throws -> Int {
+        let format = try format(of: path)
+        switch format {
+        case .bin: return try loadBin(into: db, table: table, from: path, valueSize: expected, keySize: expectedKeySize)
+        case .sst: return try loadSST(into: db, table: table, from: path, valueSize: expected, keySize: expectedKeySize)
+        }
+    }
+
+    // MARK: .bin
+
+    static let binMagic: [UInt8] = [0x62, 0x69, 0x6E, 0x00]  // "bin\0"
+    static let binHeaderSize = 16
+
+    static func binHeader(keySize: Int, valueSize: Int) -> [UInt8] {
+        var header = binMagic
+        for word in [UInt32(1), UInt32(keySize), UInt32(valueSize)] {
+            withUnsafeBytes(of: word.littleEndian) { header.append(contentsOf: $0) }
+        }
+        return header
+    }
+
+    private static func dumpBin(_ db: any Database, table: String, to path: String, keySize: Int) throws {
+        let fd: Int32
+        do { fd = try FileNative.createForWriting(path) } catch { throw writeError(path, error) }
+        defer { FileNative.closeFile(fd) }
+        var valueSize = 0
+        var offset = binHeaderSize
+        var buffer: [UInt8] = []
+        try writeAll(fd, binHeader(keySize: keySize, valueSize: 0), at: 0, path: path)
+        try db.forEachChunk(table: table, maxChunk: chunkRows) { keys, values, chunkValueSize in
+            if offset == binHeaderSize {
+                valueSize = chunkValueSize
+            } else if chunkValueSize != valueSize {
+                throw HPSError(
+                    .database, subject: table, "holds values of \(valueSize) and of \(chunkValueSize) bytes; cannot dump it")
+            }
+            let record = keySize + valueSize
+            buffer.removeAll(keepingCapacity: true)
+            buffer.reserveCapacity(keys.count * record)
+            for i in 0..<keys.count {
+                try appendKey(keys[i], size: keySize, to: &buffer, table: table)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: values[(i * valueSize)..<((i + 1) * valueSize)]))
+            }
+            try writeAll(fd, buffer, at: offset, path: path)
+            offset += buffer.count
+        }
+        try writeAll(fd, binHeader(keySize: keySize, valueSize: valueSize), at: 0, path: path)
+        do { try FileNative.syncFile(fd) } catch { throw writeError(path, error) }
+    }
+
+    private static func loadBin(
+        into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
+    ) throws -> Int {
+        let fd: Int32
+        do { fd = try FileNative.openForReading(path) } catch { throw readError(path, error) }
+        defer { FileNative.closeFile(fd) }
+        let fileSize: Int
+        do { fileSize = try FileNative.fileSize(fd) } catch { throw readError(path, error) }
+
+        var header = [UInt8](repeating: 0, count: binHeaderSize)
+        let got = try header.withUnsafeMutableBytes { buffer in
+            do { return try FileNative.readFile(fd, into: buffer, at: 0) } catch { throw readError(path, error) }
+        }
+        guard got == binHeaderSize else {
+            throw HPSError(.invalidDump, subject: path, "is \(fileSize) bytes, too short for a .bin dump header (16 bytes)")
+        }
+        guard Array(header[0..<4]) == binMagic else {
+            throw HPSError(.invalidDump, subject: path, "does not start with the .bin dump magic \"bin\\0\"")
+        }
+        func word(_ at: Int) -> Int {
+            Int(UInt32(header[at]) | UInt32(header[at + 1]) << 8 | UInt32(header[at + 2]) << 16 | UInt32(header[at + 3]) << 24)
+        }
+        let version = word(4), keySize = word(8), valueSize = word(12)
+        guard version == 1 else {
+            throw HPSError(.invalidDump, subject: path, "has format version \(version); only version 1 is known")
+        }
+        guard keySize == 4 || keySize == 8 else {
+            throw HPSError(.invalidDump, subject: path, "has \(keySize)-byte keys; keys must be 4 or 8 bytes")
+        }
+        if let expectedKeySize, keySize != expectedKeySize {
+            throw HPSError(.invalidDump, subject: path, "has \(keySize)-byte keys, but \(expectedKeySize)-byte keys are expected")
+        }
+        let body = fileSize - binHeaderSize
+        if valueSize == 0 {
+            guard body == 0 else {
+                throw HPSError(.invalidDump, subject: path, "has value size 0 but holds \(body) bytes of records")
+            }
+            return 0
+        }
+        if let expected, valueSize != expected {
+            throw HPSError(
+                .invalidDump, subject: path,
+                "has \(valueSize)-byte values, but table \(table) needs \(expected)-byte values (\(expected / 4) float32s)")
+        }
+        let record = keySize + valueSize
+        guard body % record == 0 else {
+            throw HPSError(
+                .invalidDump, subject: path,
+                "is truncated or malformed: \(body) bytes after the header are not a whole number of \(record)-byte records")
+        }
+        let records = body / record
+        let chunk = max(1, min(chunkRows, (64 << 20) / record))
+        var raw = [UInt8](repeating: 0, count: min(chunk, records) * record)
+        var keys = [Int64](repeating: 0, count: min(chunk, records))
+        var values = [UInt8](repeating: 0, count: min(chunk, records) * valueSize)
+        var done = 0
+        while done < records {
+            let n = min(chunk, records - done)
+            let got = try raw.withUnsafeMutableBytes { buffer in
+                do {
+                    return try FileNative.readFile(
+                        fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(n * record)]),
+                        at: binHeaderSize + done * record)
+                } catch { throw readError(path, error) }
+            }
+            guard got == n * record else {
+                throw HPSError(.io, subject: path, "the dump shrank while it was being read")
+            }
+            raw.withUnsafeBytes { source in
+                values.withUnsafeMutableBytes { target in
+                    for i in 0..<n {
+                        let at = i * record
+                        keys[i] = decodeKey(UnsafeRawBufferPointer(rebasing: source[at..<(at + keySize)]))
+                        (target.baseAddress! + i * valueSize).copyMemory(
+                            from: source.baseAddress! + at + keySize, byteCount: valueSize)
+                    }
+                }
+            }
+            try keys.withUnsafeBufferPointer { k in
+                try values.withUnsafeBytes { v in
+                    _ = try db.insert(
+                        table: table, keys: UnsafeBufferPointer(rebasing: k[0..<n]),
+                        values: UnsafeRawBufferPointer(rebasing: v[0..<(n * valueSize)]), valueSize: valueSize)
+                }
+            }
+            done += n
+        }
+        return records
+    }
+
+    // MARK: .sst
+
+    /// The order of SST keys: bytewise over the little-endian key bytes.
+    @inline(__always)
+    static func sstOrder(_ key: Int64, keySize: Int) -> UInt64 {
+        keySize == 8 ? UInt64(bitPattern: key).byteSwapped : UInt64(UInt32(truncatingIfNeeded: key).byteSwapped)
+    }
+
+    private static func dumpSST(_ db: any Database, table: String, to path: String, keySize: Int) throws {
+        let writer = RocksNative.SstWriter()
+        do { try writer.open(path) } catch {
+            throw HPSError(.io, subject: path, "cannot create the SST file", underlying: error.message)
+        }
+        var entries = 0
+        var valueSize = -1
+        var keyBytes: [UInt8] = []
+        func put(_ key: Int64, _ value: UnsafeRawBufferPointer) throws {
+            keyBytes.removeAll(keepingCapacity: true)
+            try appendKey(key, size: keySize, to: &keyBytes, table: table)
+            try keyBytes.withUnsafeBytes { k in
+                do { try writer.put(key: k, value: value) } catch {
+                    throw HPSError(.io, subject: path, "cannot write to the SST file", underlying: "\(error)")
+                }
+            }
+            entries += 1
+        }
+        func checkValueSize(_ size: Int) throws {
+            if valueSize < 0 {
+                valueSize = size
+            } else if size != valueSize {
+                throw HPSError(.database, subject: table, "holds values of \(valueSize) and of \(size) bytes; cannot dump it")
+            }
+        }
+
+        if db is RocksDBDatabase {
+            // RocksDB hands out its keys in bytewise order already: stream them.
+            var last: UInt64? = nil
+            try db.forEachChunk(table: table, maxChunk: chunkRows) { keys, values, chunkValueSize in
+                try checkValueSize(chunkValueSize)
+                for i in 0..<keys.count {
+                    let order = sstOrder(keys[i], keySize: keySize)
+                    if let last, order <= last {
+                        throw HPSError(.database, subject: table, "keys came out of RocksDB out of order; cannot write an SST file")
+                    }
+                    last = order
+                    try put(keys[i], UnsafeRawBufferPointer(rebasing: values[(i * chunkValueSize)..<((i + 1) * chunkValueSize)]))
+                }
+            }
+        } else {
+            // Other databases have no order: gather the table, then sort.
+            var keys: [Int64] = []
+            var values: [UInt8] = []
+            try db.forEachChunk(table: table, maxChunk: chunkRows) { chunkKeys, chunkValues, chunkValueSize in
+                try checkValueSize(chunkValueSize)
+                keys.append(contentsOf: chunkKeys)
+                values.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunkValues[0..<(chunkKeys.count * chunkValueSize)]))
+            }
+            let order = keys.indices.sorted { sstOrder(keys[$0], keySize: keySize) < sstOrder(keys[$1], keySize: keySize) }
+            try values.withUnsafeBytes { v in
+                for i in order {
+                    try put(keys[i], UnsafeRawBufferPointer(rebasing: v[(i * valueSize)..<((i + 1) * valueSize)]))
+                }
+            }
+        }
+        guard entries > 0 else {
+            throw HPSError(
+                .invalidArgument, subject: table, "is empty or does not exist; an .sst dump needs at least one entry (a .bin dump does not)")
+        }
+        do { try writer.finish() } catch {
+            throw HPSError(.io, subject: path, "cannot finish the SST file", underlying: error.message)
+        }
+    }
+
+    private static func loadSST(
+        into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
+    ) throws -> Int {
+        switch FileNative.kind(path) {
+        case .regularFile: break
+        case .missing: throw HPSError(.io, subject: path, "cannot open the dump", underlying: "No such file or directory")
+        default: throw HPSError(.invalidDump, subject: path, "is not a regular file")
+        }
+        // The C API has no SST reader: ingest a copy into a scratch database and read it there.
+        let scratch = try ScratchDatabase()
+        do { try scratch.ingest(path) } catch {
+            throw HPSError(.invalidDump, subject: path, "is not a readable RocksDB SST file", underlying: error.message)
+        }
+
+        // Pass 1: check every entry before inserting anything.
+        var entries = 0
+        var keySize = -1
+        var valueSize = -1
+        try scratch.scan { key, value in
+            if keySize < 0 {
+                keySize = key.count
+                valueSize = value.count
+                guard keySize == 4 || keySize == 8 else {
+                    throw HPSError(.invalidDump, subject: path, "has \(keySize)-byte keys; keys must be 4 or 8 bytes")
+                }
+                if let expectedKeySize, keySize != expectedKeySize {
+                    throw HPSError(.invalidDump, subject: path, "has \(keySize)-byte keys, but \(expectedKeySize)-byte keys are expected")
+                }
+                guard valueSize > 0 else { throw HPSError(.invalidDump, subject: path, "has empty values") }
+                if let expected, valueSize != expected {
+                    throw HPSError(
+                        .invalidDump, subject: path,
+                        "has \(valueSize)-byte values, but table \(table) needs \(expected)-byte values (\(expected / 4) float32s)")
+                }
+            } else if key.count != keySize || value.count != valueSize {
+                throw HPSError(
+                    .invalidDump, subject: path,
+                    "mixes entry sizes: \(keySize)+\(valueSize) bytes and \(key.count)+\(value.count) bytes")
+            }
+            entries += 1
+        }
+        guard entries > 0 else { return 0 }
+
+        // Pass 2: into the table.
+        if let rocks = db as? RocksDBDatabase, keySize == 8 {
+            try rocks.ingest(table: table, sstFile: path, entries: entries, valueSize: valueSize)
+            return entries
+        }
+        var keys: [Int64] = []
+        var values: [UInt8] = []
+        keys.reserveCapacity(min(chunkRows, entries))
+        values.reserveCapacity(min(chunkRows, entries) * valueSize)
+        func flush() throws {
+            try keys.withUnsafeBufferPointer { k in
+                try values.withUnsafeBytes { v in _ = try db.insert(table: table, keys: k, values: v, valueSize: valueSize) }
+            }
+            keys.removeAll(keepingCapacity: true)
+            values.removeAll(keepingCapacity: true)
+        }
+        try scratch.scan { key, value in
+            keys.append(decodeKey(key))
+            values.append(contentsOf: value)
+            if keys.count == chunkRows { try flush() }
+        }
+        if !keys.isEmpty { try flush() }
+        return entries
+    }
+
+    /// A throwaway RocksDB directory used to read SST files.
+    private final class ScratchDatabase {
+        let directory: String
+        let options: OpaquePointer
+        let readOptions: OpaquePointer
+        let db: OpaquePointer
+        let handles: [OpaquePointer]
+
+        init() throws {
+            do {
+                directory = try FileNative.makeTemporaryDirectory(in: SystemInfo.temporaryDirectory, prefix: "hps-sst-")
+            } catch {
+                throw HPSError(
+                    .io, subject: SystemInfo.temporaryDirectory, "cannot create a scratch directory to read an SST file",
+                    underlying: error.description)
+            }
+            options = RocksNative.makeOptions(createIfMissing: true, tuned: false, numThreads: 1, blockCacheMB: 0)
+            readOptions = RocksNative.makeReadOptions(fillCache: false)
+            do {
+                (db, handles) = try RocksNative.open(options, path: directory, families: ["default"], readOnly: false)
+            } catch {
+                RocksNative.destroyOptions(options)
+                RocksNative.destroyReadOptions(readOptions)
+                FileNative.removeTree(directory)
+                throw HPSError(.database, subject: directory, "cannot create a scratch database to read an SST file", underlying: error.message)
+            }
+        }
+
+        deinit {
+            for handle in handles { RocksNative.destroyColumnFamilyHandle(handle) }
+            RocksNative.close(db)
+            RocksNative.destroyOptions(options)
+            RocksNative.destroyReadOptions(readOptions)
+            FileNative.removeTree(directory)
+        }
+
+        func ingest(_ file: String) throws(RocksStatus) {
+            try RocksNative.ingest(db, family: nil, files: [file])
+        }
+
+        func scan(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+            let iterator = RocksNative.makeIterator(db, readOptions, family: nil)
+            defer { RocksNative.destroyIterator(iterator) }
+            RocksNative.seekToFirst(iterator)
+            while RocksNative.isValid(iterator) {
+                try body(RocksNative.key(iterator), RocksNative.value(iterator))
+                RocksNative.next(iterator)
+            }
+            do { try RocksNative.iteratorStatus(iterator) } catch {
+                throw HPSError(.invalidDump, subject: directory, "cannot read the ingested SST file", underlying: error.message)
+            }
+        }
+    }
+
+    // MARK: Keys and errors
+
+    /// Appends `key` as `size` little-endian bytes.
+    static func appendKey(_ key: Int64, size: Int, to buffer: inout [UInt8], table: String) throws {
+        if size == 8 {
+            withUnsafeBytes(of: key.littleEndian) { buffer.append(contentsOf: $0) }
+        } else {
+            guard let narrow = UInt32(exactly: key) else {
+                throw HPSError(.invalidArgument, subject: table, "key \(key) does not fit in a 4-byte (uint32) dump key")
+            }
+            withUnsafeBytes(of: narrow.littleEndian) { buffer.append(contentsOf: $0) }
+        }
+    }
+
+    /// A 4- or 8-byte little-endian key; 4-byte keys are uint32 widened.
+    @inline(__always)
+    static func decodeKey(_ bytes: UnsafeRawBufferPointer) -> Int64 {
+        bytes.count == 8
+            ? Int64(littleEndian: bytes.loadUnaligned(as: Int64.self))
+            : Int64(UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self)))
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws {
+        try bytes.withUnsafeBytes { raw in
+            do { try FileNative.writeFile(fd, raw, at: offset) } catch { throw writeError(path, error) }
+        }
+    }
+
+    private static func writeError(_ path: String, _ error: any Error) -> HPSError {
+        HPSError(.io, subject: path, "cannot write the dump", underlying: "\(error)")
+    }
+
+    private static func readError(_ path: String, _ error: any Error) -> HPSError {
+        HPSError(.io, subject: path, "cannot read the dump", underlying: "\(error)")
+    }
+}

@@ -1,0 +1,201 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import HPS
+import HPSRuntime
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks; each prints a baseline measured in the same run.",
+        subcommands: [LookupBench.self]
+    )
+}
+
+/// `hps bench lookup`: the hash-map tier and the cache-hit path beside a plain array gather.
+struct LookupBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lookup",
+        abstract: "Hash-map tier and cache-hit lookups beside a plain array gather of the same rows.",
+        discussion: """
+            Synthetic tables (default 1M rows at dim 16 and 128) are written to a temporary directory and \
+            loaded; Zipf-distributed keys are looked up in batches. The baseline gathers the same rows \
+            from a plain array by row index, with the same number of threads as the path it is compared with.
+            """
+    )
+
+    @Option(help: "Rows per table.")
+    var rows = 1_000_000
+
+    @Option(parsing: .upToNextOption, help: "Vector widths to measure.")
+    var dims: [Int] = [16, 128]
+
+    @Option(parsing: .upToNextOption, help: "Batch sizes to measure.")
+    var batches: [Int] = [1024, 65536]
+
+    @Option(help: "Zipf exponent.")
+    var alpha = 1.05
+
+    @Option(help: "Approximate keys to look up per measurement.")
+    var keysPerMeasurement = 8_000_000
+
+    @Option(help: "Volatile database partitions (default: min(16, cores)).")
+    var partitions: Int?
+
+    func validate() throws {
+        guard rows >= 1000 else { throw ValidationError("--rows must be at least 1000") }
+        guard dims.allSatisfy({ $0 >= 1 }), batches.allSatisfy({ $0 >= 1 }) else { throw ValidationError("dims and batches must be positive") }
+    }
+
+    struct Row {
+        var dim: Int, batch: Int, path: String, threads: Int
+        var keysPerSecond: Double, p50: Double, p99: Double, ratio: Double?, note: String
+    }
+
+    func run() throws {
+        let cores = SystemInfo.processorCount
+        print("hps bench lookup: \(rows) rows, Zipf α=\(alpha), \(cores) core(s), \(Date())")
+        var results: [Row] = []
+        for dim in dims {
+            results += try measure(dim: dim, cores: cores)
+        }
+        print("")
+        print("| dim | batch | path | threads | keys/s | p50/batch | p99/batch | vs baseline | notes |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in results {
+            let ratio = r.ratio.map { String(format: "%.2fx", $0) } ?? "—"
+            print("| \(r.dim) | \(r.batch) | \(r.path) | \(r.threads) | \(formatRate(r.keysPerSecond)) | \(formatMicros(r.p50)) | \(formatMicros(r.p99)) | \(ratio) | \(r.note) |")
+        }
+    }
+
+    private func measure(dim: Int, cores: Int) throws -> [Row] {
+        let fm = FileManager.default
+        let root = NSTemporaryDirectory() + "hps-bench-\(getpid())-\(dim)"
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(atPath: root) }
+        try SyntheticTable.write(to: root + "/t", rows: rows, dim: dim, seed: UInt64(dim))
+        let directory = try TableDirectory(path: root + "/t", dimension: dim)
+
+        // The baseline's plain array, in row order.
+        var plain = [Float](repeating: 0, count: rows * dim)
+        var offset = 0
+        try directory.forEachChunk(maxRows: 65536) { _, vectors in
+            plain.withUnsafeMutableBufferPointer { p in
+                _ = UnsafeMutableBufferPointer(rebasing: p[offset..<(offset + vectors.count)]).initialize(from: vectors)
+            }
+            offset += vectors.count
+        }
+
+        let maxBatch = batches.max()!
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "bench"
+        model.sparseFiles = [root + "/t"]
+        model.deployedDevices = [0]
+        model.maxBatchSize = maxBatch
+        model.maxKeysPerSample = [1]
+        model.embeddingVectorSizes = [dim]
+        model.defaultValues = [0]
+        model.deviceCachePercentage = 1.0
+        model.hitRateThreshold = 1.0
+        model.cacheRefreshPercentagePerIteration = 0.1  // warm the cache with the table at start
+        config.models = [model]
+        if let partitions { config.volatileDatabase.numPartitions = partitions }
+        let loadWatch = Stopwatch()
+        let server = try HPSRuntime.makeParameterServer(config: config, logger: HPSLogger(level: .warning))
+        let loadSeconds = loadWatch.seconds
+        let vdb = server.volatileDatabase as! HashMapDatabase
+        let usage = vdb.memoryUsage(table: "hps_et.bench.sparse_embedding0")
+        let raw = Double(8 + dim * 4)
+        let perEntry = Double(usage.bytes) / Double(max(1, usage.entries))
+        print(String(format: "dim %d: loaded %d rows in %.2f s (%.0f MB/s of table files, session warm-up included); hash map %.1f bytes/entry = %.2fx raw key+value (%d B)",
+                     dim, rows, loadSeconds, Double(directory.byteCount) / loadSeconds / 1e6, perEntry, perEntry / raw, Int(raw)))
+        let session = try server.session(model: "bench", device: 0)
+
+        var rowsOut: [Row] = []
+        for batch in batches {
+            let count = max(3, keysPerMeasurement / batch)
+            var zipf = ZipfSampler(rows: rows, alpha: alpha, seed: UInt64(batch * 31 + dim))
+            let batchRows = (0..<min(count, 64)).map { _ in zipf.batch(batch) }
+            let batchKeys = batchRows.map { $0.map { SyntheticTable.key(row: $0) } }
+            var output = [Float](repeating: 0, count: batch * dim)
+            let threads = batch >= vdb.parallelThreshold ? min(cores, max(1, vdb.config.numPartitions)) : 1
+
+            func time(_ body: (Int) throws -> Void) rethrows -> (rate: Double, p50: Double, p99: Double) {
+                for i in 0..<min(3, count) { try body(i % batchRows.count) }  // warm up
+                var lat: [Double] = []
+                lat.reserveCapacity(count)
+                let total = Stopwatch()
+                for i in 0..<count {
+                    let w = Stopwatch()
+                    try body(i % batchRows.count)
+                    lat.append(w.seconds)
+                }
+                return (Double(count * batch) / total.seconds, lat.percentile(50), lat.percentile(99))
+            }
+
+            // Baselines: plain gather by row index, 1 thread and `threads` threads.
+            let gather1 = plain.withUnsafeBufferPointer { table in
+                output.withUnsafeMutableBufferPointer { out in
+                    time { b in gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: 1) }
+                }
+            }
+            let gatherN = plain.withUnsafeBufferPointer { table in
+                output.withUnsafeMutableBufferPointer { out in
+                    time { b in gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: threads) }
+                }
+            }
+            rowsOut.append(Row(dim: dim, batch: batch, path: "baseline: array gather", threads: 1, keysPerSecond: gather1.rate, p50: gather1.p50, p99: gather1.p99, ratio: nil, note: ""))
+            if threads > 1 {
+                rowsOut.append(Row(dim: dim, batch: batch, path: "baseline: array gather", threads: threads, keysPerSecond: gatherN.rate, p50: gatherN.p50, p99: gatherN.p99, ratio: nil, note: ""))
+            }
+            // The hash-map tier alone.
+            var misses = 0
+            let hashMap = try output.withUnsafeMutableBytes { out in
+                try time { b in
+                    try batchKeys[b].withUnsafeBufferPointer { k in
+                        _ = try vdb.fetch(table: "hps_et.bench.sparse_embedding0", keys: k, values: out, valueSize: dim * 4) { _ in misses += 1 }
+                    }
+                }
+            }
+            rowsOut.append(Row(dim: dim, batch: batch, path: "hash-map tier (fetch)", threads: threads, keysPerSecond: hashMap.rate, p50: hashMap.p50, p99: hashMap.p99,
+                               ratio: hashMap.rate / (threads > 1 ? gatherN.rate : gather1.rate), note: String(format: "%.2f B/entry (%.2fx raw)%@", perEntry, perEntry / raw, misses > 0 ? " MISSES: \(misses)" : "")))
+            // The cache-hit path: dedup, cache query, scatter.
+            let before = server.statistics.snapshot
+            let cached = try output.withUnsafeMutableBufferPointer { out in
+                try time { b in
+                    try batchKeys[b].withUnsafeBufferPointer { k in try session.lookup(table: 0, keys: k, into: out) }
+                }
+            }
+            let after = server.statistics.snapshot
+            let hits = after.cacheHits - before.cacheHits
+            let queried = hits + after.cacheMisses - before.cacheMisses
+            let uniqueShare = Double(after.uniqueKeys - before.uniqueKeys) / Double(after.keys - before.keys)
+            rowsOut.append(Row(dim: dim, batch: batch, path: "session, cache hits", threads: 1, keysPerSecond: cached.rate, p50: cached.p50, p99: cached.p99,
+                               ratio: cached.rate / gather1.rate, note: String(format: "hit rate %.4f, %.0f%% keys unique", Double(hits) / Double(max(1, queried)), uniqueShare * 100)))
+        }
+        return rowsOut
+    }
+
+    /// out[i] = table[rows[i]], split over `threads` threads.
+    private func gather(_ table: UnsafePointer<Float>, rows: [Int], dim: Int, into out: UnsafeMutablePointer<Float>, threads: Int) {
+        rows.withUnsafeBufferPointer { r in
+            if threads <= 1 {
+                for i in 0..<r.count { (out + i * dim).update(from: table + r[i] * dim, count: dim) }
+                return
+            }
+            let job = UnsafeSendable((table, r, out))
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let (table, r, out) = job.value
+                let lo = r.count * t / threads
+                let hi = r.count * (t + 1) / threads
+                for i in lo..<hi { (out + i * dim).update(from: table + r[i] * dim, count: dim) }
+            }
+        }
+    }
+}
+
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,124 @@
+import HPS
+import Testing
+
+@Suite struct HashMapDatabaseTests {
+    func config(partitions: Int = 4, margin: Int = .max, policy: OverflowPolicy = .evictRandom, allocationRate: Int = 1 << 20) -> VolatileDatabaseConfig {
+        var c = VolatileDatabaseConfig()
+        c.type = .hashMap
+        c.numPartitions = partitions
+        c.overflowMargin = margin
+        c.overflowPolicy = policy
+        c.allocationRate = allocationRate
+        return c
+    }
+
+    @Test func conformance() throws {
+        try DatabaseConformance.run { HashMapDatabase(config: config(), logger: .silent) }
+    }
+
+    @Test func conformanceOnePartitionTinyPages() throws {
+        // Pages of 4 rows force many page allocations and the geometric-to-fixed page switch.
+        try DatabaseConformance.run { HashMapDatabase(config: config(partitions: 1, allocationRate: 4 * 80), logger: .silent) }
+    }
+
+    @Test func conformanceParallelPath() throws {
+        try DatabaseConformance.run {
+            let db = HashMapDatabase(config: config(partitions: 16), logger: .silent)
+            db.parallelThreshold = 1
+            return db
+        }
+    }
+
+    @Test func capacityIsMarginTimesPartitions() {
+        #expect(HashMapDatabase(config: config(partitions: 4, margin: 10), logger: .silent).capacity(table: "t") == 40)
+        #expect(HashMapDatabase(config: config(partitions: 4), logger: .silent).capacity(table: "t") == .max)
+    }
+
+    @Test(arguments: [OverflowPolicy.evictRandom, .evictLeastUsed, .evictOldest])
+    func overflowKeepsPartitionsWithinMargin(policy: OverflowPolicy) throws {
+        let db = HashMapDatabase(config: config(partitions: 2, margin: 100, policy: policy), logger: .silent)
+        let keys = (0..<1000).map(Int64.init)
+        for start in stride(from: 0, to: 1000, by: 50) {
+            try DatabaseConformance.insert(db, "hps_et.m.t", Array(keys[start..<(start + 50)]), dim: 4)
+        }
+        let size = try db.size(table: "hps_et.m.t")
+        #expect(size <= 200)
+        #expect(size >= 2 * 80 - 50)  // evicts down to 80 per partition, then refills
+        // Whatever survived is exact.
+        let (values, misses, hits) = try DatabaseConformance.fetch(db, "hps_et.m.t", keys, dim: 4)
+        #expect(hits == size)
+        let missSet = Set(misses)
+        for i in 0..<1000 where !missSet.contains(i) {
+            #expect(Array(values[(i * 4)..<(i * 4 + 4)]).map(\.bitPattern) == DatabaseConformance.row(Int64(i), dim: 4).map(\.bitPattern))
+        }
+    }
+
+    @Test func leastUsedKeepsFrequentlyFetchedKeys() throws {
+        let db = HashMapDatabase(config: config(partitions: 1, margin: 100, policy: .evictLeastUsed), logger: .silent)
+        let hot: [Int64] = Array(0..<20)
+        try DatabaseConformance.insert(db, "hps_et.m.t", Array(0..<100), dim: 2)
+        for _ in 0..<5 { _ = try DatabaseConformance.fetch(db, "hps_et.m.t", hot, dim: 2) }
+        // Push 200 new keys through a full partition: the hot keys, fetched 5 more times, must survive.
+        for start in stride(from: 100, to: 300, by: 10) {
+            try DatabaseConformance.insert(db, "hps_et.m.t", (start..<(start + 10)).map(Int64.init), dim: 2)
+            _ = try DatabaseConformance.fetch(db, "hps_et.m.t", hot, dim: 2)
+        }
+        #expect(try DatabaseConformance.fetch(db, "hps_et.m.t", hot, dim: 2).misses.isEmpty)
+    }
+
+    @Test func oldestEvictsLeastRecentlyTouched() throws {
+        let db = HashMapDatabase(config: config(partitions: 1, margin: 100, policy: .evictOldest), logger: .silent)
+        try DatabaseConformance.insert(db, "hps_et.m.t", Array(0..<100), dim: 2)
+        // Touch keys 50..<100 after the insert; inserting one more key evicts 20 of the untouched 0..<50.
+        _ = try DatabaseConformance.fetch(db, "hps_et.m.t", Array(50..<100), dim: 2)
+        try DatabaseConformance.insert(db, "hps_et.m.t", [1000], dim: 2)
+        let recent = try DatabaseConformance.fetch(db, "hps_et.m.t", Array(50..<100), dim: 2)
+        #expect(recent.misses.isEmpty)
+        let old = try DatabaseConformance.fetch(db, "hps_et.m.t", Array(0..<50), dim: 2)
+        #expect(old.misses.count == 20)  // full at 100 → evict down to 80, then insert the new key
+    }
+
+    @Test func bytesPerEntryNearRawSize() throws {
+        let db = HashMapDatabase(config: config(partitions: 4, allocationRate: 256 << 20), logger: .silent)
+        let n = 200_000
+        let dim = 16
+        let keys = (0..<n).map { Int64($0) * 31 }
+        try DatabaseConformance.insert(db, "hps_et.m.t", keys, dim: dim)
+        let usage = db.memoryUsage(table: "hps_et.m.t")
+        #expect(usage.entries == n)
+        let raw = Double(n * (8 + dim * 4))
+        // Geometric pages can over-allocate up to 2x of the rows of the last page; the index ≤ 8/0.375 B.
+        #expect(Double(usage.bytes) / raw < 1.8)
+    }
+
+    @Test func concurrentReadersNeverSeeTornValues() async throws {
+        let db = HashMapDatabase(config: config(partitions: 4), logger: .silent)
+        let keys: [Int64] = Array(0..<512)
+        let dim = 32
+        // Every row is constant (all elements equal); writers alternate between two constants.
+        func constantRows(_ v: Float) -> [Float] { [Float](repeating: v, count: keys.count * dim) }
+        let a = constantRows(1), b = constantRows(2)
+        try keys.withUnsafeBufferPointer { k in try a.withUnsafeBytes { _ = try db.insert(table: "hps_et.m.t", keys: k, values: $0, valueSize: dim * 4) } }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for round in 0..<200 {
+                    let rows = round % 2 == 0 ? b : a
+                    try keys.withUnsafeBufferPointer { k in try rows.withUnsafeBytes { _ = try db.insert(table: "hps_et.m.t", keys: k, values: $0, valueSize: dim * 4) } }
+                }
+                return true
+            }
+            for _ in 0..<4 {
+                group.addTask {
+                    var torn = false
+                    for _ in 0..<200 {
+                        let (values, misses, _) = try DatabaseConformance.fetch(db, "hps_et.m.t", keys, dim: dim)
+                        if !misses.isEmpty { torn = true }
+                        for r in 0..<keys.count where Set(values[(r * dim)..<(r * dim + dim)]).count != 1 { torn = true }
+                    }
+                    return !torn
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+import HPS
+import HPSRuntime
+import Testing
+
+/// A small deployment on disk: tables written by the test, a config pointing at them, and a plain
+/// dictionary model of what each key must return.
+struct Fixture {
+    let directory: TemporaryDirectory
+    var config: ParameterServerConfig
+    /// Table contents by table index: key → vector.
+    let tables: [[Int64: [Float]]]
+
+    init(rows: [Int] = [2000, 500], dims: [Int] = [8, 3], defaults: [Float] = [0.5, -1], maxBatch: Int = 64, keysPerSample: [Int] = [8, 4]) throws {
+        directory = try TemporaryDirectory()
+        var model = ModelConfig()
+        model.name = "demo"
+        model.deployedDevices = [0]
+        model.maxBatchSize = maxBatch
+        model.maxKeysPerSample = keysPerSample
+        model.embeddingVectorSizes = dims
+        model.defaultValues = defaults
+        model.tableNames = dims.indices.map { "t\($0)" }
+        var tables: [[Int64: [Float]]] = []
+        for (t, n) in rows.enumerated() {
+            let keys = (0..<n).map { Int64($0) * 3 + Int64(t) }  // gaps: keys ≡ t (mod 3)
+            let vectors = DatabaseConformance.rows(keys, dim: dims[t], salt: Float(t))
+            let path = directory.file("table\(t)")
+            try TableWriter.write(directory: path, keys: keys, vectors: vectors, dimension: dims[t])
+            model.sparseFiles.append(path)
+            var map: [Int64: [Float]] = [:]
+            for (i, k) in keys.enumerated() { map[k] = Array(vectors[(i * dims[t])..<((i + 1) * dims[t])]) }
+            tables.append(map)
+        }
+        config = ParameterServerConfig()
+        config.models = [model]
+        config.volatileDatabase.numPartitions = 4
+        self.tables = tables
+    }
+
+    var model: ModelConfig {
+        get { config.models[0] }
+        set { config.models[0] = newValue }
+    }
+
+    func expected(table: Int, keys: [Int64]) -> [Float] {
+        let dim = config.models[0].embeddingVectorSizes[table]
+        let fallback = [Float](repeating: config.models[0].defaultValues[table], count: dim)
+        return keys.flatMap { tables[table][$0] ?? fallback }
+    }
+
+    func server() throws -> ParameterServer {
+        try HPSRuntime.makeParameterServer(config: config, logger: .silent)
+    }
+}
+
+/// Random batches mixing known keys, unknown keys and duplicates.
+func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int) -> [Int64] {
+    (0..<count).map { _ in
+        switch rng.next() % 10 {
+        case 0: return Int64(bitPattern: rng.next())  // unknown (almost surely)
+        case 1: return Int64(knownRows * 3 + Int(rng.next() % 100))  // beyond the table
+        default: return Int64(rng.next() % UInt64(min(knownRows, 50))) * 3 + Int64(table)  // hot, duplicated
+        }
+    }
+}
+
+@Suite struct LookupSessionTests {
+    func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
+
+    @Test(arguments: [
+        (true, EmbeddingCacheType.dynamic), (false, .dynamic), (true, .static), (true, .uvm),
+    ])
+    func answersExactlyWithDuplicatesAndUnknownKeys(cacheOn: Bool, type: EmbeddingCacheType) throws {
+        var fixture = try Fixture()
+        fixture.model.deviceCache = cacheOn
+        fixture.model.embeddingCacheType = type
+        fixture.model.hitRateThreshold = 1.0  // async only when everything hit: always exact
+        fixture.model.deviceCachePercentage = 0.1  // small: evictions happen
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        var rng = SplitMix64(seed: 11)
+        for round in 0..<30 {
+            for table in 0..<2 {
+                let n = [1, 17, 64 * fixture.model.maxKeysPerSample[table]][round % 3]
+                let keys = mixedBatch(&rng, count: n, knownRows: fixture.tables[table].count, table: table)
+                #expect(bits(try session.lookup(table: table, keys: keys)) == bits(fixture.expected(table: table, keys: keys)))
+            }
+        }
+        #expect(try session.lookup(table: 0, keys: []).isEmpty)
+    }
+
+    @Test func thresholdZeroAnswersDefaultsFirstThenInserts() throws {
+        var fixture = try Fixture()
+        fixture.model.hitRateThreshold = 0
+        fixture.model.deviceCachePercentage = 1.0
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let keys: [Int64] = [0, 3, 6, 9, 3]
+        let first = try session.lookup(table: 0, keys: keys)
+        #expect(bits(first) == bits([Float](repeating: 0.5, count: keys.count * 8)))
+        session.waitForBackgroundInserts()
+        #expect(bits(try session.lookup(table: 0, keys: keys)) == bits(fixture.expected(table: 0, keys: keys)))
+    }
+
+    @Test func thresholdHalfDependsOnTheBatchHitRate() throws {
+        var fixture = try Fixture()
+        fixture.model.hitRateThreshold = 0.5
+        fixture.model.deviceCachePercentage = 1.0
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        // Nothing cached: hit rate 0 < 0.5 → fetched now, exact.
+        let warm: [Int64] = [0, 3, 6, 9]
+        #expect(bits(try session.lookup(table: 0, keys: warm)) == bits(fixture.expected(table: 0, keys: warm)))
+        // 4 cached + 2 new: hit rate 4/6 ≥ 0.5 → the 2 new keys get the default now.
+        let mixed: [Int64] = [0, 3, 6, 9, 12, 15]
+        let answer = try session.lookup(table: 0, keys: mixed)
+        #expect(bits(Array(answer[0..<32])) == bits(fixture.expected(table: 0, keys: warm)))
+        #expect(bits(Array(answer[32...])) == bits([Float](repeating: 0.5, count: 16)))
+        session.waitForBackgroundInserts()
+        #expect(bits(try session.lookup(table: 0, keys: mixed)) == bits(fixture.expected(table: 0, keys: mixed)))
+    }
+
+    @Test func refreshUpdatesCachedKeysFromTheDatabase() throws {
+        var fixture = try Fixture()
+        fixture.model.hitRateThreshold = 1.0
+        fixture.model.deviceCachePercentage = 1.0
+        fixture.model.cacheRefreshPercentagePerIteration = 0.3
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let keys: [Int64] = [0, 3, 6]
+        _ = try session.lookup(table: 0, keys: keys)
+        // Change the values in the volatile database behind the cache.
+        let fresh = [Float](repeating: 42, count: keys.count * 8)
+        try keys.withUnsafeBufferPointer { k in
+            try fresh.withUnsafeBytes { _ = try server.volatileDatabase!.insert(table: "hps_et.demo.t0", keys: k, values: $0, valueSize: 32) }
+        }
+        #expect(bits(try session.lookup(table: 0, keys: keys)) == bits(fixture.expected(table: 0, keys: keys)))  // stale
+        #expect(try session.refresh() > 0)
+        #expect(try session.lookup(table: 0, keys: keys) == fresh)
+    }
+
+    @Test func warmUpFillsTheCache() throws {
+        var fixture = try Fixture()
+        fixture.model.deviceCachePercentage = 0.5
+        fixture.model.cacheRefreshPercentagePerIteration = 0.2
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        // Half the 2000 rows fit (1024 slots in sets of 64); the first rows of the file go in, a set that
+        // gets more than 64 of them keeps its 64 most recent.
+        let cache = session.caches[0]!
+        #expect(cache.count > 900 && cache.count <= 1000)
+        let firstRows = Set((0..<1000).map { Int64($0) * 3 })
+        #expect(cache.keys(inUnits: 0..<cache.unitCount).allSatisfy(firstRows.contains))
+        fixture.model.initializeCache = false
+        let cold = try fixture.server().session(model: "demo", device: 0)
+        #expect(cold.caches[0]!.count == 0)
+    }
+
+    @Test func errorsNameTheProblem() throws {
+        let fixture = try Fixture()
+        let server = try fixture.server()
+        #expect(throws: HPSError.self) { _ = try server.session(model: "nope", device: 0) }
+        #expect(throws: HPSError.self) { _ = try server.session(model: "demo", device: 3) }
+        let session = try server.session(model: "demo", device: 0)
+        do {
+            _ = try session.lookup(table: 2, keys: [1])
+            Issue.record("table 2 should not exist")
+        } catch let error as HPSError {
+            #expect(error.code == .unknownTable)
+            #expect(error.description.contains("has 2 table(s)"))
+        }
+        var output = [Float](repeating: 0, count: 8 * 600)
+        let tooMany = [Int64](repeating: 1, count: 64 * 8 + 1)
+        do {
+            try tooMany.withUnsafeBufferPointer { k in try output.withUnsafeMutableBufferPointer { try session.lookup(table: 0, keys: k, into: $0) } }
+            Issue.record("too many keys should fail")
+        } catch let error as HPSError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.description.contains("513 keys"))
+        }
+        do {
+            var small = [Float](repeating: 0, count: 7)
+            try [Int64](arrayLiteral: 0).withUnsafeBufferPointer { k in try small.withUnsafeMutableBufferPointer { try session.lookup(table: 0, keys: k, into: $0) } }
+            Issue.record("a too-small output should fail")
+        } catch let error as HPSError {
+            #expect(error.code == .invalidArgument)
+        }
+    }
+
+    @Test func int32KeysWithoutLongLong() throws {
+        var fixture = try Fixture()
+        fixture.config.supportLongLong = false
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let keys: [Int32] = [0, 3, 7, 3, -1]
+        var output = [Float](repeating: .nan, count: keys.count * 8)
+        try keys.withUnsafeBufferPointer { k in try output.withUnsafeMutableBufferPointer { try session.lookup(table: 0, keys: k, into: $0) } }
+        #expect(bits(output) == bits(fixture.expected(table: 0, keys: keys.map { Int64(UInt32(bitPattern: $0)) })))
+    }
+
+    @Test func noDatabaseGivesDefaultsBeyondTheCache() throws {
+        var fixture = try Fixture()
+        fixture.config.volatileDatabase.type = .disabled
+        fixture.model.embeddingCacheType = .dynamic
+        fixture.model.deviceCache = false
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        #expect(try session.lookup(table: 1, keys: [1, 4]) == [Float](repeating: -1, count: 6))
+    }
+
+    @Test func overflowEvictionsLeaveExactOrDefault() throws {
+        var fixture = try Fixture(rows: [2000], dims: [4], defaults: [7], keysPerSample: [32])
+        fixture.config.volatileDatabase.overflowMargin = 100
+        fixture.model.deviceCache = false
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let keys = (0..<2000).map { Int64($0) * 3 }
+        let answer = try session.lookup(table: 0, keys: keys)
+        let expected = fixture.expected(table: 0, keys: keys)
+        var exact = 0
+        for i in 0..<keys.count {
+            let got = Array(answer[(i * 4)..<(i * 4 + 4)])
+            if bits(got) == bits(Array(expected[(i * 4)..<(i * 4 + 4)])) { exact += 1 } else { #expect(got == [7, 7, 7, 7]) }
+        }
+        #expect(exact == (try server.volatileDatabase!.size(table: "hps_et.demo.t0")))
+        #expect(exact <= 400)
+    }
+
+    @Test func manyThreadsLookUpWhileAnotherInserts() async throws {
+        var fixture = try Fixture(rows: [4000], dims: [16], defaults: [0], keysPerSample: [16])
+        fixture.model.deviceCachePercentage = 0.05
+        fixture.model.hitRateThreshold = 1.0
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let vdb = server.volatileDatabase!
+        let keys = (0..<4000).map { Int64($0) * 3 }
+        let original = fixture.tables[0]
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                // Overwrite every row with constant vectors (all 1s, then all 2s, …).
+                for round in 1...20 {
+                    let values = [Float](repeating: Float(round), count: keys.count * 16)
+                    try keys.withUnsafeBufferPointer { k in try values.withUnsafeBytes { _ = try vdb.insert(table: "hps_et.demo.t0", keys: k, values: $0, valueSize: 64) } }
+                }
+                return true
+            }
+            for t in 0..<8 {
+                group.addTask {
+                    var rng = SplitMix64(seed: UInt64(t))
+                    var ok = true
+                    for _ in 0..<100 {
+                        let batch = (0..<256).map { _ in keys[Int(rng.next() % 4000)] }
+                        let out = try session.lookup(table: 0, keys: batch)
+                        for r in 0..<batch.count {
+                            let v = Array(out[(r * 16)..<(r * 16 + 16)])
+                            if Set(v).count != 1 && v != original[batch[r]]! { ok = false }
+                        }
+                    }
+                    return ok
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
+    }
+
+    @Test func deduplicationMatchesASet() throws {
+        var fixture = try Fixture()
+        fixture.model.deviceCache = true
+        fixture.model.hitRateThreshold = 1.0
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let before = server.statistics.snapshot
+        let keys: [Int64] = [5, 5, 5, 0, 0, 9, -4, 9]
+        _ = try session.lookup(table: 0, keys: keys)
+        let after = server.statistics.snapshot
+        #expect(after.uniqueKeys - before.uniqueKeys == Set(keys).count)
+        #expect(after.keys - before.keys == keys.count)
+    }
+}

@@ -1,0 +1,1 @@
+"""Implementation modules of hierarchical_parameter_server."""

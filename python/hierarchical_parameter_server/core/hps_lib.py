@@ -1,0 +1,81 @@
+"""Loads the HPS op library (``libhierarchical_parameter_server.so``) and exposes its ops.
+
+``init`` and ``lookup`` are the generated wrappers of the ops ``Init`` and ``Lookup``, whose inputs,
+outputs and attributes are those of NVIDIA's plugin.
+
+The library is searched, in order, at ``$HPS_LIBRARY_PATH`` (a file, or a directory holding it), in
+this package's ``lib/`` directory, in ``/usr/local/lib``, and in ``<entry>/hierarchical_parameter_server/lib``
+for each ``sys.path`` entry.
+"""
+
+import os
+import sys
+import warnings
+
+import tensorflow as tf
+
+LIBRARY_NAME = "libhierarchical_parameter_server.so"
+
+#: TensorFlow versions this package is tested with (inclusive, major.minor).
+TESTED_TF_VERSIONS = ((2, 16), (2, 21))
+
+
+def in_tensorflow2():
+    """Whether the running TensorFlow is 2.x."""
+    return tf.__version__.startswith("2")
+
+
+def _tf_version():
+    parts = tf.__version__.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _check_tf_version():
+    version = _tf_version()
+    low, high = TESTED_TF_VERSIONS
+    if version is None or not (low <= version <= high):
+        warnings.warn(
+            "hierarchical_parameter_server is tested with TensorFlow %d.%d to %d.%d; this is TensorFlow %s. "
+            "The op library uses only TensorFlow's stable C API, so it will likely work, but it is untested."
+            % (low + high + (tf.__version__,)),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _candidates():
+    env = os.environ.get("HPS_LIBRARY_PATH")
+    if env:
+        yield os.path.join(env, LIBRARY_NAME) if os.path.isdir(env) else env
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    yield os.path.join(here, "lib", LIBRARY_NAME)
+    yield os.path.join("/usr/local/lib", LIBRARY_NAME)
+    for entry in sys.path:
+        if entry:
+            yield os.path.join(entry, "hierarchical_parameter_server", "lib", LIBRARY_NAME)
+
+
+def library_path():
+    """The path of the op library this process loads (raises FileNotFoundError if there is none)."""
+    searched = []
+    for path in _candidates():
+        if path in searched:
+            continue
+        searched.append(path)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        "Could not find %s. Searched: %s. Build it with `pip install .` in the HPS repository "
+        "(or `swift build -c release --product hierarchical_parameter_server`) and/or set HPS_LIBRARY_PATH."
+        % (LIBRARY_NAME, ", ".join(searched))
+    )
+
+
+_check_tf_version()
+hps_ops = tf.load_op_library(library_path())
+
+init = hps_ops.init
+lookup = hps_ops.lookup
