@@ -204,7 +204,8 @@ struct OpDefinition {
         for spec in attributes { TF_OpDefinitionBuilderAddAttr(builder, spec) }
         for spec in inputs { TF_OpDefinitionBuilderAddInput(builder, spec) }
         for spec in outputs { TF_OpDefinitionBuilderAddOutput(builder, spec) }
-        TF_OpDefinitionBuilderSetIsStateful(builder, isStateful)
+        // TF's C API marks the op stateful whatever the flag says, so it is only called for stateful ops.
+        if isStateful { TF_OpDefinitionBuilderSetIsStateful(builder, true) }
         if let shapeFunction { TF_OpDefinitionBuilderSetShapeInferenceFunction(builder, shapeFunction) }
         let status = TFStatus()
         TF_RegisterOpDefinition(builder, status.raw)  // frees the builder either way

@@ -13,10 +13,10 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
     final class Table: @unchecked Sendable {
         let partitions: [HashMapPartition]
         let valueSize: Int
-        init(valueSize: Int, partitions: Int, allocationRate: Int) {
+        init(valueSize: Int, partitions: Int, allocationRate: Int, counters: Bool) {
             self.valueSize = valueSize
             self.partitions = (0..<partitions).map { _ in
-                HashMapPartition(valueSize: valueSize, allocationRate: allocationRate)
+                HashMapPartition(valueSize: valueSize, allocationRate: allocationRate, counters: counters)
             }
         }
     }
@@ -60,7 +60,9 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                 }
                 return t
             }
-            let t = Table(valueSize: valueSize, partitions: partitionCount, allocationRate: config.allocationRate)
+            let t = Table(
+                valueSize: valueSize, partitions: partitionCount, allocationRate: config.allocationRate,
+                counters: config.overflowPolicy != .evictRandom)
             tables[tag] = t
             return t
         }
@@ -155,6 +157,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         let policy = config.overflowPolicy
         return scratch.withScratch(capacity: keys.count) { s in
             group(keys, partitions: t.partitions.count, into: s)
+            let order = s.order, mixed = s.mixed, missList = s.misses
             forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
                 let p = t.partitions[pi]
                 let start = s.starts[pi]
@@ -162,30 +165,21 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                 var missCount = 0
                 p.lock.lock()
                 let now = p.advanceClock()
-                // Prefetch the index entry 16 keys ahead and the row 8 keys ahead.
-                let indexAhead = 16
-                let rowAhead = 8
-                var j = start
-                while j < min(end, start + indexAhead) {
-                    hps_prefetch(p.probeStart(mixed: s.mixed[Int(s.order[j])]))
-                    j += 1
-                }
+                let view = p.view
+                // Prefetch the index entry `indexAhead` keys ahead and the row `rowAhead` keys ahead.
+                let indexAhead = 24
+                let rowAhead = 12
+                for j in start..<min(end, start + indexAhead) { hps_prefetch(view.start(mixed[Int(order[j])])) }
+                for j in start..<min(end, start + rowAhead) { view.prefetchRow(mixed[Int(order[j])]) }
                 for j in start..<end {
-                    if j + indexAhead < end {
-                        hps_prefetch(p.probeStart(mixed: s.mixed[Int(s.order[j + indexAhead])]))
-                    }
-                    if j + rowAhead < end {
-                        let ahead = Int(s.order[j + rowAhead])
-                        let e = p.probeStart(mixed: s.mixed[ahead]).pointee
-                        if e != 0 { hps_prefetch(p.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) }
-                    }
-                    let i = Int(s.order[j])
-                    let slot = p.find(key: keys[i], mixed: s.mixed[i])
-                    if slot >= 0 {
-                        (out + i * valueSize).copyMemory(from: p.value(slot), byteCount: valueSize)
-                        if policy != .evictRandom { p.touch(slot, policy: policy, now: now) }
+                    if j + indexAhead < end { hps_prefetch(view.start(mixed[Int(order[j + indexAhead])])) }
+                    if j + rowAhead < end { view.prefetchRow(mixed[Int(order[j + rowAhead])]) }
+                    let i = Int(order[j])
+                    if let row = view.find(keys[i], mixed[i]) {
+                        (out + i * valueSize).copyMemory(from: row + view.valueOffset, byteCount: valueSize)
+                        if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
                     } else {
-                        s.misses[start + missCount] = Int32(i)
+                        missList[start + missCount] = Int32(truncatingIfNeeded: i)
                         missCount += 1
                     }
                 }
@@ -284,21 +278,23 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
     /// Groups input positions by partition (counting sort) and caches each key's mixed hash.
     private func group(_ keys: UnsafeBufferPointer<Int64>, partitions: Int, into s: BulkScratch) {
         let parts = UInt64(partitions)
-        for pi in 0...partitions { s.starts[pi] = 0 }
+        let mask: UInt64? = partitions & (partitions - 1) == 0 ? parts - 1 : nil
+        let starts = s.starts, cursors = s.missCounts, mixed = s.mixed, partitionOf = s.partitionOf, order = s.order
+        starts.update(repeating: 0, count: partitions + 1)
         for i in 0..<keys.count {
             let m = hpsKeyMix(keys[i])
-            s.mixed[i] = m
-            let pi = Int32(truncatingIfNeeded: m % parts)
-            s.partitionOf[i] = pi
-            s.starts[Int(pi) + 1] += 1
+            mixed[i] = m
+            let pi = Int(truncatingIfNeeded: mask.map { m & $0 } ?? m % parts)
+            partitionOf[i] = Int32(truncatingIfNeeded: pi)
+            starts[pi + 1] += 1
         }
-        for pi in 0..<partitions { s.starts[pi + 1] += s.starts[pi] }
-        // Fill using missCounts as cursors.
-        for pi in 0..<partitions { s.missCounts[pi] = s.starts[pi] }
+        for pi in 0..<partitions { starts[pi + 1] += starts[pi] }
+        // Fill using the per-partition counters as cursors.
+        cursors.update(from: starts, count: partitions)
         for i in 0..<keys.count {
-            let pi = Int(s.partitionOf[i])
-            s.order[s.missCounts[pi]] = Int32(truncatingIfNeeded: i)
-            s.missCounts[pi] += 1
+            let pi = Int(partitionOf[i])
+            order[cursors[pi]] = Int32(truncatingIfNeeded: i)
+            cursors[pi] += 1
         }
     }
 

@@ -1,14 +1,17 @@
 import CHPSSupport
 
 /// One partition of a hash-map table: an open-addressing index of 8-byte entries pointing into rows that
-/// hold `key | counter | value`.
+/// hold `key | value`, or `key | counter | value` when the overflow policy needs an LRU/LFU counter.
 ///
 /// Index entry: high 32 bits = hash fingerprint, low 32 bits = slot + 1 (0 = empty). The position of an
 /// entry is derived from its fingerprint, so the index grows without touching rows. Rows keep the key
 /// beside the value, so a hit costs one index line and one row line. Linear probing, backward-shift
 /// deletion, at most 3/4 full.
 ///
-/// Memory per entry: `stride` (12 + value bytes, rounded to 4) + 8 / load factor.
+/// Memory per entry: `stride` (8 + [4] + value bytes, rounded to 4) + 8 / load factor.
+///
+/// Hot loops take a ``View`` (plain pointers and constants) once per batch under the lock, so they run
+/// without class-property access overhead.
 ///
 /// Not thread-safe: every method must be called with ``lock`` held.
 final class HashMapPartition: @unchecked Sendable {
@@ -24,13 +27,16 @@ final class HashMapPartition: @unchecked Sendable {
     /// Logical clock for LRU: bumped once per fetch or insert batch.
     private var tick: UInt32 = 1
 
-    static let keyOffset = 0
     static let counterOffset = 8
-    static let valueOffset = 12
+    /// Where the value starts in a row: after the key, and after the counter when there is one.
+    let valueOffset: Int
+    let hasCounter: Bool
 
-    init(valueSize: Int, allocationRate: Int) {
+    init(valueSize: Int, allocationRate: Int, counters: Bool) {
         self.valueSize = valueSize
-        let stride = (12 + valueSize + 3) & ~3
+        hasCounter = counters
+        valueOffset = counters ? 12 : 8
+        let stride = (valueOffset + valueSize + 3) & ~3
         pages = RowPages(stride: stride, allocationRate: allocationRate)
         let capacity = 16
         index = .allocate(capacity: capacity)
@@ -41,7 +47,48 @@ final class HashMapPartition: @unchecked Sendable {
 
     deinit {
         index.deallocate()
-        pages.deallocateAll()
+        pages.destroy()
+    }
+
+    /// Plain pointers and constants for a hot loop; valid while the lock is held and nothing is inserted.
+    struct View {
+        let index: UnsafeMutablePointer<UInt64>
+        let mask: Int
+        let shift: UInt64
+        let rows: RowPages.Layout
+        let valueOffset: Int
+
+        @inline(__always)
+        func start(_ mixed: UInt64) -> UnsafeMutablePointer<UInt64> {
+            index + Int(truncatingIfNeeded: (HashMapPartition.fingerprint(mixed) << 32) >> shift)
+        }
+
+        /// The row holding `key`, or nil.
+        @inline(__always)
+        func find(_ key: Int64, _ mixed: UInt64) -> UnsafeMutableRawPointer? {
+            let f = HashMapPartition.fingerprint(mixed)
+            var pos = Int(truncatingIfNeeded: (f << 32) >> shift)
+            while true {
+                let e = index[pos]
+                if e == 0 { return nil }
+                if e >> 32 == f {
+                    let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
+                    if row.loadUnaligned(as: Int64.self) == key { return row }
+                }
+                pos = (pos + 1) & mask
+            }
+        }
+
+        /// Prefetches the row the first index entry of `mixed` points at, if that entry is filled.
+        @inline(__always)
+        func prefetchRow(_ mixed: UInt64) {
+            let e = start(mixed).pointee
+            if e != 0 { hps_prefetch(rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) }
+        }
+    }
+
+    var view: View {
+        View(index: index, mask: indexMask, shift: UInt64(indexShift), rows: pages.layout, valueOffset: valueOffset)
     }
 
     var indexCapacity: Int { indexMask + 1 }
@@ -88,7 +135,7 @@ final class HashMapPartition: @unchecked Sendable {
 
     /// The row of `slot`'s first value byte.
     @inline(__always)
-    func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) + Self.valueOffset }
+    func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) + valueOffset }
 
     /// Advances the LRU clock; call once per batch.
     @inline(__always)
@@ -101,7 +148,13 @@ final class HashMapPartition: @unchecked Sendable {
     /// Records an access to `slot` for the overflow policy.
     @inline(__always)
     func touch(_ slot: Int, policy: OverflowPolicy, now: UInt32) {
-        let counter = pages.row(slot) + Self.counterOffset
+        Self.touch(row: pages.row(slot), policy: policy, now: now)
+    }
+
+    /// Records an access to `row` (LFU: count, LRU: stamp); a no-op for `evict_random`.
+    @inline(__always)
+    static func touch(row: UnsafeMutableRawPointer, policy: OverflowPolicy, now: UInt32) {
+        let counter = row + counterOffset
         switch policy {
         case .evictLeastUsed:
             let c = counter.loadUnaligned(as: UInt32.self)
@@ -125,8 +178,8 @@ final class HashMapPartition: @unchecked Sendable {
                 let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
                 let row = pages.row(slot)
                 if row.loadUnaligned(as: Int64.self) == key {
-                    (row + Self.valueOffset).copyMemory(from: value, byteCount: valueSize)
-                    touch(slot, policy: policy, now: now)
+                    (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
+                    if hasCounter { touch(slot, policy: policy, now: now) }
                     return false
                 }
             }
@@ -142,8 +195,8 @@ final class HashMapPartition: @unchecked Sendable {
         }
         let row = pages.row(slot)
         row.storeBytes(of: key, as: Int64.self)
-        (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self)
-        (row + Self.valueOffset).copyMemory(from: value, byteCount: valueSize)
+        if hasCounter { (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
+        (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
         index[pos] = (f << 32) | UInt64(slot + 1)
         count += 1
         if count * 4 > indexCapacity * 3 { grow() }

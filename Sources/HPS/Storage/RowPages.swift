@@ -2,14 +2,36 @@
 /// database's `allocation_rate`), so a small table does not reserve a full page and a large one does not
 /// need one huge allocation. Slot `s` maps to a page and offset with a few bit operations.
 ///
+/// Page addresses live in a plain pointer table so the hot path reads them without Swift array
+/// overhead; ``RowPages/Layout`` is a copyable snapshot of that table for loops.
+///
 /// Not thread-safe: the owning partition's lock guards it.
 struct RowPages {
+    /// A snapshot of the page table, valid until the next ``ensure(slot:)``.
+    struct Layout {
+        let stride: Int
+        let baseShift: Int
+        let maxShift: Int
+        let pages: UnsafeMutablePointer<UnsafeMutableRawPointer>
+
+        @inline(__always)
+        func row(_ slot: Int) -> UnsafeMutableRawPointer {
+            if slot < 1 << baseShift { return pages[0] + slot * stride }
+            if slot < 1 << maxShift {
+                let log = Int.bitWidth - 1 - slot.leadingZeroBitCount  // ≥ baseShift
+                return pages[log - baseShift + 1] + (slot - (1 << log)) * stride
+            }
+            let rest = slot - (1 << maxShift)
+            return pages[maxShift - baseShift + 1 + (rest >> maxShift)] + (rest & ((1 << maxShift) - 1)) * stride
+        }
+    }
+
     let stride: Int
-    /// log2 of the first page's rows.
     private let baseShift: Int
-    /// log2 of the largest page's rows.
     private let maxShift: Int
-    private(set) var pages: [UnsafeMutableRawPointer] = []
+    private var table: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private var tableCapacity = 8
+    private(set) var pageCount = 0
     /// Rows the allocated pages hold.
     private(set) var capacity: Int = 0
 
@@ -18,7 +40,10 @@ struct RowPages {
         let maxRows = max(1, allocationRate / max(1, stride))
         maxShift = Int.bitWidth - 1 - maxRows.leadingZeroBitCount  // floor(log2)
         baseShift = min(maxShift, 8)
+        table = .allocate(capacity: tableCapacity)
     }
+
+    var layout: Layout { Layout(stride: stride, baseShift: baseShift, maxShift: maxShift, pages: table) }
 
     /// Rows of page `i`: 2^b, 2^b, 2^(b+1), … up to 2^maxShift, then 2^maxShift.
     private func rows(ofPage i: Int) -> Int {
@@ -26,30 +51,22 @@ struct RowPages {
         return 1 << min(maxShift, baseShift + i - 1)
     }
 
-    /// Number of geometric pages before pages reach full size.
-    private var geometricPages: Int { maxShift - baseShift + 1 }
-
     @inline(__always)
-    func row(_ slot: Int) -> UnsafeMutableRawPointer {
-        let base = 1 << baseShift
-        if slot < base { return pages[0] + slot * stride }
-        let geometricEnd = 1 << maxShift
-        if slot < geometricEnd {
-            let log = Int.bitWidth - 1 - slot.leadingZeroBitCount  // ≥ baseShift
-            let page = log - baseShift + 1
-            let offset = slot - (1 << log)
-            return pages[page] + offset * stride
-        }
-        let rest = slot - geometricEnd
-        let page = geometricPages + (rest >> maxShift)
-        return pages[page] + (rest & ((1 << maxShift) - 1)) * stride
-    }
+    func row(_ slot: Int) -> UnsafeMutableRawPointer { layout.row(slot) }
 
     /// Makes sure slot `slot` is backed by memory.
     mutating func ensure(slot: Int) {
         while slot >= capacity {
-            let n = rows(ofPage: pages.count)
-            pages.append(.allocate(byteCount: n * stride, alignment: 64))
+            if pageCount == tableCapacity {
+                let bigger = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: tableCapacity * 2)
+                bigger.moveInitialize(from: table, count: pageCount)
+                table.deallocate()
+                table = bigger
+                tableCapacity *= 2
+            }
+            let n = rows(ofPage: pageCount)
+            (table + pageCount).initialize(to: .allocate(byteCount: n * stride, alignment: 64))
+            pageCount += 1
             capacity += n
         }
     }
@@ -57,9 +74,16 @@ struct RowPages {
     /// Bytes allocated for rows.
     var allocatedBytes: Int { capacity * stride }
 
+    /// Frees every page (the page table stays for reuse).
     mutating func deallocateAll() {
-        for page in pages { page.deallocate() }
-        pages.removeAll()
+        for i in 0..<pageCount { table[i].deallocate() }
+        pageCount = 0
         capacity = 0
+    }
+
+    /// Frees everything, the page table included; the value must not be used afterwards.
+    mutating func destroy() {
+        deallocateAll()
+        table.deallocate()
     }
 }

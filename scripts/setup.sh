@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine that has the Swift toolchain: system libraries, the Python venv with
+# TensorFlow and this package, and a release build of the `hps` CLI. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(librocksdb-dev pkg-config python3-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import tensorflow, pytest, numpy" >/dev/null 2>&1; then
+  echo "setup: installing tensorflow-cpu, numpy and pytest into .venv (a few minutes)"
+  .venv/bin/pip install -q --upgrade pip setuptools wheel
+  .venv/bin/pip install -q "tensorflow-cpu==2.21.*" numpy pytest
+fi
+if [ -f pyproject.toml ]; then
+  echo "setup: building and installing the hierarchical_parameter_server package into .venv"
+  .venv/bin/pip install -q --no-build-isolation .
+fi
+
+echo "setup: building hps (release)"
+swift build -c release --product hps

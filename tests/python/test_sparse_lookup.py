@@ -1,0 +1,92 @@
+"""hps.SparseLookupLayer equals tf.nn.embedding_lookup_sparse bit for bit."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import MODELS
+
+TABLES = [(name, t) for name, spec in MODELS.items() for t in range(len(spec["tables"]))]
+
+
+def _sparse_ids(rows, batch, max_nnz, seed, dtype=tf.int64):
+    """A batch × max_nnz SparseTensor with 1..max_nnz ids per row (canonical order, no empty row)."""
+    rng = np.random.RandomState(seed)
+    indices, values = [], []
+    for r in range(batch):
+        for c in range(rng.randint(1, max_nnz + 1)):
+            indices.append([r, c])
+            values.append(rng.randint(0, rows))
+    return tf.SparseTensor(
+        indices=np.array(indices, np.int64), values=tf.constant(values, dtype=dtype), dense_shape=[batch, max_nnz]
+    )
+
+
+def _weights(sp_ids, seed):
+    rng = np.random.RandomState(seed)
+    values = rng.uniform(0.1, 2.0, size=sp_ids.values.shape[0]).astype(np.float32)
+    return tf.SparseTensor(indices=sp_ids.indices, values=values, dense_shape=sp_ids.dense_shape)
+
+
+def _layer(hps, model, table, tables):
+    dim = tables[(model, table)][1].shape[1]
+    return hps.SparseLookupLayer(model_name=model, table_id=table, emb_vec_size=dim, emb_vec_dtype=tf.float32)
+
+
+@pytest.mark.parametrize("model,table", TABLES)
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_lookup_equals_embedding_lookup_sparse(hps, tables, model, table, combiner, weighted):
+    array = tables[(model, table)][1]
+    layer = _layer(hps, model, table, tables)
+    q = MODELS[model]["maxnum"][table]
+    sp_ids = _sparse_ids(array.shape[0], 512, q, seed=hash((model, table)) % 1000)
+    sp_weights = _weights(sp_ids, 3) if weighted else None
+    got = layer(sp_ids, sp_weights, combiner=combiner)
+    want = tf.nn.embedding_lookup_sparse(array, sp_ids, sp_weights, combiner=combiner)
+    assert got.shape == (512, array.shape[1])
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("max_norm", [0.1, 10.0])
+def test_sparse_lookup_max_norm(hps, tables, weighted, max_norm):
+    array = tables[("foo", 0)][1]
+    sp_ids = _sparse_ids(array.shape[0], 128, 10, seed=9)
+    sp_weights = _weights(sp_ids, 4) if weighted else None
+    got = _layer(hps, "foo", 0, tables)(sp_ids, sp_weights, combiner="mean", max_norm=max_norm)
+    want = tf.nn.embedding_lookup_sparse(array, sp_ids, sp_weights, combiner="mean", max_norm=max_norm)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_default_combiner_is_mean(hps, tables):
+    array = tables[("bar", 0)][1]
+    sp_ids = _sparse_ids(array.shape[0], 64, 3, seed=2)
+    got = _layer(hps, "bar", 0, tables)(sp_ids, None)
+    np.testing.assert_array_equal(got.numpy(), tf.nn.embedding_lookup_sparse(array, sp_ids, None, combiner="mean").numpy())
+
+
+def test_sparse_lookup_in_tf_function(hps, tables):
+    array = tables[("bar", 1)][1]
+    layer = _layer(hps, "bar", 1, tables)
+    spec = tf.SparseTensorSpec([None, 5], tf.int64)
+
+    @tf.function(input_signature=[spec])
+    def serve(sp_ids):
+        return layer(sp_ids, None, combiner="sqrtn")
+
+    for seed in range(2):
+        sp_ids = _sparse_ids(array.shape[0], 100, 5, seed)
+        want = tf.nn.embedding_lookup_sparse(array, sp_ids, None, combiner="sqrtn")
+        np.testing.assert_array_equal(serve(sp_ids).numpy(), want.numpy())
+
+
+def test_sparse_lookup_argument_errors(hps, tables):
+    layer = _layer(hps, "foo", 0, tables)
+    sp_ids = _sparse_ids(100, 4, 2, seed=1)
+    with pytest.raises(ValueError, match="combiner"):
+        layer(sp_ids, None, combiner="max")
+    with pytest.raises(TypeError, match="sp_ids must be SparseTensor"):
+        layer(tf.constant([[1, 2]], tf.int64), None)
+    with pytest.raises(TypeError, match="sp_weights"):
+        layer(sp_ids, tf.constant([1.0]))
