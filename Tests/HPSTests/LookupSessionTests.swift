@@ -145,11 +145,12 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         fixture.model.cacheRefreshPercentagePerIteration = 0.2
         let server = try fixture.server()
         let session = try server.session(model: "demo", device: 0)
-        // Half the 2000 rows fit (1024 slots in sets of 64); the first rows of the file go in, a set that
-        // gets more than 64 of them keeps its 64 most recent.
+        // gpucacheper 0.5 of 2000 rows → 1024 slots in sets of 64; the first 1024 rows of the file go in,
+        // and a set that gets more than 64 of them keeps its 64 most recent.
         let cache = session.caches[0]!
-        #expect(cache.count > 900 && cache.count <= 1000)
-        let firstRows = Set((0..<1000).map { Int64($0) * 3 })
+        #expect(cache.capacity == 1024)
+        #expect(cache.count > 900 && cache.count <= 1024)
+        let firstRows = Set((0..<1024).map { Int64($0) * 3 })
         #expect(cache.keys(inUnits: 0..<cache.unitCount).allSatisfy(firstRows.contains))
         fixture.model.initializeCache = false
         let cold = try fixture.server().session(model: "demo", device: 0)
