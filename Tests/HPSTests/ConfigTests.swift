@@ -112,60 +112,62 @@ private let referenceExample = """
 
 // MARK: JSON
 
-@Suite struct JSONTests {
-    @Test func integersAndFractionsStayDistinctAndKeysKeepTheirOrder() throws {
-        let value = try JSONValue.parse(
-            #"{"z": 1, "b": 1.0, "c": -2e3, "d": 9223372036854775807, "e": 92233720368547758070, "a": [true, null, "x"]}"#)
-        guard case .object(let object) = value else {
-            Issue.record("expected an object")
-            return
+extension ConfigTests {
+    @Suite struct JSONParsing {
+        @Test func integersAndFractionsStayDistinctAndKeysKeepTheirOrder() throws {
+            let value = try JSONValue.parse(
+                #"{"z": 1, "b": 1.0, "c": -2e3, "d": 9223372036854775807, "e": 92233720368547758070, "a": [true, null, "x"]}"#)
+            guard case .object(let object) = value else {
+                Issue.record("expected an object")
+                return
+            }
+            #expect(object.keys == ["z", "b", "c", "d", "e", "a"])
+            #expect(object["z"] == .int(1))
+            #expect(object["b"] == .double(1.0))
+            #expect(object["c"] == .double(-2000))
+            #expect(object["d"] == .int(Int.max))
+            #expect(object["e"] == .double(9.2233720368547758070e19))
+            #expect(object["a"] == .array([.bool(true), .null, .string("x")]))
         }
-        #expect(object.keys == ["z", "b", "c", "d", "e", "a"])
-        #expect(object["z"] == .int(1))
-        #expect(object["b"] == .double(1.0))
-        #expect(object["c"] == .double(-2000))
-        #expect(object["d"] == .int(Int.max))
-        #expect(object["e"] == .double(9.2233720368547758070e19))
-        #expect(object["a"] == .array([.bool(true), .null, .string("x")]))
-    }
 
-    @Test func stringEscapesAreDecoded() throws {
-        let value = try JSONValue.parse(#"["a\"b\\c\/\n\t\u00e9\ud83d\ude00", "é"]"#)
-        #expect(value == .array([.string("a\"b\\c/\n\té😀"), .string("é")]))
-        #expect(value.description == #"["a\"b\\c/\n\té😀","é"]"#)
-    }
+        @Test func stringEscapesAreDecoded() throws {
+            let value = try JSONValue.parse(#"["a\"b\\c\/\n\t\u00e9\ud83d\ude00", "é"]"#)
+            #expect(value == .array([.string("a\"b\\c/\n\té😀"), .string("é")]))
+            #expect(value.description == #"["a\"b\\c/\n\té😀","é"]"#)
+        }
 
-    @Test func duplicateKeysWarnAndTheLastValueWins() throws {
-        var warnings: [String] = []
-        let value = try JSONValue.parse("{\"a\": 1,\n \"a\": 2}", warnings: &warnings)
-        #expect(value["a"] == .int(2))
-        #expect(warnings == ["duplicate key \"a\" at line 2, column 2; the last value is used"])
-    }
+        @Test func duplicateKeysWarnAndTheLastValueWins() throws {
+            var warnings: [String] = []
+            let value = try JSONValue.parse("{\"a\": 1,\n \"a\": 2}", warnings: &warnings)
+            #expect(value["a"] == .int(2))
+            #expect(warnings == ["duplicate key \"a\" at line 2, column 2; the last value is used"])
+        }
 
-    @Test(arguments: [
-        ("", 1, 1, "the document is empty"),
-        ("[1,]", 1, 4, "expected a JSON value, found ']'"),
-        ("{\"a\" 1}", 1, 6, "expected ':' after key \"a\""),
-        ("{\"a\": 1 \"b\": 2}", 1, 9, "expected ',' or '}', found '\"'"),
-        ("01", 1, 2, "leading zeros"),
-        ("\"abc", 1, 5, "unterminated string"),
-        ("tru", 1, 1, "found 'tru'"),
-        ("[1] x", 1, 5, "unexpected 'x' after the end"),
-        ("\"a\tb\"", 1, 3, "control character"),
-        ("{\"a\": 1,\n \"b\": nul}", 2, 7, "found 'nul'"),
-        ("[\"é\", x]", 1, 7, "found 'x'"),
-        ("[1.]", 1, 4, "expected a digit after '.'"),
-        ("\"\\q\"", 1, 3, "invalid escape"),
-    ])
-    func syntaxErrorsNameLineAndColumn(text: String, line: Int, column: Int, fragment: String) {
-        do {
-            _ = try JSONValue.parse(text)
-            Issue.record("expected a syntax error for \(text)")
-        } catch {
-            #expect(error.line == line, "\(error)")
-            #expect(error.column == column, "\(error)")
-            #expect(error.message.contains(fragment), "\(error)")
-            #expect(error.description.hasPrefix("invalid JSON at line \(line), column \(column): "))
+        @Test(arguments: [
+            ("", 1, 1, "the document is empty"),
+            ("[1,]", 1, 4, "expected a JSON value, found ']'"),
+            ("{\"a\" 1}", 1, 6, "expected ':' after key \"a\""),
+            ("{\"a\": 1 \"b\": 2}", 1, 9, "expected ',' or '}', found '\"'"),
+            ("01", 1, 2, "leading zeros"),
+            ("\"abc", 1, 5, "unterminated string"),
+            ("tru", 1, 1, "found 'tru'"),
+            ("[1] x", 1, 5, "unexpected 'x' after the end"),
+            ("\"a\tb\"", 1, 3, "control character"),
+            ("{\"a\": 1,\n \"b\": nul}", 2, 7, "found 'nul'"),
+            ("[\"é\", x]", 1, 7, "found 'x'"),
+            ("[1.]", 1, 4, "expected a digit after '.'"),
+            ("\"\\q\"", 1, 3, "invalid escape"),
+        ])
+        func syntaxErrorsNameLineAndColumn(text: String, line: Int, column: Int, fragment: String) {
+            do {
+                _ = try JSONValue.parse(text)
+                Issue.record("expected a syntax error for \(text)")
+            } catch {
+                #expect(error.line == line, "\(error)")
+                #expect(error.column == column, "\(error)")
+                #expect(error.message.contains(fragment), "\(error)")
+                #expect(error.description.hasPrefix("invalid JSON at line \(line), column \(column): "))
+            }
         }
     }
 }
@@ -220,6 +222,25 @@ private let referenceExample = """
                 "models[0].default_value_for_each_table",
             ])
         #expect(issues.allSatisfy { $0.message.contains("required key is missing") })
+    }
+
+    @Test func badListElementsAreReportedOnce() {
+        expectIssue(
+            configJSON(model: ["sparse_files": "[\"t0\", 1]"]), at: "models[0].sparse_files[1]",
+            containing: ["expected a string, found integer 1"])
+        expectIssue(
+            configJSON(model: ["deployed_device_list": "[0, 0]"]), at: "models[0].deployed_device_list[1]",
+            containing: ["device 0 is listed twice"])
+        expectIssue(
+            configJSON(model: ["deployed_device_list": "[-1]"]), at: "models[0].deployed_device_list[0]",
+            containing: ["must be at least 0, found -1"])
+    }
+
+    @Test func nonObjectModelsAreReportedAndKeepTheirIndex() {
+        let model = modelJSON()
+        let issues = validationIssues("{\"models\": [1, \(model), \(model)]}")
+        #expect(issues.map(\.path) == ["models[0]", "models[2].model"])
+        #expect(issues.last?.message == "duplicate model name \"m\" (also models[1])")
     }
 
     @Test func emptyDeviceListIsAnError() {

@@ -307,6 +307,13 @@ private func expectHPSError(
 
     @Test func xxhash64MatchesTheReferenceAndStreams() {
         #expect(XXHash64().finalize() == 0xEF46_DB37_51D8_E999, "XXH64 of no bytes with seed 0")
+        func xxh64(_ text: String) -> UInt64 {
+            var hasher = XXHash64()
+            Array(text.utf8).withUnsafeBytes { hasher.update($0) }
+            return hasher.finalize()
+        }
+        #expect(xxh64("abc") == 0x44BC_2CF5_AD77_0999)
+        #expect(xxh64("Nobody inspects the spammish repetition") == 0xFBCE_A83C_8A37_8BF1)
         let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         var whole = XXHash64()
         data.withUnsafeBytes { whole.update($0) }

@@ -86,12 +86,21 @@ struct ConfigReader {
         if let value = top.value("models") {
             if case .array(let items) = value {
                 if items.isEmpty { diagnostics.issue("models", "must hold at least one model configuration") }
+                var names: [String: Int] = [:]
                 for (i, item) in items.enumerated() {
                     guard case .object(let object) = item else {
                         diagnostics.issue("models[\(i)]", "expected an object, found \(ConfigSection.describe(item))")
                         continue
                     }
-                    config.models.append(readModel(ConfigSection(path: "models[\(i)]", object: object, diagnostics: diagnostics)))
+                    let model = readModel(ConfigSection(path: "models[\(i)]", object: object, diagnostics: diagnostics))
+                    if !model.name.isEmpty {
+                        if let first = names[model.name] {
+                            diagnostics.issue("models[\(i)].model", "duplicate model name \"\(model.name)\" (also models[\(first)])")
+                        } else {
+                            names[model.name] = i
+                        }
+                    }
+                    config.models.append(model)
                 }
             } else {
                 diagnostics.issue("models", "expected an array of model objects, found \(ConfigSection.describe(value))")
@@ -99,7 +108,6 @@ struct ConfigReader {
         } else {
             diagnostics.issue("models", "required key is missing")
         }
-        checkDuplicateModelNames(config.models)
 
         if let section = top.section("volatile_db") {
             config.volatileDatabase = readVolatile(section)
@@ -112,17 +120,6 @@ struct ConfigReader {
         }
         top.reportUnknownKeys()
         return config
-    }
-
-    private func checkDuplicateModelNames(_ models: [ModelConfig]) {
-        var seen: [String: Int] = [:]
-        for (i, model) in models.enumerated() where !model.name.isEmpty {
-            if let first = seen[model.name] {
-                diagnostics.issue("models[\(i)].model", "duplicate model name \"\(model.name)\" (also models[\(first)])")
-            } else {
-                seen[model.name] = i
-            }
-        }
     }
 
     // MARK: Models

@@ -135,41 +135,46 @@ final class ConfigSection {
 
     // MARK: Lists
 
-    /// A list of strings; a present value that is not an array of strings is an issue (and nil).
+    /// A list of strings. Nil when absent, not an array, or holding any non-string (each bad element is
+    /// reported), so that later checks do not pile up on a list already known to be wrong.
     func stringList(_ key: String, required: Bool = false) -> [String]? {
         guard let items = list(key, required: required) else { return nil }
         var result: [String] = []
+        var valid = true
         for (i, item) in items.enumerated() {
             guard case .string(let s) = item else {
                 diagnostics.issue(path(key) + "[\(i)]", "expected a string, found \(Self.describe(item))")
-                result.append("")
+                valid = false
                 continue
             }
             result.append(s)
         }
-        return result
+        return valid ? result : nil
     }
 
-    /// A list of integers; elements that are invalid are reported and read as `0`.
+    /// A list of integers each satisfying `rule`; nil (after reporting every bad element) unless all are valid.
     func intList(_ key: String, required: Bool = false, _ rule: NumberRule = .any) -> [Int]? {
         guard let items = list(key, required: required) else { return nil }
-        return items.enumerated().map { i, item in
+        var result: [Int] = []
+        for (i, item) in items.enumerated() {
             let itemPath = path(key) + "[\(i)]"
-            guard let n = Self.integer(item, path: itemPath, diagnostics: diagnostics, saturating: false) else { return 0 }
+            guard let n = Self.integer(item, path: itemPath, diagnostics: diagnostics, saturating: false) else { continue }
             if let problem = rule.violation(Double(n)) {
                 diagnostics.issue(itemPath, problem)
-                return 0
+                continue
             }
-            return n
+            result.append(n)
         }
+        return result.count == items.count ? result : nil
     }
 
-    /// A list of numbers; invalid elements are reported and read as `0`.
+    /// A list of numbers; nil (after reporting every bad element) unless all are numbers.
     func doubleList(_ key: String, required: Bool = false) -> [Double]? {
         guard let items = list(key, required: required) else { return nil }
-        return items.enumerated().map { i, item in
-            Self.number(item, path: path(key) + "[\(i)]", diagnostics: diagnostics) ?? 0
+        let result = items.enumerated().compactMap { i, item in
+            Self.number(item, path: path(key) + "[\(i)]", diagnostics: diagnostics)
         }
+        return result.count == items.count ? result : nil
     }
 
     private func list(_ key: String, required: Bool) -> [JSONValue]? {

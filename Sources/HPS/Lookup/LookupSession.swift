@@ -39,21 +39,17 @@ public final class LookupSession: @unchecked Sendable {
                 continue
             }
             let directory = try TableDirectory(path: table.path, dimension: table.dimension)
+            let request = CacheRequest(model: model, table: table, device: device, type: cacheType, tableRows: directory.rowCount)
+            let cache = try server.cacheProvider?.makeCache(request, logger: server.logger) ?? CPUCacheProvider().cache(for: request)
             if wholeTable {
-                let cache = StaticCache(capacity: max(1, directory.rowCount), dimension: table.dimension)
                 try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: server.keyWidth)
-                server.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows (CPU)")
-                caches.append(cache)
-            } else {
-                let slots = max(Int((model.deviceCachePercentage * Double(directory.rowCount)).rounded(.down)), DynamicCache.slotsPerSet)
-                let cache = DynamicCache(capacity: slots, dimension: table.dimension)
-                if model.initializeCache && model.cacheRefreshPercentagePerIteration > 0 {
-                    let rows = min(directory.rowCount, cache.capacity)
-                    try Self.fill(cache, from: directory, rows: rows, keyWidth: server.keyWidth)
-                    server.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
-                }
-                caches.append(cache)
+                server.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows")
+            } else if model.initializeCache && model.cacheRefreshPercentagePerIteration > 0 {
+                let rows = min(directory.rowCount, cache.capacity)
+                try Self.fill(cache, from: directory, rows: rows, keyWidth: server.keyWidth)
+                server.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
             }
+            caches.append(cache)
         }
         self.caches = caches
         server.logger.info(

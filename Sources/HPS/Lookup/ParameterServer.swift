@@ -12,6 +12,8 @@ public final class ParameterServer: @unchecked Sendable {
     public let persistentDatabase: (any Database)?
     public let statistics = TierStatistics()
     public let keyWidth: KeyWidth
+    /// Makes device caches for sessions; nil means CPU caches. Set before the first ``session(model:device:)``.
+    public var cacheProvider: (any CacheProvider)?
     let logger: HPSLogger
     private let sessionsLock = Lock()
     private var sessions: [String: [Int: LookupSession]] = [:]

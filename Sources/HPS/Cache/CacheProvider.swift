@@ -1,0 +1,48 @@
+/// What a lookup session asks for when it makes the cache of one table on one device.
+public struct CacheRequest: Sendable {
+    public var model: ModelConfig
+    public var table: TableConfig
+    /// The device id from `deployed_device_list`.
+    public var device: Int
+    /// The effective cache type (`use_static_table` applied).
+    public var type: EmbeddingCacheType
+    /// Rows of the table files.
+    public var tableRows: Int
+
+    public init(model: ModelConfig, table: TableConfig, device: Int, type: EmbeddingCacheType, tableRows: Int) {
+        self.model = model
+        self.table = table
+        self.device = device
+        self.type = type
+        self.tableRows = tableRows
+    }
+
+    /// Slots of a dynamic cache: `max(gpucacheper × rows, 64)`.
+    public var dynamicCapacity: Int {
+        max(Int((model.deviceCachePercentage * Double(tableRows)).rounded(.down)), DynamicCache.slotsPerSet)
+    }
+
+    /// Whether the cache must hold the whole table (static, uvm).
+    public var holdsWholeTable: Bool { type == .static || type == .uvm }
+}
+
+/// Makes device caches. The runtime installs a provider for accelerators (e.g. CUDA) when one is usable;
+/// without one, or when it declines, sessions use the CPU caches.
+public protocol CacheProvider: Sendable {
+    /// A cache for `request`, or nil to let the CPU cache serve it (the provider logs why).
+    func makeCache(_ request: CacheRequest, logger: HPSLogger) throws -> (any EmbeddingCache)?
+}
+
+/// The CPU caches: ``DynamicCache`` for dynamic (and stochastic), ``StaticCache`` for static and uvm.
+public struct CPUCacheProvider: CacheProvider {
+    public init() {}
+
+    public func makeCache(_ request: CacheRequest, logger: HPSLogger) -> (any EmbeddingCache)? { cache(for: request) }
+
+    /// The CPU cache for `request`.
+    public func cache(for request: CacheRequest) -> any EmbeddingCache {
+        request.holdsWholeTable
+            ? StaticCache(capacity: max(1, request.tableRows), dimension: request.table.dimension)
+            : DynamicCache(capacity: request.dynamicCapacity, dimension: request.table.dimension)
+    }
+}
