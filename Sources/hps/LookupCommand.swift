@@ -43,7 +43,7 @@ struct LookupCommand: ParsableCommand {
     func run() throws {
         let server = try HPSRuntime.makeParameterServer(configFile: config)
         let modelConfig = try server.model(named: model)
-        let tableIndex = try resolveTable(modelConfig)
+        let tableIndex = try resolveTable(table, in: modelConfig)
         let tableConfig = modelConfig.tables[tableIndex]
         let keyList = try readKeys(longLong: server.config.supportLongLong)
         let session = try server.session(model: model, device: device ?? modelConfig.deployedDevices.first ?? 0)
@@ -64,19 +64,6 @@ struct LookupCommand: ParsableCommand {
             }
             print(text, terminator: "")
         }
-    }
-
-    private func resolveTable(_ model: ModelConfig) throws -> Int {
-        if let index = Int(table) {
-            guard index >= 0 && index < model.tableCount else {
-                throw HPSError(.unknownTable, subject: "--table \(table)", "model \(model.name) has \(model.tableCount) table(s) (0..<\(model.tableCount))")
-            }
-            return index
-        }
-        guard let index = model.tables.firstIndex(where: { $0.name == table }) else {
-            throw HPSError(.unknownTable, subject: "--table \(table)", "model \(model.name) has no table of that name; it has: \(model.tables.map(\.name).joined(separator: ", "))")
-        }
-        return index
     }
 
     private func readKeys(longLong: Bool) throws -> [Int64] {

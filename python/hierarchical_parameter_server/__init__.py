@@ -14,7 +14,7 @@ A drop-in successor to NVIDIA's ``hierarchical_parameter_server`` plugin: ``Init
 """
 
 from hierarchical_parameter_server._version import __version__
-from hierarchical_parameter_server.core import hps_lib
+from hierarchical_parameter_server import hps_lib
 from hierarchical_parameter_server.core.initialize import Init
 from hierarchical_parameter_server.core.lookup_layer import LookupLayer
 from hierarchical_parameter_server.core.sparse_lookup_layer import SparseLookupLayer

@@ -134,3 +134,18 @@ def test_keras_save_and_load(hps, tables, tmp_path):
     loaded = keras.models.load_model(path)
     ids = _ids(array.shape[0], (8, 10), 1)
     np.testing.assert_array_equal(loaded(ids).numpy(), array[ids])
+
+
+def test_concurrent_lookups_in_one_graph(hps, tables):
+    """Several Lookup kernels run at once on TF's inter-op threads; every result stays exact."""
+    cases = [(name, t) for name, t in TABLES for _ in range(3)]
+    layers = [_layer(hps, name, t, tables) for name, t in cases]
+    ids = [_ids(tables[c][1].shape[0], (1024, MODELS[c[0]]["maxnum"][c[1]]), seed=i) for i, c in enumerate(cases)]
+
+    @tf.function
+    def all_lookups(*batch):
+        return [layer(x) for layer, x in zip(layers, batch)]
+
+    for _ in range(3):
+        for c, x, got in zip(cases, ids, all_lookups(*ids)):
+            np.testing.assert_array_equal(got.numpy(), tables[c][1][x])

@@ -80,18 +80,27 @@ public final class ParameterServer: @unchecked Sendable {
         if let vdb = volatileDatabase, config.volatileDatabase.initializeAfterStartup {
             targets.append(vdb)
         }
-        var fingerprint: String?
+        var record: LoadedTableRecord?
         if let pdb = persistentDatabase, config.persistentDatabase.initializeAfterStartup {
-            let current = try directory.fingerprint()
-            if try pdb.loadedFingerprint(table: tag) == current {
-                logger.info("Table \(tag): \(pdb.name) already holds these table files (\(directory.rowCount) rows); not reloading.")
-            } else if config.persistentDatabase.readOnly {
-                logger.warning("Table \(tag): \(pdb.name) is read-only and does not hold the current table files; serving what it holds.")
+            let stamp = try directory.fileStamp()
+            let stored = try pdb.loadedFingerprint(table: tag).flatMap(LoadedTableRecord.init)
+            if let stored, stored.stamp == stamp {
+                logger.info("Table \(tag): \(pdb.name) already holds these table files (same sizes and modification times); not reloading.")
             } else {
-                try pdb.recordLoadedFingerprint(nil, table: tag)
-                try pdb.evict(table: tag)
-                fingerprint = current
-                targets.append(pdb)
+                let content = try directory.fingerprint()
+                if let stored, stored.content == content {
+                    logger.info("Table \(tag): \(pdb.name) already holds these table files (same content); not reloading.")
+                    if !config.persistentDatabase.readOnly {
+                        try pdb.recordLoadedFingerprint(LoadedTableRecord(content: content, stamp: stamp).text, table: tag)
+                    }
+                } else if config.persistentDatabase.readOnly {
+                    logger.warning("Table \(tag): \(pdb.name) is read-only and does not hold the current table files; serving what it holds.")
+                } else {
+                    try pdb.recordLoadedFingerprint(nil, table: tag)
+                    try pdb.evict(table: tag)
+                    record = LoadedTableRecord(content: content, stamp: stamp)
+                    targets.append(pdb)
+                }
             }
         }
         guard !targets.isEmpty else { return }
@@ -111,7 +120,7 @@ public final class ParameterServer: @unchecked Sendable {
                 try db.insert(table: tag, keys: keys, values: bytes, valueSize: table.valueSize)
             }
         }
-        if let fingerprint, let pdb = persistentDatabase { try pdb.recordLoadedFingerprint(fingerprint, table: tag) }
+        if let record, let pdb = persistentDatabase { try pdb.recordLoadedFingerprint(record.text, table: tag) }
         let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
         for db in targets {
             let size = (try? db.size(table: tag)) ?? 0

@@ -95,6 +95,8 @@ final class POSIXFile {
         enum Kind { case regular, directory, other }
         var kind: Kind
         var size: Int
+        /// Last modification time, nanoseconds since the epoch.
+        var modified: Int64 = 0
     }
 
     /// The status of `path`, or nil when it does not exist (any other failure throws).
@@ -106,7 +108,8 @@ final class POSIXFile {
         }
         let type = info.st_mode & S_IFMT
         let kind: Status.Kind = type == S_IFREG ? .regular : type == S_IFDIR ? .directory : .other
-        return Status(kind: kind, size: Int(info.st_size))
+        let modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        return Status(kind: kind, size: Int(info.st_size), modified: modified)
     }
 
     /// Whether the process may read `path`.

@@ -1,4 +1,44 @@
+/// What a persistent database records about the table files it was loaded from: the content fingerprint
+/// and the files' sizes and modification times.
+///
+/// A restart compares sizes and mtimes first, which costs two `stat` calls; only when they differ does it
+/// hash the files, so a table that was copied or touched but not changed is still not reloaded.
+public struct LoadedTableRecord: Sendable, Equatable {
+    /// ``TableDirectory/fingerprint()`` of the files.
+    public var content: String
+    /// ``TableDirectory/fileStamp()`` of the files.
+    public var stamp: String
+
+    public init(content: String, stamp: String) {
+        self.content = content
+        self.stamp = stamp
+    }
+
+    /// Parses a stored record; nil for anything that is not one.
+    public init?(_ text: String) {
+        guard let bar = text.firstIndex(of: "|") else { return nil }
+        content = String(text[..<bar])
+        stamp = String(text[text.index(after: bar)...])
+        guard content.hasPrefix("hpst"), !stamp.isEmpty else { return nil }
+    }
+
+    /// The stored form: `<content>|<stamp>`.
+    public var text: String { "\(content)|\(stamp)" }
+}
+
 extension TableDirectory {
+    /// Sizes and modification times (ns) of `key` and `emb_vector`: `<bytes>@<mtime>,<bytes>@<mtime>`.
+    public func fileStamp() throws -> String {
+        var parts: [String] = []
+        for file in [keyFile, vectorFile] {
+            guard let status = try POSIXFile.status(file) else {
+                throw HPSError(.invalidTable, subject: file, "file disappeared")
+            }
+            parts.append("\(status.size)@\(status.modified)")
+        }
+        return parts.joined(separator: ",")
+    }
+
     /// A compact identity of the table's content, e.g. `hpst1-1000x16-9c1f0a2b3d4e5f60-0123456789abcdef`:
     /// format version, rows × dimension, and the XXH64 of the `key` and of the `emb_vector` bytes.
     ///
