@@ -20,11 +20,15 @@ let package = Package(
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
         .target(name: "HPS", dependencies: ["CHPSSupport"]),
         // Wiring: builds a parameter server from a config with every linked backend.
-        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB"]),
+        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis"]),
         // The RocksDB C API (Debian librocksdb-dev).
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         // The persistent tier over RocksDB, and dump/load of any database's tables.
         .target(name: "HPSRocksDB", dependencies: ["HPS", "CRocksDB"]),
+        // The hiredis C client (Debian libhiredis-dev).
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // The Redis Cluster volatile tier over hiredis: slot routing, redirects, pipelines, node faults.
+        .target(name: "HPSRedis", dependencies: ["HPS", "CHiredis"]),
         // TensorFlow C API declarations and the load-time constructor that registers the ops.
         .target(name: "CTensorFlow"),
         // The TF ops Init and Lookup over the C API (kernels in Swift).
@@ -32,10 +36,10 @@ let package = Package(
         .executableTarget(
             name: "hps",
             dependencies: [
-                "HPS", "HPSRuntime", "HPSRocksDB",
+                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB"]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis"]),
     ]
 )

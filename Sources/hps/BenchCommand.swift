@@ -1,4 +1,5 @@
 import ArgumentParser
+import CHPSSupport
 import Dispatch
 import Foundation
 import HPS
@@ -8,7 +9,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints a baseline measured in the same run.",
-        subcommands: [LookupBench.self]
+        subcommands: [LookupBench.self, PersistentBench.self]
     )
 }
 
@@ -181,7 +182,7 @@ struct LookupBench: ParsableCommand {
     private func gather(_ table: UnsafePointer<Float>, rows: [Int], dim: Int, into out: UnsafeMutablePointer<Float>, threads: Int) {
         rows.withUnsafeBufferPointer { r in
             if threads <= 1 {
-                for i in 0..<r.count { (out + i * dim).update(from: table + r[i] * dim, count: dim) }
+                for i in 0..<r.count { hps_copy(out + i * dim, table + r[i] * dim, dim * 4) }
                 return
             }
             let job = UnsafeSendable((table, r, out))
@@ -189,7 +190,7 @@ struct LookupBench: ParsableCommand {
                 let (table, r, out) = job.value
                 let lo = r.count * t / threads
                 let hi = r.count * (t + 1) / threads
-                for i in lo..<hi { (out + i * dim).update(from: table + r[i] * dim, count: dim) }
+                for i in lo..<hi { hps_copy(out + i * dim, table + r[i] * dim, dim * 4) }
             }
         }
     }

@@ -89,6 +89,25 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         #expect(try session.lookup(table: 0, keys: []).isEmpty)
     }
 
+    @Test(arguments: [true, false])
+    func largeBatchesTakeTheParallelPathAndStayExact(cacheOn: Bool) throws {
+        var fixture = try Fixture(rows: [40000], dims: [5], defaults: [3], maxBatch: 40000, keysPerSample: [1])
+        fixture.model.deviceCache = cacheOn
+        fixture.model.hitRateThreshold = 1.0
+        fixture.model.deviceCachePercentage = 0.3
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<3 {
+            // Mostly distinct keys (≥ 16384 unique), some unknown, some repeated.
+            let keys: [Int64] = (0..<40000).map { _ in
+                let r = rng.next() % 100
+                return r < 5 ? -Int64(r) - 1 : Int64(rng.next() % 40000) * 3
+            }
+            #expect(bits(try session.lookup(table: 0, keys: keys)) == bits(fixture.expected(table: 0, keys: keys)))
+        }
+    }
+
     @Test func thresholdZeroAnswersDefaultsFirstThenInserts() throws {
         var fixture = try Fixture()
         fixture.model.hitRateThreshold = 0

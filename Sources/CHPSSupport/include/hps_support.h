@@ -10,6 +10,18 @@ static inline void hps_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /// Hints the CPU to bring the cache line holding `p` in for writing.
 static inline void hps_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
 
+/// Copies `n` bytes (a vector row) with inline 32/16/4-byte moves: rows are short (tens to hundreds of
+/// bytes), where a call to memcpy costs as much as the copy.
+static inline void hps_copy(void *dst, const void *src, size_t n) {
+  char *d = (char *)dst;
+  const char *s = (const char *)src;
+  while (n >= 32) { __builtin_memcpy(d, s, 32); d += 32; s += 32; n -= 32; }
+  if (n >= 16) { __builtin_memcpy(d, s, 16); d += 16; s += 16; n -= 16; }
+  if (n >= 8) { __builtin_memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
+  while (n >= 4) { __builtin_memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+  while (n > 0) { *d++ = *s++; n--; }
+}
+
 /// Takes a spin lock held in a 32-bit word (0 = free, 1 = held).
 static inline void hps_spin_lock(uint32_t *word) {
   for (;;) {

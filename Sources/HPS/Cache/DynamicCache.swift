@@ -91,6 +91,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
     public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {
         let now = hps_atomic_add_u64(clock, 1)
         let dim = dimension
+        let bytes = dim * 4
         var misses = 0
         let ahead = 8
         for i in 0..<min(ahead, input.count) {
@@ -104,7 +105,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
             let s = slot(of: key, set: set, tag: tag)
             if s >= 0 {
                 let index = set * Self.slotsPerSet + s
-                (output + i * dim).update(from: values + index * dim, count: dim)
+                hps_copy(output + i * dim, values + index * dim, bytes)
                 stamps[index] = now
                 hps_spin_unlock(locks + set)
             } else {
@@ -137,7 +138,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                 tags[base + s] = tag
                 keys[base + s] = key
             }
-            (values + (base + s) * dim).update(from: source + i * dim, count: dim)
+            hps_copy(values + (base + s) * dim, source + i * dim, dim * 4)
             stamps[base + s] = now
             hps_spin_unlock(locks + set)
         }
@@ -150,7 +151,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
             let (set, tag) = place(key)
             hps_spin_lock(locks + set)
             let s = slot(of: key, set: set, tag: tag)
-            if s >= 0 { (values + (set * Self.slotsPerSet + s) * dim).update(from: source + i * dim, count: dim) }
+            if s >= 0 { hps_copy(values + (set * Self.slotsPerSet + s) * dim, source + i * dim, dim * 4) }
             hps_spin_unlock(locks + set)
         }
     }

@@ -73,7 +73,7 @@ public final class StaticCache: EmbeddingCache, @unchecked Sendable {
                 if i + ahead < input.count { hps_prefetch(index + position(fingerprint(input[i + ahead]))) }
                 let row = find(input[i])
                 if row >= 0 {
-                    (output + i * dim).update(from: rows + row * dim, count: dim)
+                    hps_copy(output + i * dim, rows + row * dim, dim * 4)
                 } else {
                     missing[misses] = Int32(truncatingIfNeeded: i)
                     misses += 1

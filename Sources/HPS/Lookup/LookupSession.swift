@@ -1,4 +1,5 @@
 import Dispatch
+import CHPSSupport
 
 /// Looks up embeddings of one model on one device: deduplicate → device cache → (misses) databases →
 /// scatter back to input order.
@@ -140,7 +141,7 @@ public final class LookupSession: @unchecked Sendable {
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
         var handedOff = false
         if let cache = caches[table.index] {
-            let missing = cache.query(keys: uniqueKeys, into: ws.uniqueVectors, missing: ws.missing)
+            let missing = query(cache, keys: uniqueKeys, dim: dim, ws: ws)
             stats.add(stats.cacheHits, unique - missing)
             stats.add(stats.cacheMisses, missing)
             if missing > 0 {
@@ -166,7 +167,7 @@ public final class LookupSession: @unchecked Sendable {
                     server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
                     cache.replace(keys: missingKeys, values: ws.fetched)
                     for j in 0..<missing {
-                        (ws.uniqueVectors + Int(ws.missing[j]) * dim).update(from: ws.fetched + j * dim, count: dim)
+                        hps_copy(ws.uniqueVectors + Int(ws.missing[j]) * dim, ws.fetched + j * dim, dim * 4)
                     }
                 }
             }
@@ -174,13 +175,64 @@ public final class LookupSession: @unchecked Sendable {
             server.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
         }
         // Scatter back to input order.
-        for i in 0..<n {
-            (output + i * dim).update(from: ws.uniqueVectors + Int(ws.inverse[i]) * dim, count: dim)
+        let vectors = ws.uniqueVectors, inverse = ws.inverse
+        Self.inChunks(n) { lo, hi in
+            for i in lo..<hi { hps_copy(output + i * dim, vectors + Int(inverse[i]) * dim, dim * 4) }
         }
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, n)
         stats.add(stats.uniqueKeys, unique)
         if !handedOff { pool.release(ws) }
+    }
+
+    /// Batches at least this large are queried and scattered on several threads.
+    static let parallelThreshold = 16384
+
+    /// Runs `body(lo, hi)` over `0..<n`: inline for small `n`, else in one chunk per core.
+    private static func inChunks(_ n: Int, _ body: (Int, Int) -> Void) {
+        let workers = min(SystemInfo.processorCount, 8)
+        guard n >= parallelThreshold && workers > 1 else {
+            body(0, n)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let task = UnsafeTransfer(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                task.value(n * w / workers, n * (w + 1) / workers)
+            }
+        }
+    }
+
+    /// Queries the cache, in parallel chunks for large batches; the missing positions end up compacted
+    /// in `ws.missing` in ascending order.
+    private func query(_ cache: any EmbeddingCache, keys: UnsafeBufferPointer<Int64>, dim: Int, ws: LookupWorkspace) -> Int {
+        let n = keys.count
+        let workers = min(SystemInfo.processorCount, 8)
+        guard n >= Self.parallelThreshold && workers > 1 else {
+            return cache.query(keys: keys, into: ws.uniqueVectors, missing: ws.missing)
+        }
+        // Each chunk writes its misses (as chunk-relative positions) at the start of its own region.
+        var counts = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &counts) { raw in
+            let missCounts = raw.bindMemory(to: Int.self).baseAddress!
+            let job = UnsafeTransfer((cache, keys, ws, missCounts))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let (cache, keys, ws, missCounts) = job.value
+                let lo = n * w / workers, hi = n * (w + 1) / workers
+                missCounts[w] = cache.query(
+                    keys: UnsafeBufferPointer(rebasing: keys[lo..<hi]), into: ws.uniqueVectors + lo * dim, missing: ws.missing + lo)
+            }
+        }
+        var total = 0
+        withUnsafeBytes(of: &counts) { raw in
+            let missCounts = raw.bindMemory(to: Int.self)
+            for w in 0..<workers {
+                let lo = n * w / workers
+                for j in 0..<missCounts[w] { ws.missing[total + j] = Int32(truncatingIfNeeded: lo) + ws.missing[lo + j] }
+                total += missCounts[w]
+            }
+        }
+        return total
     }
 
     private func fillDefault(_ table: TableConfig, ws: LookupWorkspace, missing: Int) {

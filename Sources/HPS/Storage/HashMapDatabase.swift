@@ -176,7 +176,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     if j + rowAhead < end { view.prefetchRow(mixed[Int(order[j + rowAhead])]) }
                     let i = Int(order[j])
                     if let row = view.find(keys[i], mixed[i]) {
-                        (out + i * valueSize).copyMemory(from: row + view.valueOffset, byteCount: valueSize)
+                        hps_copy(out + i * valueSize, row + view.valueOffset, valueSize)
                         if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
                     } else {
                         missList[start + missCount] = Int32(truncatingIfNeeded: i)

@@ -1,0 +1,205 @@
+import ArgumentParser
+import Foundation
+import HPS
+import HPSRocksDB
+
+/// `hps bench persistent`: the RocksDB tier beside raw RocksDB MultiGet, and loading from table files.
+struct PersistentBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "persistent",
+        abstract: "RocksDB persistent tier: lookups beside a raw RocksDB MultiGet loop, and load speed from table files.",
+        discussion: """
+            A synthetic table (default 1M rows × dim 32) is written to a temporary directory and loaded \
+            into a fresh RocksDB database with ParameterServer.loadTables (fingerprint, evict, insert in \
+            max_batch_size write batches): load MB/s counts the table files' bytes (keys + vectors). A \
+            second start over the same files measures the fingerprint skip.
+
+            Then Zipf-distributed batches are looked up through RocksDBDatabase.fetch, and the same \
+            batches through bare C calls (RawRocksDBReader) on the same directory opened read-only with \
+            the same options in the same run: rocksdb_batched_multi_get_cf (the baseline the ratio uses) \
+            and the plain rocksdb_multi_get_cf. Both sides are opened read-only and measured in \
+            alternating rounds, so page cache and block cache warm-up favour neither. The last row is a \
+            lookup session without a device cache: deduplication, then the persistent tier.
+            """
+    )
+
+    @Option(help: "Rows of the table.")
+    var rows = 1_000_000
+
+    @Option(help: "Vector width.")
+    var dim = 32
+
+    @Option(help: "Keys per lookup batch.")
+    var batch = 65536
+
+    @Option(help: "Zipf exponent.")
+    var alpha = 1.05
+
+    @Option(help: "Keys looked up per path and round.")
+    var keysPerRound = 2_000_000
+
+    @Option(help: "Alternating measurement rounds.")
+    var rounds = 3
+
+    @Option(help: "persistent_db.num_threads (RocksDB background threads).")
+    var numThreads = 16
+
+    @Option(help: "Directory for the table files and the database (default: a new temporary directory, removed afterwards).")
+    var directory: String?
+
+    func validate() throws {
+        guard rows >= 1000 else { throw ValidationError("--rows must be at least 1000") }
+        guard dim >= 1, batch >= 1, rounds >= 1, keysPerRound >= batch else {
+            throw ValidationError("--dim, --batch and --rounds must be positive and --keys-per-round at least --batch")
+        }
+    }
+
+    struct Row {
+        var path: String
+        var keysPerSecond: Double, p50: Double, p99: Double, ratio: Double?, note: String
+    }
+
+    func run() throws {
+        let fm = FileManager.default
+        let root = directory ?? NSTemporaryDirectory() + "hps-bench-persistent-\(getpid())"
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { if directory == nil { try? fm.removeItem(atPath: root) } }
+        let tablePath = root + "/table"
+        let dbPath = root + "/rocksdb"
+        try? fm.removeItem(atPath: dbPath)
+        print("hps bench persistent: \(rows) rows × dim \(dim), batch \(batch), Zipf α=\(alpha), \(SystemInfo.processorCount) core(s), \(Date())")
+        try SyntheticTable.write(to: tablePath, rows: rows, dim: dim, seed: 7)
+        let files = try TableDirectory(path: tablePath, dimension: dim)
+        let megabytes = Double(files.byteCount) / 1e6
+
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "bench"
+        model.sparseFiles = [tablePath]
+        model.deployedDevices = [0]
+        model.maxBatchSize = batch
+        model.maxKeysPerSample = [1]
+        model.embeddingVectorSizes = [dim]
+        model.defaultValues = [0]
+        model.deviceCache = false
+        config.models = [model]
+        config.volatileDatabase.type = .disabled
+        config.persistentDatabase.type = .rocksDB
+        config.persistentDatabase.path = dbPath
+        config.persistentDatabase.numThreads = numThreads
+        let tag = model.tables[0].tag
+        let logger = HPSLogger(level: .warning)
+
+        // Loading: a fresh database, then a restart over unchanged files.
+        let loadSeconds: Double
+        let restartSeconds: Double
+        do {
+            let pdb = try RocksDBDatabase(config: config.persistentDatabase, logger: logger)
+            let server = ParameterServer(config: config, volatileDatabase: nil, persistentDatabase: pdb, logger: logger)
+            let watch = Stopwatch()
+            try server.loadTables()
+            loadSeconds = watch.seconds
+            guard try pdb.size(table: tag) == rows else { throw HPSError(.database, subject: tag, "holds \(try pdb.size(table: tag)) rows after loading \(rows)") }
+        }
+        let fingerprintWatch = Stopwatch()
+        _ = try files.fingerprint()
+        let fingerprintSeconds = fingerprintWatch.seconds
+        do {
+            let watch = Stopwatch()
+            let pdb = try RocksDBDatabase(config: config.persistentDatabase, logger: logger)
+            let server = ParameterServer(config: config, volatileDatabase: nil, persistentDatabase: pdb, logger: logger)
+            try server.loadTables()
+            restartSeconds = watch.seconds
+        }
+        print(String(format: "load: %.1f MB of table files in %.2f s = %.0f MB/s (goal ≥ 200 MB/s; fingerprint alone %.2f s); restart over unchanged files %.2f s",
+                     megabytes, loadSeconds, megabytes / loadSeconds, fingerprintSeconds, restartSeconds))
+
+        // Lookups: both sides read-only on the same directory.
+        config.persistentDatabase.readOnly = true
+        let pdb = try RocksDBDatabase(config: config.persistentDatabase, logger: logger)
+        let raw = try RawRocksDBReader(path: dbPath, numThreads: numThreads)
+        let server = ParameterServer(config: config, volatileDatabase: nil, persistentDatabase: pdb, logger: logger)
+        try server.loadTables()  // read-only and current: only the fingerprint check
+        let session = try server.session(model: "bench", device: 0)
+
+        var zipf = ZipfSampler(rows: rows, alpha: alpha, seed: 42)
+        let batchCount = min(32, max(1, keysPerRound / batch))
+        let batches = (0..<batchCount).map { _ in zipf.batch(batch).map { SyntheticTable.key(row: $0) } }
+        let uniqueShare = Double(batches.map { Set($0).count }.reduce(0, +)) / Double(batchCount * batch)
+        let perRound = max(1, keysPerRound / batch)
+        let valueSize = dim * 4
+        var output = [Float](repeating: 0, count: batch * dim)
+
+        struct Series {
+            var latencies: [Double] = []
+            var seconds = 0.0
+            var keys = 0
+        }
+        var series = [Series](repeating: Series(), count: 4)
+        var misses = 0
+        var step = 0
+
+        try output.withUnsafeMutableBufferPointer { buffer in
+            let out = buffer
+            let bytes = UnsafeMutableRawBufferPointer(out)
+            let paths: [(Int) throws -> Void] = [
+                { b in
+                    try batches[b].withUnsafeBufferPointer { k in
+                        if try raw.batchedMultiGet(table: tag, keys: k, values: bytes, valueSize: valueSize) != k.count { misses += 1 }
+                    }
+                },
+                { b in
+                    try batches[b].withUnsafeBufferPointer { k in
+                        if try raw.multiGet(table: tag, keys: k, values: bytes, valueSize: valueSize) != k.count { misses += 1 }
+                    }
+                },
+                { b in
+                    try batches[b].withUnsafeBufferPointer { k in
+                        if try pdb.fetch(table: tag, keys: k, values: bytes, valueSize: valueSize, onMiss: { _ in misses += 1 }) != k.count { misses += 1 }
+                    }
+                },
+                { b in
+                    try batches[b].withUnsafeBufferPointer { k in try session.lookup(table: 0, keys: k, into: out) }
+                },
+            ]
+            // Warm-up: every path over every batch once.
+            for path in paths { for b in 0..<batchCount { try path(b) } }
+            for round in 0..<rounds {
+                for j in 0..<paths.count {
+                    let p = (j + round) % paths.count  // rotate the order between rounds
+                    let total = Stopwatch()
+                    for _ in 0..<perRound {
+                        let watch = Stopwatch()
+                        try paths[p](step % batchCount)
+                        series[p].latencies.append(watch.seconds)
+                        step += 1
+                    }
+                    series[p].seconds += total.seconds
+                    series[p].keys += perRound * batch
+                }
+            }
+        }
+        guard misses == 0 else { throw HPSError(.database, subject: tag, "\(misses) lookups missed keys that were loaded") }
+        let rate = series.map { Double($0.keys) / $0.seconds }
+        let results = [
+            Row(path: "baseline: raw rocksdb_batched_multi_get_cf", keysPerSecond: rate[0], p50: series[0].latencies.percentile(50), p99: series[0].latencies.percentile(99), ratio: nil, note: "same options, buffers reused"),
+            Row(path: "baseline: raw rocksdb_multi_get_cf", keysPerSecond: rate[1], p50: series[1].latencies.percentile(50), p99: series[1].latencies.percentile(99), ratio: nil, note: "malloc'd value per key"),
+            Row(path: "RocksDBDatabase.fetch", keysPerSecond: rate[2], p50: series[2].latencies.percentile(50), p99: series[2].latencies.percentile(99), ratio: rate[2] / rate[0],
+                note: String(format: "%.2fx the plain multi_get; goal ≥ 0.9x", rate[2] / rate[1])),
+            Row(path: "session, no device cache (dedup → PDB)", keysPerSecond: rate[3], p50: series[3].latencies.percentile(50), p99: series[3].latencies.percentile(99), ratio: rate[3] / rate[0],
+                note: String(format: "%.0f%% of keys unique per batch", uniqueShare * 100)),
+        ]
+        print("")
+        print("| path | keys/s | p50/batch | p99/batch | vs baseline | notes |")
+        print("|---|---|---|---|---|---|")
+        for r in results {
+            let ratio = r.ratio.map { String(format: "%.2fx", $0) } ?? "—"
+            print("| \(r.path) | \(formatRate(r.keysPerSecond)) | \(formatMicros(r.p50)) | \(formatMicros(r.p99)) | \(ratio) | \(r.note) |")
+        }
+        print("")
+        print("| load path | MB/s | seconds | notes |")
+        print("|---|---|---|---|")
+        print(String(format: "| ParameterServer.loadTables into a fresh RocksDB | %.0f | %.2f | %.1f MB of table files; goal ≥ 200 MB/s |", megabytes / loadSeconds, loadSeconds, megabytes))
+        print(String(format: "| restart, unchanged files (fingerprint skip) | %.0f | %.2f | fingerprint alone %.2f s |", megabytes / restartSeconds, restartSeconds, fingerprintSeconds))
+    }
+}
