@@ -24,7 +24,7 @@ struct LookupCommand: ParsableCommand {
     @Option(help: "The table: its index (table_id) or its name from embedding_table_names.")
     var table: String
 
-    @Option(help: "Comma-separated keys, e.g. 1,2,3.")
+    @Option(help: "Comma-separated keys, e.g. 1,2,3 (write --keys=-1,2 when the first key is negative).")
     var keys: String?
 
     @Option(help: "A file of raw little-endian int64 keys (int32 with supportlonglong: false).")
