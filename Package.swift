@@ -20,7 +20,18 @@ let package = Package(
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
         .target(name: "HPS", dependencies: ["CHPSSupport"]),
         // Wiring: builds a parameter server from a config with every linked backend.
-        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis"]),
+        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
+        // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).
+        .target(name: "CCUDADriver"),
+        // GPU caches: the CUDA driver and NVRTC loaded with dlopen at run time; the kernels are the .cu files
+        // under Kernels/, embedded into the binary and compiled by NVRTC on first use for the device.
+        .target(
+            name: "HPSCUDA", dependencies: ["HPS", "CCUDADriver"],
+            resources: [
+                .embedInCode("Kernels/hps_common.cuh"), .embedInCode("Kernels/dedup.cu"), .embedInCode("Kernels/rows.cu"),
+                .embedInCode("Kernels/dynamic_cache.cu"), .embedInCode("Kernels/static_table.cu"), .embedInCode("Kernels/bench.cu"),
+            ]
+        ),
         // The RocksDB C API (Debian librocksdb-dev).
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         // The persistent tier over RocksDB, and dump/load of any database's tables.
@@ -36,10 +47,10 @@ let package = Package(
         .executableTarget(
             name: "hps",
             dependencies: [
-                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis",
+                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis"]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
     ]
 )

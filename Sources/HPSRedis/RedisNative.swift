@@ -217,6 +217,15 @@ final class RedisConnection {
     /// Appends a command whose arguments are strings.
     func append(_ args: [String]) { append(args.map { Array($0.utf8) }) }
 
+    /// Writes every appended command to the socket now (instead of at the next read), so that several
+    /// connections can be sent to before any reply is awaited.
+    func flush() throws(RedisFailure) {
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure() }
+        }
+    }
+
     // MARK: Reading replies
 
     /// Flushes pending commands if needed, reads the next reply and passes it to `body`; the reply is
@@ -312,8 +321,13 @@ enum SystemNative {
         #endif
     }
 
+    /// A joinable thread.
+    struct Thread {
+        fileprivate let handle: pthread_t
+    }
+
     /// Starts a joinable thread running `body`.
-    static func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    static func startThread(_ body: @escaping @Sendable () -> Void) -> Thread? {
         final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         #if canImport(Darwin)
@@ -330,10 +344,14 @@ enum SystemNative {
             Unmanaged<Box>.fromOpaque(box).release()
             return nil
         }
-        return thread
+        #if canImport(Darwin)
+        return thread.map(Thread.init(handle:))
+        #else
+        return Thread(handle: thread)
+        #endif
     }
 
-    static func join(_ thread: pthread_t) { pthread_join(thread, nil) }
+    static func join(_ thread: Thread) { pthread_join(thread.handle, nil) }
 
     // MARK: Processes
 
@@ -350,10 +368,27 @@ enum SystemNative {
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // The calling thread may block signals (Dispatch's workers do) or ignore SIGPIPE (this module
+        // does); the child starts with no blocked signals and default actions, so SIGTERM stops it.
+        #if canImport(Darwin)
+        var attributes: posix_spawnattr_t? = nil
+        #else
+        var attributes = posix_spawnattr_t()
+        #endif
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
+        let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
         guard rc == 0 else { throw SystemCallError(call: "posix_spawnp \(arguments[0])", errno: rc) }
         return pid
     }

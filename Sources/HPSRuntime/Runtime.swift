@@ -2,6 +2,12 @@ import HPS
 #if canImport(HPSRocksDB)
 import HPSRocksDB
 #endif
+#if canImport(HPSRedis)
+import HPSRedis
+#endif
+#if canImport(HPSCUDA)
+import HPSCUDA
+#endif
 
 /// Builds parameter servers from configurations with every backend linked into this build, so the CLI,
 /// the TensorFlow op library and a server all build the same hierarchy the same way.
@@ -21,6 +27,10 @@ public enum HPSRuntime {
         let vdb = try makeVolatileDatabase(config.volatileDatabase, logger: logger)
         let pdb = try makePersistentDatabase(config.persistentDatabase, logger: logger)
         let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, logger: logger)
+        #if canImport(HPSCUDA)
+        // GPU caches when a CUDA device is usable; otherwise the provider logs why and sessions use CPU caches.
+        if let provider = CUDACacheProvider.makeIfUsable(logger: logger) { server.cacheProvider = provider }
+        #endif
         try server.loadTables(progress: progress)
         try server.makeAllSessions()
         return server
@@ -37,7 +47,12 @@ public enum HPSRuntime {
         case .multiProcessHashMap:
             throw HPSError(.unsupported, subject: "volatile_db.type", "multi_process_hash_map is not available in this build; use hash_map, parallel_hash_map or redis_cluster")
         case .redisCluster:
+            #if canImport(HPSRedis)
+            logger.info("Creating Redis Cluster volatile database at \(config.address)")
+            return try RedisClusterDatabase(config: config, logger: logger)
+            #else
             throw HPSError(.unsupported, subject: "volatile_db.type", "redis_cluster is not available in this build; use hash_map or parallel_hash_map")
+            #endif
         }
     }
 

@@ -9,7 +9,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints a baseline measured in the same run.",
-        subcommands: [LookupBench.self, PersistentBench.self]
+        subcommands: [LookupBench.self, PersistentBench.self, RedisBench.self]
     )
 }
 
@@ -172,8 +172,9 @@ struct LookupBench: ParsableCommand {
             let hits = after.cacheHits - before.cacheHits
             let queried = hits + after.cacheMisses - before.cacheMisses
             let uniqueShare = Double(after.uniqueKeys - before.uniqueKeys) / Double(after.keys - before.keys)
-            rowsOut.append(Row(dim: dim, batch: batch, path: "session, cache hits", threads: 1, keysPerSecond: cached.rate, p50: cached.p50, p99: cached.p99,
-                               ratio: cached.rate / gather1.rate, note: String(format: "hit rate %.4f, %.0f%% keys unique", Double(hits) / Double(max(1, queried)), uniqueShare * 100)))
+            let sessionThreads = batch >= LookupSession.parallelThreshold ? cores : 1
+            rowsOut.append(Row(dim: dim, batch: batch, path: "session, cache hits", threads: sessionThreads, keysPerSecond: cached.rate, p50: cached.p50, p99: cached.p99,
+                               ratio: cached.rate / (sessionThreads > 1 ? gatherN.rate : gather1.rate), note: String(format: "hit rate %.4f, %.0f%% keys unique", Double(hits) / Double(max(1, queried)), uniqueShare * 100)))
         }
         return rowsOut
     }

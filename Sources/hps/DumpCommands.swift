@@ -206,11 +206,13 @@ struct LoadDumpCommand: ParsableCommand {
 
         if verifyTableFiles, let pdb {
             let directory = try TableDirectory(path: tableConfig.path, dimension: tableConfig.dimension)
-            let fingerprint = try directory.fingerprint()
+            // The same record a server start writes after loading the files (stamp first, as it does).
+            let stamp = try directory.fileStamp()
+            let record = LoadedTableRecord(content: try directory.fingerprint(), stamp: stamp)
             if let difference = try firstDifference(pdb, table: tableConfig, files: directory, keyWidth: KeyWidth(supportLongLong: single.supportLongLong)) {
                 printError("note: \(tag) in \(pdb.name) differs from its table files (\(difference)); no fingerprint recorded, so the next start reloads it from \(tableConfig.path)")
             } else {
-                try pdb.recordLoadedFingerprint(fingerprint, table: tag)
+                try pdb.recordLoadedFingerprint(record.text, table: tag)
                 printError("verified: \(tag) in \(pdb.name) holds exactly the table files at \(tableConfig.path); recorded their fingerprint, so starts do not reload it")
             }
         } else if pdb != nil {

@@ -48,6 +48,14 @@ static inline uint64_t hps_atomic_add_u64(uint64_t *word, uint64_t value) {
 /// Atomically loads a 64-bit word.
 static inline uint64_t hps_atomic_load_u64(const uint64_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 
+/// Atomically adds to a 32-bit word (relaxed) and returns the new value.
+static inline uint32_t hps_atomic_add_u32(uint32_t *word, uint32_t value) {
+  return __atomic_add_fetch(word, value, __ATOMIC_RELAXED);
+}
+
+/// Atomically loads a 32-bit word (relaxed).
+static inline uint32_t hps_atomic_load_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+
 /// Atomically stores a 32-bit word (relaxed).
 static inline void hps_atomic_store_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 

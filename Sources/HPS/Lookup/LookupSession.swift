@@ -186,7 +186,7 @@ public final class LookupSession: @unchecked Sendable {
     }
 
     /// Batches at least this large are queried and scattered on several threads.
-    static let parallelThreshold = 16384
+    public static let parallelThreshold = 16384
 
     /// Runs `body(lo, hi)` over `0..<n`: inline for small `n`, else in one chunk per core.
     private static func inChunks(_ n: Int, _ body: (Int, Int) -> Void) {

@@ -4,8 +4,10 @@ import Dispatch
 /// The in-memory volatile database (`hash_map` / `parallel_hash_map`): each table is split into
 /// `num_partitions` partitions chosen by HPS's key mixer, each with its own lock, index and value pages.
 ///
-/// Bulk calls group keys by partition, then work through each partition's keys under its lock with the
-/// index and rows prefetched a few keys ahead; large batches spread partitions over the machine's cores.
+/// Fetches take every partition's lock shared and walk the keys in input order, prefetching index entries
+/// and rows a few dozen keys ahead, so output rows are written sequentially; large batches are split into
+/// one contiguous chunk per core. Inserts group keys by partition and take each partition's lock
+/// exclusively.
 /// Overflow: a partition that reaches `overflow_margin` evicts down to `overflow_margin ×
 /// overflow_resolution_target` by its `overflow_policy` before taking a new key.
 public final class HashMapDatabase: Database, @unchecked Sendable {
@@ -79,7 +81,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
 
     public func size(table tag: String) throws -> Int {
         guard let t = table(tag) else { return 0 }
-        return t.partitions.reduce(0) { sum, p in sum + p.lock.withLock { p.count } }
+        return t.partitions.reduce(0) { sum, p in sum + p.lock.withReadLock { p.count } }
     }
 
     public func contains(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
@@ -88,7 +90,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         for key in keys {
             let mixed = hpsKeyMix(key)
             let p = t.partitions[Int(mixed % UInt64(t.partitions.count))]
-            if p.lock.withLock({ p.find(key: key, mixed: mixed) }) >= 0 { found += 1 }
+            if p.lock.withReadLock({ p.find(key: key, mixed: mixed) }) >= 0 { found += 1 }
         }
         return found
     }
@@ -109,7 +111,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
             forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
                 let p = t.partitions[pi]
                 var local = SplitMix64(seed: randomLock.withLock { random.next() })
-                p.lock.lock()
+                p.lock.lockExclusive()
                 let now = p.advanceClock()
                 var n = 0
                 var gone = 0
@@ -155,44 +157,57 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         if keys.isEmpty { return 0 }
         let out = values.baseAddress!
         let policy = config.overflowPolicy
-        return scratch.withScratch(capacity: keys.count) { s in
-            group(keys, partitions: t.partitions.count, into: s)
-            let order = s.order, mixed = s.mixed, missList = s.misses
-            forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
-                let p = t.partitions[pi]
-                let start = s.starts[pi]
-                let end = s.starts[pi + 1]
-                var missCount = 0
-                p.lock.lock()
-                let now = p.advanceClock()
-                let view = p.view
-                // Prefetch the index entry `indexAhead` keys ahead and the row `rowAhead` keys ahead.
-                let indexAhead = 24
-                let rowAhead = 12
-                for j in start..<min(end, start + indexAhead) { hps_prefetch(view.start(mixed[Int(order[j])])) }
-                for j in start..<min(end, start + rowAhead) { view.prefetchRow(mixed[Int(order[j])]) }
-                for j in start..<end {
-                    if j + indexAhead < end { hps_prefetch(view.start(mixed[Int(order[j + indexAhead])])) }
-                    if j + rowAhead < end { view.prefetchRow(mixed[Int(order[j + rowAhead])]) }
-                    let i = Int(order[j])
-                    if let row = view.find(keys[i], mixed[i]) {
-                        hps_copy(out + i * valueSize, row + view.valueOffset, valueSize)
+        let n = keys.count
+        let partitions = t.partitions
+        let count = partitions.count
+        let workers = n < parallelThreshold ? 1 : min(SystemInfo.processorCount, 8)
+        return scratch.withScratch(capacity: n, views: workers * count) { s in
+            let mixed = s.mixed, partitionOf = s.partitionOf, missList = s.misses, missCounts = s.missCounts
+            let viewTable = s.views
+            let parts = UInt64(count)
+            let mask: UInt64? = count & (count - 1) == 0 ? parts - 1 : nil
+            inChunks(n, workers: workers) { w, lo, hi in
+                // Every partition's lock shared, then plain views of each for the loop.
+                let views = viewTable + w * count
+                for (pi, p) in partitions.enumerated() {
+                    p.lock.lockShared()
+                    (views + pi).initialize(to: p.view)
+                }
+                let now = policy == .evictRandom ? 0 : partitions[0].advanceClock()
+                @inline(__always) func stage(_ j: Int) {
+                    let m = hpsKeyMix(keys[j])
+                    mixed[j] = m
+                    let pi = Int(truncatingIfNeeded: mask.map { m & $0 } ?? m % parts)
+                    partitionOf[j] = Int32(truncatingIfNeeded: pi)
+                    hps_prefetch(views[pi].start(m))
+                }
+                let indexAhead = 32
+                let rowAhead = 16
+                for j in lo..<min(hi, lo + indexAhead) { stage(j) }
+                for j in lo..<min(hi, lo + rowAhead) { views[Int(partitionOf[j])].prefetchRow(mixed[j]) }
+                var misses = 0
+                for j in lo..<hi {
+                    if j + indexAhead < hi { stage(j + indexAhead) }
+                    if j + rowAhead < hi { views[Int(partitionOf[j + rowAhead])].prefetchRow(mixed[j + rowAhead]) }
+                    let view = views[Int(partitionOf[j])]
+                    if let row = view.find(keys[j], mixed[j]) {
+                        hps_copy(out + j * valueSize, row + view.valueOffset, valueSize)
                         if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
                     } else {
-                        missList[start + missCount] = Int32(truncatingIfNeeded: i)
-                        missCount += 1
+                        missList[lo + misses] = Int32(truncatingIfNeeded: j)
+                        misses += 1
                     }
                 }
-                p.lock.unlock()
-                s.missCounts[pi] = missCount
+                for p in partitions { p.lock.unlock() }
+                missCounts[w] = misses
             }
-            var misses = 0
-            for pi in 0..<t.partitions.count {
-                let start = s.starts[pi]
-                for j in start..<(start + s.missCounts[pi]) { onMiss(Int(s.misses[j])) }
-                misses += s.missCounts[pi]
+            var total = 0
+            for w in 0..<workers {
+                let lo = n * w / workers
+                for j in lo..<(lo + missCounts[w]) { onMiss(Int(missList[j])) }
+                total += missCounts[w]
             }
-            return keys.count - misses
+            return n - total
         }
     }
 
@@ -200,7 +215,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
     public func evict(table tag: String) throws -> Int {
         let removed = tablesLock.withWriteLock { tables.removeValue(forKey: tag) }
         guard let removed else { return 0 }
-        return removed.partitions.reduce(0) { sum, p in sum + p.lock.withLock { p.count } }
+        return removed.partitions.reduce(0) { sum, p in sum + p.lock.withReadLock { p.count } }
     }
 
     @discardableResult
@@ -210,7 +225,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         for key in keys {
             let mixed = hpsKeyMix(key)
             let p = t.partitions[Int(mixed % UInt64(t.partitions.count))]
-            if p.lock.withLock({ p.remove(key: key, mixed: mixed) }) { removed += 1 }
+            if p.lock.withWriteLock({ p.remove(key: key, mixed: mixed) }) { removed += 1 }
         }
         return removed
     }
@@ -234,7 +249,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                 var n = 0
                 let done: Bool = keys.withUnsafeMutableBufferPointer { k in
                     values.withUnsafeMutableBytes { v in
-                        p.lock.withLock {
+                        p.lock.withReadLock {
                             guard position < p.indexCapacity else { return true }
                             position = p.forEachSlot(from: position, limit: chunk) { slot in
                                 k[n] = p.row(slot).loadUnaligned(as: Int64.self)
@@ -265,7 +280,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         var entries = 0
         var bytes = 0
         for p in t.partitions {
-            p.lock.withLock {
+            p.lock.withReadLock {
                 entries += p.count
                 bytes += p.allocatedBytes
             }
@@ -295,6 +310,20 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
             let pi = Int(partitionOf[i])
             order[cursors[pi]] = Int32(truncatingIfNeeded: i)
             cursors[pi] += 1
+        }
+    }
+
+    /// Runs `body(worker, lo, hi)` over `workers` contiguous chunks of `0..<n` (inline when there is one).
+    private func inChunks(_ n: Int, workers: Int, _ body: (Int, Int, Int) -> Void) {
+        if workers <= 1 {
+            body(0, 0, n)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let task = UnsafeTransfer(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                task.value(w, n * w / workers, n * (w + 1) / workers)
+            }
         }
     }
 

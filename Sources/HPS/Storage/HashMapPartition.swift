@@ -13,9 +13,11 @@ import CHPSSupport
 /// Hot loops take a ``View`` (plain pointers and constants) once per batch under the lock, so they run
 /// without class-property access overhead.
 ///
-/// Not thread-safe: every method must be called with ``lock`` held.
+/// Not thread-safe by itself: readers (find, views, touch) hold ``lock`` shared; anything that changes the
+/// index or rows holds it exclusively. Access counters and the clock are updated with relaxed atomics, so
+/// concurrent readers may record accesses.
 final class HashMapPartition: @unchecked Sendable {
-    let lock = Lock()
+    let lock = ReadWriteLock()
     let valueSize: Int
     private var pages: RowPages
     private var index: UnsafeMutablePointer<UInt64>
@@ -24,8 +26,12 @@ final class HashMapPartition: @unchecked Sendable {
     private var freeSlots: [UInt32] = []
     private var nextSlot = 0
     private(set) var count = 0
-    /// Logical clock for LRU: bumped once per fetch or insert batch.
-    private var tick: UInt32 = 1
+    /// Logical clock for LRU: bumped once per fetch or insert batch (atomically: readers bump it too).
+    private let clock: UnsafeMutablePointer<UInt32> = {
+        let p = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        p.initialize(to: 1)
+        return p
+    }()
 
     static let counterOffset = 8
     /// Where the value starts in a row: after the key, and after the counter when there is one.
@@ -48,6 +54,7 @@ final class HashMapPartition: @unchecked Sendable {
     deinit {
         index.deallocate()
         pages.destroy()
+        clock.deallocate()
     }
 
     /// Plain pointers and constants for a hot loop; valid while the lock is held and nothing is inserted.
@@ -83,7 +90,12 @@ final class HashMapPartition: @unchecked Sendable {
         @inline(__always)
         func prefetchRow(_ mixed: UInt64) {
             let e = start(mixed).pointee
-            if e != 0 { hps_prefetch(rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) }
+            if e != 0 {
+                // Rows are not line-aligned (stride 8 + value bytes): fetch both lines a short row spans.
+                let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
+                hps_prefetch(row)
+                hps_prefetch(row + (rows.stride - 1))
+            }
         }
     }
 
@@ -137,12 +149,11 @@ final class HashMapPartition: @unchecked Sendable {
     @inline(__always)
     func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) + valueOffset }
 
-    /// Advances the LRU clock; call once per batch.
+    /// Advances the LRU clock; call once per batch. Safe under a shared lock.
     @inline(__always)
     func advanceClock() -> UInt32 {
-        tick &+= 1
-        if tick == 0 { tick = 1 }
-        return tick
+        let now = hps_atomic_add_u32(clock, 1)
+        return now == 0 ? hps_atomic_add_u32(clock, 1) : now
     }
 
     /// Records an access to `slot` for the overflow policy.
@@ -154,13 +165,12 @@ final class HashMapPartition: @unchecked Sendable {
     /// Records an access to `row` (LFU: count, LRU: stamp); a no-op for `evict_random`.
     @inline(__always)
     static func touch(row: UnsafeMutableRawPointer, policy: OverflowPolicy, now: UInt32) {
-        let counter = row + counterOffset
+        let counter = (row + counterOffset).assumingMemoryBound(to: UInt32.self)
         switch policy {
         case .evictLeastUsed:
-            let c = counter.loadUnaligned(as: UInt32.self)
-            if c != .max { counter.storeBytes(of: c + 1, as: UInt32.self) }
+            if hps_atomic_load_u32(counter) != .max { _ = hps_atomic_add_u32(counter, 1) }
         case .evictOldest:
-            counter.storeBytes(of: now, as: UInt32.self)
+            hps_atomic_store_u32(counter, now)
         case .evictRandom:
             break
         }
@@ -317,7 +327,7 @@ final class HashMapPartition: @unchecked Sendable {
         case .evictLeastUsed, .evictOldest:
             var entries: [(counter: UInt32, key: Int64)] = []
             entries.reserveCapacity(count)
-            let now = tick
+            let now = hps_atomic_load_u32(clock)
             _ = forEachSlot(from: 0, limit: .max) { slot in
                 let row = pages.row(slot)
                 var c = (row + Self.counterOffset).loadUnaligned(as: UInt32.self)

@@ -48,6 +48,10 @@ public final class ReadWriteLock: @unchecked Sendable {
         rwlock.deallocate()
     }
 
+    @inline(__always) public func lockShared() { pthread_rwlock_rdlock(rwlock) }
+    @inline(__always) public func lockExclusive() { pthread_rwlock_wrlock(rwlock) }
+    @inline(__always) public func unlock() { pthread_rwlock_unlock(rwlock) }
+
     @inline(__always)
     public func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_rwlock_rdlock(rwlock)

@@ -16,6 +16,9 @@ final class BulkScratch: @unchecked Sendable {
     /// A second per-partition result slot.
     let extraCounts: UnsafeMutablePointer<Int>
     let partitions: Int
+    /// Per-worker partition views for fetches (worker × partitions).
+    private(set) var views: UnsafeMutablePointer<HashMapPartition.View>
+    private(set) var viewCapacity: Int
     private(set) var capacity: Int
 
     init(capacity: Int, partitions: Int) {
@@ -25,15 +28,22 @@ final class BulkScratch: @unchecked Sendable {
         order = .allocate(capacity: self.capacity)
         misses = .allocate(capacity: self.capacity)
         self.partitions = partitions
+        viewCapacity = max(1, partitions)
+        views = .allocate(capacity: viewCapacity)
         starts = .allocate(capacity: partitions + 1)
         starts.initialize(repeating: 0, count: partitions + 1)
-        missCounts = .allocate(capacity: partitions)
-        missCounts.initialize(repeating: 0, count: partitions)
+        missCounts = .allocate(capacity: max(partitions, 8))
+        missCounts.initialize(repeating: 0, count: max(partitions, 8))
         extraCounts = .allocate(capacity: partitions)
         extraCounts.initialize(repeating: 0, count: partitions)
     }
 
-    func reserve(_ n: Int) {
+    func reserve(_ n: Int, views needed: Int = 0) {
+        if needed > viewCapacity {
+            views.deallocate()
+            viewCapacity = needed
+            views = .allocate(capacity: needed)
+        }
         guard n > capacity else { return }
         deallocate()
         capacity = max(n, capacity * 2)
@@ -55,6 +65,7 @@ final class BulkScratch: @unchecked Sendable {
         starts.deallocate()
         missCounts.deallocate()
         extraCounts.deallocate()
+        views.deallocate()
     }
 }
 
@@ -66,9 +77,9 @@ final class ScratchPool: @unchecked Sendable {
 
     init(partitions: Int) { self.partitions = partitions }
 
-    func withScratch<T>(capacity: Int, _ body: (BulkScratch) throws -> T) rethrows -> T {
+    func withScratch<T>(capacity: Int, views: Int = 0, _ body: (BulkScratch) throws -> T) rethrows -> T {
         let scratch = lock.withLock { free.popLast() } ?? BulkScratch(capacity: capacity, partitions: partitions)
-        scratch.reserve(capacity)
+        scratch.reserve(capacity, views: views)
         defer { lock.withLock { free.append(scratch) } }
         return try body(scratch)
     }

@@ -1,0 +1,98 @@
+import CCUDADriver
+import HPS
+
+/// A GPU embedding cache: the host-pointer ``EmbeddingCache`` API (stage keys to the device, run the kernels,
+/// copy results back; safe from any thread) plus a device-pointer API for callers whose keys and vectors
+/// already live on the device (benchmarks, a future device lookup path).
+///
+/// Device-pointer calls enqueue work on a stream (the cache's own by default) and return without waiting.
+/// They take the cache's lock only to advance its clock: the caller orders them against host-pointer calls
+/// (by using the cache's stream, or by synchronising).
+public protocol CUDADeviceCache: EmbeddingCache {
+    var context: CUDAContext { get }
+    /// The cache's own stream (one per table).
+    var stream: CUDAStream { get }
+
+    /// Queries `keys[0 ..< count]` (count = `*countPointer` when given, bounded by `count`): a hit stamps its
+    /// entry (dynamic cache) and, when `output` is given, copies its vector to `output[i × dim]`. Misses are
+    /// appended to `missing` (positions) and `missingKeys` (each optional; order unspecified) and counted in
+    /// `missCount` (a device UInt32 this call zeroes first). `hitFlags[i]` (UInt8, optional) = hit;
+    /// `slots[i]` (Int32, optional) = row of the hit in ``rowSource`` or -1. Keys must be distinct.
+    func enqueueQuery(
+        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr,
+        missingKeys: CUdeviceptr, missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots: CUdeviceptr, stream: CUDAStream?
+    ) throws
+
+    /// Inserts or overwrites `keys[i] → values[i × dim]` for i < count (device pointers), as ``replace(keys:values:)``.
+    func enqueueReplace(keys: CUdeviceptr, values: CUdeviceptr, count: Int, stream: CUDAStream?) throws
+
+    /// Where the rows named by `slots` live: row r < split at `base + r × dim × 4`, else at
+    /// `high + (r − split) × dim × 4` (the uvm table's host part).
+    var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) { get }
+
+    /// The error that disabled the cache, if a CUDA call failed.
+    var failure: CUDAError? { get }
+}
+
+/// Device and pinned host buffers a cache uses to move host-pointer batches, sized for `chunk` keys.
+final class CUDAStaging: @unchecked Sendable {
+    let chunk: Int
+    let dimension: Int
+    let deviceKeys: CUDADeviceBuffer
+    let deviceValues: CUDADeviceBuffer
+    let deviceFlags: CUDADeviceBuffer
+    let deviceRows: CUDADeviceBuffer
+    let deviceRows2: CUDADeviceBuffer
+    let deviceCount: CUDADeviceBuffer
+    let hostKeys: CUDAPinnedBuffer
+    let hostValues: CUDAPinnedBuffer
+    let hostFlags: CUDAPinnedBuffer
+    let hostRows: CUDAPinnedBuffer
+    let hostRows2: CUDAPinnedBuffer
+    let hostCount: CUDAPinnedBuffer
+
+    init(context: CUDAContext, chunk: Int, dimension: Int, what: String) throws {
+        self.chunk = chunk
+        self.dimension = dimension
+        deviceKeys = try context.allocate(bytes: chunk * 8, what: "staged keys of \(what)")
+        deviceValues = try context.allocate(bytes: chunk * dimension * 4, what: "staged vectors of \(what)")
+        deviceFlags = try context.allocate(bytes: chunk, what: "hit flags of \(what)")
+        deviceRows = try context.allocate(bytes: chunk * 4, what: "row indices of \(what)")
+        deviceRows2 = try context.allocate(bytes: chunk * 4, what: "row indices of \(what)")
+        deviceCount = try context.allocate(bytes: 16, what: "counters of \(what)")
+        hostKeys = try context.allocatePinned(bytes: chunk * 8, what: "staged keys of \(what)")
+        hostValues = try context.allocatePinned(bytes: chunk * dimension * 4, what: "staged vectors of \(what)")
+        hostFlags = try context.allocatePinned(bytes: chunk, what: "hit flags of \(what)")
+        hostRows = try context.allocatePinned(bytes: chunk * 4, what: "row indices of \(what)")
+        hostRows2 = try context.allocatePinned(bytes: chunk * 4, what: "row indices of \(what)")
+        hostCount = try context.allocatePinned(bytes: 16, what: "counters of \(what)")
+    }
+
+    /// Keys per chunk for vectors of `dimension` floats: the largest batch expected, at least 64Ki, at most
+    /// what fits in 256 MiB of staged vectors.
+    static func chunkSize(maxBatch: Int, dimension: Int) -> Int {
+        let limit = max(1024, (256 << 20) / max(1, dimension * 4))
+        return max(1, min(max(maxBatch, 65536), limit))
+    }
+}
+
+/// Runs `body` over `0 ..< n` in chunks of at most `chunk`: body(start, count).
+@inline(__always)
+func forEachChunk(_ n: Int, chunk: Int, _ body: (Int, Int) throws -> Void) rethrows {
+    var start = 0
+    while start < n {
+        let count = min(chunk, n - start)
+        try body(start, count)
+        start += count
+    }
+}
+
+/// Next power of two ≥ n (n ≥ 1) and its log2.
+func powerOfTwo(atLeast n: Int) -> (value: Int, log2: Int) {
+    var value = 1, log = 0
+    while value < n {
+        value <<= 1
+        log += 1
+    }
+    return (value, log)
+}

@@ -1,0 +1,309 @@
+import CCUDADriver
+import HPS
+
+/// The dynamic embedding cache on a CUDA device: set-associative with 64 slots per set and LRU replacement,
+/// the same placement and algorithm as the CPU ``DynamicCache`` (Kernels/dynamic_cache.cu says how), so for
+/// the same sequence of operations both hold the same keys and answer the same hits.
+///
+/// Operations are serialised by a lock per cache and run on the cache's stream. A query refreshes the
+/// recency of every hit. If a CUDA call fails, the cache logs the error once and from then on answers every
+/// key as a miss (lookups then go to the databases), which keeps answers correct.
+public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
+    public static let slotsPerSet = 64
+
+    public let dimension: Int
+    public let setCount: Int
+    public var capacity: Int { setCount * Self.slotsPerSet }
+    public var holdsWholeTable: Bool { false }
+    public let context: CUDAContext
+    public let stream: CUDAStream
+    /// What the cache is for (a table tag), for messages.
+    public let label: String
+
+    let kernels: CUDAKernels
+    let tags: CUDADeviceBuffer
+    let slots: CUDADeviceBuffer
+    let values: CUDADeviceBuffer
+    let occupied: CUDADeviceBuffer
+    // Grouping scratch of replace/update.
+    let groupCapacity: Int
+    let groupShift: UInt32
+    let groupSet: CUDADeviceBuffer
+    let groupHead: CUDADeviceBuffer
+    let next: CUDADeviceBuffer
+    let keySet: CUDADeviceBuffer
+    let staging: CUDAStaging
+    private let queryWidth: (function: CUDAFunction, width: Int)
+    private let applyWidth: (function: CUDAFunction, width: Int)
+    private let lock = Lock()
+    private var clock: UInt64 = 1
+    private var failed: CUDAError?
+    private let logger: HPSLogger
+
+    /// A cache of at least `capacity` slots (rounded up to whole sets of 64, as the CPU cache) for vectors of
+    /// `dimension` floats. `maxBatch` sizes the staging buffers (larger batches are processed in chunks).
+    public init(context: CUDAContext, capacity: Int, dimension: Int, maxBatch: Int = 65536, label: String = "cache", logger: HPSLogger = .standard) throws {
+        guard dimension > 0 else { throw CUDAError(.invalidArgument, what: "dimension \(dimension) of \(label)") }
+        self.context = context
+        self.dimension = dimension
+        self.label = label
+        self.logger = logger
+        setCount = max(1, (max(capacity, Self.slotsPerSet) + Self.slotsPerSet - 1) / Self.slotsPerSet)
+        let slotCount = setCount * Self.slotsPerSet
+        guard slotCount <= Int(Int32.max) else {
+            throw CUDAError(.invalidArgument, what: "capacity \(capacity) of \(label)", detail: "at most \(Int32.max) slots")
+        }
+        kernels = try context.kernels()
+        stream = try context.makeStream()
+        let what = "the dynamic cache of \(label)"
+        tags = try context.allocate(bytes: slotCount, what: "tags of \(what)")
+        slots = try context.allocate(bytes: slotCount * 16, what: "keys of \(what)")
+        values = try context.allocate(bytes: slotCount * dimension * 4, what: "vectors of \(what) (\(slotCount) slots × dim \(dimension))")
+        occupied = try context.allocate(bytes: 8, what: "counter of \(what)")
+        staging = try CUDAStaging(context: context, chunk: CUDAStaging.chunkSize(maxBatch: maxBatch, dimension: dimension), dimension: dimension, what: what)
+        let group = powerOfTwo(atLeast: max(64, 2 * staging.chunk))
+        groupCapacity = group.value
+        groupShift = UInt32(32 - group.log2)
+        groupSet = try context.allocate(bytes: group.value * 4, what: "set groups of \(what)")
+        groupHead = try context.allocate(bytes: group.value * 4, what: "set groups of \(what)")
+        next = try context.allocate(bytes: staging.chunk * 4, what: "set groups of \(what)")
+        keySet = try context.allocate(bytes: staging.chunk * 4, what: "set groups of \(what)")
+        queryWidth = kernels.dynQuery.width(for: dimension)
+        applyWidth = kernels.dynApply.width(for: dimension)
+        try context.fill8(tags.pointer, value: 0, count: slotCount, stream: stream)
+        try context.fill32(slots.pointer, value: 0, count: slotCount * 4, stream: stream)
+        try context.fill32(values.pointer, value: 0, count: slotCount * dimension, stream: stream)
+        try context.fill32(occupied.pointer, value: 0, count: 2, stream: stream)
+        try context.fill32(groupSet.pointer, value: 0xFFFF_FFFF, count: group.value, stream: stream)
+        try context.fill32(groupHead.pointer, value: 0xFFFF_FFFF, count: group.value, stream: stream)
+        try stream.synchronize()
+    }
+
+    /// Bytes of device memory the cache holds.
+    public var deviceBytes: Int {
+        [tags, slots, values, occupied, groupSet, groupHead, next, keySet, staging.deviceKeys, staging.deviceValues,
+         staging.deviceFlags, staging.deviceRows, staging.deviceRows2, staging.deviceCount].reduce(0) { $0 + $1.byteCount }
+    }
+
+    public var failure: CUDAError? { lock.withLock { failed } }
+
+    public var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) { (values.pointer, values.pointer, Int64.max) }
+
+    private func fail(_ error: any Error) {
+        let cudaError = error as? CUDAError ?? CUDAError(.driverCall, what: "\(error)")
+        if failed == nil {
+            logger.error("CUDA dynamic cache of \(label) failed: \(cudaError). From now on it answers every key as a miss; lookups go to the databases.")
+        }
+        failed = cudaError
+    }
+
+    // MARK: EmbeddingCache
+
+    public var unitCount: Int { setCount }
+
+    public var count: Int {
+        lock.withLock {
+            guard failed == nil else { return 0 }
+            do {
+                try context.makeCurrent()
+                try context.copy(toHost: staging.hostCount.host, from: occupied.pointer, bytes: 8, stream: stream)
+                try stream.synchronize()
+                return Int(staging.hostCount.typed(UInt64.self).pointee)
+            } catch {
+                fail(error)
+                return 0
+            }
+        }
+    }
+
+    public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {
+        let n = input.count
+        guard n > 0, let base = input.baseAddress else { return 0 }
+        return lock.withLock {
+            func allMissing() -> Int {
+                for i in 0..<n { missing[i] = Int32(truncatingIfNeeded: i) }
+                return n
+            }
+            guard failed == nil else { return allMissing() }
+            do {
+                try context.makeCurrent()
+                clock += 1
+                let now = clock
+                let dim = dimension
+                var misses = 0
+                try forEachChunk(n, chunk: staging.chunk) { start, m in
+                    staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
+                    try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
+                    try launchQuery(
+                        keys: staging.deviceKeys.pointer, count: m, countPointer: 0, output: staging.deviceValues.pointer, missing: 0, missingKeys: 0,
+                        missCount: staging.deviceCount.pointer, hitFlags: staging.deviceFlags.pointer, slots: 0, now: now, stream: stream)
+                    try context.copy(toHost: staging.hostValues.host, from: staging.deviceValues.pointer, bytes: m * dim * 4, stream: stream)
+                    try context.copy(toHost: staging.hostFlags.host, from: staging.deviceFlags.pointer, bytes: m, stream: stream)
+                    try stream.synchronize()
+                    let flags = staging.hostFlags.typed(UInt8.self)
+                    let vectors = staging.hostValues.typed(Float.self)
+                    for i in 0..<m {
+                        if flags[i] != 0 {
+                            (output + (start + i) * dim).update(from: vectors + i * dim, count: dim)
+                        } else {
+                            missing[misses] = Int32(truncatingIfNeeded: start + i)
+                            misses += 1
+                        }
+                    }
+                }
+                return misses
+            } catch {
+                fail(error)
+                return allMissing()
+            }
+        }
+    }
+
+    public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
+        apply(keys: input, values: source, updateOnly: false)
+    }
+
+    public func update(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
+        apply(keys: input, values: source, updateOnly: true)
+    }
+
+    private func apply(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>, updateOnly: Bool) {
+        let n = input.count
+        guard n > 0, let base = input.baseAddress else { return }
+        lock.withLock {
+            guard failed == nil else { return }
+            do {
+                try context.makeCurrent()
+                // Replace advances the clock (as the CPU cache's replace does); update does not.
+                if !updateOnly { clock += 1 }
+                let now = clock
+                let dim = dimension
+                try forEachChunk(n, chunk: staging.chunk) { start, m in
+                    staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
+                    staging.hostValues.host.copyMemory(from: source + start * dim, byteCount: m * dim * 4)
+                    try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
+                    try context.copy(toDevice: staging.deviceValues.pointer, from: staging.hostValues.host, bytes: m * dim * 4, stream: stream)
+                    try launchApply(keys: staging.deviceKeys.pointer, values: staging.deviceValues.pointer, count: m, now: now, updateOnly: updateOnly, stream: stream)
+                    try stream.synchronize()
+                }
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    public func keys(inUnits range: Range<Int>) -> [Int64] {
+        let sets = range.clamped(to: 0..<setCount)
+        guard !sets.isEmpty else { return [] }
+        return lock.withLock {
+            guard failed == nil else { return [] }
+            var result: [Int64] = []
+            do {
+                try context.makeCurrent()
+                let step = 16384
+                var first = sets.lowerBound
+                while first < sets.upperBound {
+                    let count = min(step, sets.upperBound - first)
+                    var tagBytes = [UInt8](repeating: 0, count: count * Self.slotsPerSet)
+                    var slotWords = [Int64](repeating: 0, count: count * Self.slotsPerSet * 2)
+                    try tagBytes.withUnsafeMutableBytes { raw in
+                        try context.copy(toHost: raw.baseAddress!, from: tags.pointer + CUdeviceptr(first * Self.slotsPerSet), bytes: raw.count, stream: stream)
+                    }
+                    try slotWords.withUnsafeMutableBytes { raw in
+                        try context.copy(toHost: raw.baseAddress!, from: slots.pointer + CUdeviceptr(first * Self.slotsPerSet * 16), bytes: raw.count, stream: stream)
+                    }
+                    try stream.synchronize()
+                    for j in 0..<(count * Self.slotsPerSet) where tagBytes[j] != 0 { result.append(slotWords[2 * j]) }
+                    first += count
+                }
+            } catch {
+                fail(error)
+                return []
+            }
+            return result
+        }
+    }
+
+    // MARK: Device-pointer API
+
+    public func enqueueQuery(
+        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr = 0, output: CUdeviceptr = 0, missing: CUdeviceptr = 0,
+        missingKeys: CUdeviceptr = 0, missCount: CUdeviceptr, hitFlags: CUdeviceptr = 0, slots: CUdeviceptr = 0, stream: CUDAStream? = nil
+    ) throws {
+        let now = lock.withLock { () -> UInt64 in
+            clock += 1
+            return clock
+        }
+        try context.makeCurrent()
+        try launchQuery(
+            keys: keys, count: count, countPointer: countPointer, output: output, missing: missing, missingKeys: missingKeys, missCount: missCount,
+            hitFlags: hitFlags, slots: slots, now: now, stream: stream ?? self.stream)
+    }
+
+    public func enqueueReplace(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
+        try enqueueApply(keys: keys, values: source, count: count, updateOnly: false, stream: stream)
+    }
+
+    /// Overwrites the vectors of those keys that are cached (device pointers), as ``update(keys:values:)``.
+    public func enqueueUpdate(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
+        try enqueueApply(keys: keys, values: source, count: count, updateOnly: true, stream: stream)
+    }
+
+    private func enqueueApply(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, updateOnly: Bool, stream: CUDAStream?) throws {
+        let now = lock.withLock { () -> UInt64 in
+            if !updateOnly { clock += 1 }
+            return clock
+        }
+        try context.makeCurrent()
+        try forEachChunk(count, chunk: staging.chunk) { start, m in
+            try launchApply(
+                keys: keys + CUdeviceptr(start * 8), values: source + CUdeviceptr(start * dimension * 4), count: m, now: now, updateOnly: updateOnly,
+                stream: stream ?? self.stream)
+        }
+    }
+
+    /// Appends the keys cached in sets `range` to `keysOut` (device; order across sets unspecified) and their
+    /// number to the device UInt32 `countOut` (zeroed first).
+    public func enqueueDump(sets range: Range<Int>, keysOut: CUdeviceptr, countOut: CUdeviceptr, stream: CUDAStream? = nil) throws {
+        let sets = range.clamped(to: 0..<setCount)
+        let s = stream ?? self.stream
+        try context.makeCurrent()
+        try context.fill32(countOut, value: 0, count: 1, stream: s)
+        try kernels.launch(
+            kernels.dynDump, threads: sets.count * 32, stream: s,
+            [.pointer(tags.pointer), .pointer(self.slots.pointer), .count(sets.lowerBound), .count(sets.count), .pointer(keysOut), .pointer(countOut)])
+    }
+
+    // MARK: Launches
+
+    private func launchQuery(
+        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr, missingKeys: CUdeviceptr,
+        missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots slotOut: CUdeviceptr, now: UInt64, stream: CUDAStream
+    ) throws {
+        try context.fill32(missCount, value: 0, count: 1, stream: stream)
+        let width = output % 16 == 0 ? queryWidth : kernels.dynQuery.width(for: dimension, alignment: Int(output % 16))
+        try kernels.launch(
+            width.function, threads: count, stream: stream,
+            [
+                .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .count(count),
+                .pointer(countPointer), .u64(now), .pointer(output), .count(dimension), .u32(CUDAKernels.log2Lanes(units: dimension / width.width)),
+                .pointer(missing), .pointer(missingKeys), .pointer(missCount), .pointer(hitFlags), .pointer(slotOut),
+            ])
+    }
+
+    private func launchApply(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, now: UInt64, updateOnly: Bool, stream: CUDAStream) throws {
+        precondition(count <= staging.chunk)
+        try kernels.launch(
+            kernels.dynGroup, threads: count, stream: stream,
+            [.pointer(keys), .count(count), .count(setCount), .pointer(groupSet.pointer), .pointer(groupHead.pointer), .u32(groupShift),
+             .pointer(next.pointer), .pointer(keySet.pointer)])
+        let width = source % 16 == 0 ? applyWidth : kernels.dynApply.width(for: dimension, alignment: Int(source % 16))
+        try kernels.launch(
+            width.function, threads: groupCapacity, stream: stream,
+            [
+                .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .pointer(source),
+                .count(count), .count(dimension), .u64(now), .u32(updateOnly ? 1 : 0), .pointer(groupSet.pointer), .pointer(groupHead.pointer),
+                .count(groupCapacity), .pointer(next.pointer), .pointer(keySet.pointer), .pointer(occupied.pointer),
+            ])
+    }
+}

@@ -1,0 +1,319 @@
+// The dynamic GPU embedding cache: set-associative, 64 slots per set, least-recently-used replacement within
+// a set. The layout and the algorithm are those of the CPU `DynamicCache`, so both give the same answers:
+//
+//   set(key) = (hi32(mix(key) · 0xD6E8FEB86659FD93)) mod setCount    tag(key) = byte 1 of that product, 0 → 1
+//   tags   : u8[setCount · 64]        0 = empty slot
+//   slots  : {i64 key, u64 stamp}[setCount · 64]   stamp = the operation clock when last queried or written
+//   values : f32[setCount · 64 · dim]
+//
+// A query compares the set's 64-byte tag line first and reads a key only on a tag match, then stamps the slot
+// with the query's clock (a query refreshes recency) and copies the vector. Replace and update process the
+// keys of each set in input order, one warp per set, exactly as the CPU cache does sequentially: present key →
+// overwrite (replace also stamps), else the first empty slot, else the slot with the smallest stamp (lowest
+// index on ties). Keys of different sets never interact, so sets run in parallel.
+//
+// The host serialises operations on one cache (one stream per cache), so kernels need no set locks.
+#include "hps_common.cuh"
+
+struct __align__(16) DynSlot {
+    i64 key;
+    u64 stamp;
+};
+
+#define DYN_WAYS 64u
+#define DYN_GROUP_EMPTY 0xffffffffu
+// Members of a group collected and sorted in shared memory; larger groups are walked in input order.
+#define DYN_GROUP_CAP 128
+
+__device__ __forceinline__ void dyn_place(i64 key, u32 setCount, u32 &set, u32 &tag) {
+    const u64 h = hps_key_mix((u64)key) * 0xD6E8FEB86659FD93ull;
+    set = ((u32)(h >> 32)) % setCount;
+    const u32 t = (u32)(h >> 8) & 0xffu;
+    tag = t == 0u ? 1u : t;
+}
+
+__device__ __forceinline__ u32 dyn_word(const uint4 &v, int k) {
+    return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
+}
+
+// Slot (0..63) of `key` in `set`, or -1.
+__device__ __forceinline__ i32 dyn_find(const u8 *tags, const DynSlot *slots, u32 set, u32 tag, i64 key) {
+    const uint4 *line = reinterpret_cast<const uint4 *>(tags + (u64)set * DYN_WAYS);
+    uint4 t[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) t[q] = line[q];
+    const u32 pattern = tag * 0x01010101u;
+#pragma unroll
+    for (int w = 0; w < 16; ++w) {
+        u32 m = __vcmpeq4(dyn_word(t[w >> 2], w & 3), pattern);
+        while (m != 0u) {
+            const u32 bit = __ffs(m) - 1u;
+            const i32 s = w * 4 + (i32)(bit >> 3);
+            if (slots[(u64)set * DYN_WAYS + s].key == key) return s;
+            m &= ~(0xffu << (bit & ~7u));
+        }
+    }
+    return -1;
+}
+
+// ---- Query ------------------------------------------------------------------------------------------------
+
+// For i < count (count = *countPtr when given, else n): looks keys[i] up; a hit stamps its slot with `now`
+// and (when out is given) copies its vector to out[i·dim]. Misses are appended (order unspecified) to
+// missing / missingKeys (each optional) and counted in *missCount. hitFlags[i] (optional) = hit;
+// slotOut[i] (optional) = slot index (set·64 + way) or -1.
+template <int W>
+__device__ __forceinline__ void dyn_query_impl(const u8 *tags, DynSlot *slots, const float *values, u32 setCount,
+                                               const i64 *keys, u32 n, const u32 *countPtr, u64 now, float *out,
+                                               u32 dim, u32 log2L, i32 *missing, i64 *missingKeys, u32 *missCount,
+                                               u8 *hitFlags, i32 *slotOut) {
+    __shared__ HpsWarpRows s_rows[HPS_WARPS_PER_BLOCK];
+    HpsWarpRows &rows = s_rows[threadIdx.x >> 5];
+    const u32 count = hps_count(n, countPtr);
+    const u32 units = dim / W;
+    for (u64 base = hps_warp_base(); base < count; base += hps_grid_stride()) {
+        const u64 i = base + hps_lane();
+        i64 key = 0;
+        i32 slot = -1;
+        if (i < count) {
+            key = keys[i];
+            u32 set, tag;
+            dyn_place(key, setCount, set, tag);
+            const i32 way = dyn_find(tags, slots, set, tag, key);
+            if (way >= 0) {
+                slot = (i32)(set * DYN_WAYS + (u32)way);
+                slots[slot].stamp = now;
+            }
+        }
+        const bool miss = i < count && slot < 0;
+        const u32 at = hps_warp_append(miss, missCount);
+        if (miss) {
+            if (missing) missing[at] = (i32)i;
+            if (missingKeys) missingKeys[at] = key;
+        }
+        if (i < count) {
+            if (hitFlags) hitFlags[i] = slot >= 0 ? 1 : 0;
+            if (slotOut) slotOut[i] = slot;
+        }
+        if (out) {
+            HpsRowMove move = {nullptr, nullptr};
+            if (slot >= 0) {
+                move.src = values + (u64)slot * dim;
+                move.dst = out + i * dim;
+            }
+            hps_warp_move_rows<W>(rows, move, 0.0f, units, log2L, false);
+        }
+    }
+}
+
+HPS_INSTANTIATE(dyn_query,
+                (const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n,
+                 const u32 *countPtr, u64 now, float *out, u32 dim, u32 log2L, i32 *missing, i64 *missingKeys,
+                 u32 *missCount, u8 *hitFlags, i32 *slotOut),
+                (tags, slots, values, setCount, keys, n, countPtr, now, out, dim, log2L, missing, missingKeys, missCount,
+                 hitFlags, slotOut))
+
+// ---- Replace / update ---------------------------------------------------------------------------------------
+
+// Groups the keys by set: a small open-addressing table of set ids (groupSet, 2^(32 − gshift) entries, all
+// DYN_GROUP_EMPTY between calls) whose entries head a linked list of the keys of that set (groupHead → next).
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
+    dyn_group(const i64 *keys, u32 n, u32 setCount, u32 *groupSet, i32 *groupHead, u32 gshift, i32 *next, u32 *keySet) {
+    const u32 gmask = (u32)((1ull << (32 - gshift)) - 1ull);
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += hps_grid_stride()) {
+        u32 set, tag;
+        dyn_place(keys[i], setCount, set, tag);
+        keySet[i] = set;
+        u32 pos = (set * 0x9E3779B1u) >> gshift;
+        while (true) {
+            const u32 current = __ldcg(groupSet + pos);
+            if (current == set) break;
+            if (current == DYN_GROUP_EMPTY) {
+                const u32 old = atomicCAS(groupSet + pos, DYN_GROUP_EMPTY, set);
+                if (old == DYN_GROUP_EMPTY || old == set) break;
+            }
+            pos = (pos + 1u) & gmask;
+        }
+        next[i] = atomicExch(groupHead + pos, (i32)i);
+    }
+}
+
+// The set state a warp holds while it applies one group: lane l holds ways l (a) and l + 32 (b).
+struct DynSetState {
+    u32 tagA, tagB;
+    i64 keyA, keyB;
+    u64 stampA, stampB;
+};
+
+// Applies key i to the set held in `st` exactly as the CPU cache's replace/update does. Call converged.
+template <int W>
+__device__ __forceinline__ void dyn_apply_one(DynSetState &st, u32 set, u8 *tags, DynSlot *slots, float *values,
+                                              const i64 *keys, const float *src, u64 i, u32 dim, u32 setCount,
+                                              u64 now, bool updateOnly, unsigned long long *occupied) {
+    const u32 lane = hps_lane();
+    const i64 key = keys[i];
+    u32 s_unused, tag;
+    dyn_place(key, setCount, s_unused, tag);
+    const u32 fa = __ballot_sync(HPS_FULL_MASK, st.tagA == tag && st.keyA == key);
+    const u32 fb = __ballot_sync(HPS_FULL_MASK, st.tagB == tag && st.keyB == key);
+    i32 target = fa ? (i32)(__ffs(fa) - 1) : (fb ? (i32)(32 + __ffs(fb) - 1) : -1);
+    const u64 base = (u64)set * DYN_WAYS;
+    if (target >= 0) {
+        if (!updateOnly) {
+            if ((u32)target == lane) st.stampA = now;
+            if ((u32)target == lane + 32u) st.stampB = now;
+            if (lane == 0) slots[base + target].stamp = now;
+        }
+    } else {
+        if (updateOnly) return;
+        const u32 ea = __ballot_sync(HPS_FULL_MASK, st.tagA == 0u);
+        const u32 eb = __ballot_sync(HPS_FULL_MASK, st.tagB == 0u);
+        if (ea | eb) {
+            target = ea ? (i32)(__ffs(ea) - 1) : (i32)(32 + __ffs(eb) - 1);
+            if (lane == 0) atomicAdd(occupied, 1ull);
+        } else {
+            u64 bestStamp = st.stampA;
+            u32 bestWay = lane;
+            if (st.stampB < bestStamp) {
+                bestStamp = st.stampB;
+                bestWay = lane + 32u;
+            }
+#pragma unroll
+            for (int offset = 16; offset > 0; offset >>= 1) {
+                const u64 otherStamp = __shfl_xor_sync(HPS_FULL_MASK, bestStamp, offset);
+                const u32 otherWay = __shfl_xor_sync(HPS_FULL_MASK, bestWay, offset);
+                if (otherStamp < bestStamp || (otherStamp == bestStamp && otherWay < bestWay)) {
+                    bestStamp = otherStamp;
+                    bestWay = otherWay;
+                }
+            }
+            target = (i32)bestWay;
+        }
+        if ((u32)target == lane) {
+            st.tagA = tag;
+            st.keyA = key;
+            st.stampA = now;
+        }
+        if ((u32)target == lane + 32u) {
+            st.tagB = tag;
+            st.keyB = key;
+            st.stampB = now;
+        }
+        if (lane == 0) {
+            tags[base + target] = (u8)tag;
+            DynSlot fresh;
+            fresh.key = key;
+            fresh.stamp = now;
+            slots[base + target] = fresh;
+        }
+    }
+    hps_warp_copy_row<W>(values + (base + (u64)target) * dim, src + i * dim, dim / W);
+}
+
+// One warp per 32 group entries; each group (= one set) is applied in input order: members are collected
+// from the list and sorted in shared memory, or, for groups larger than DYN_GROUP_CAP, found by walking the
+// keys in input order. Each processed group entry is returned to empty.
+template <int W>
+__device__ __forceinline__ void dyn_apply_impl(u8 *tags, DynSlot *slots, float *values, u32 setCount, const i64 *keys,
+                                               const float *src, u32 n, u32 dim, u64 now, u32 updateOnly, u32 *groupSet,
+                                               i32 *groupHead, u32 groupCapacity, const i32 *next, const u32 *keySet,
+                                               unsigned long long *occupied) {
+    __shared__ i32 s_members[HPS_WARPS_PER_BLOCK][DYN_GROUP_CAP];
+    __shared__ i32 s_sorted[HPS_WARPS_PER_BLOCK][DYN_GROUP_CAP];
+    i32 *members = s_members[threadIdx.x >> 5];
+    i32 *sorted = s_sorted[threadIdx.x >> 5];
+    const u32 lane = hps_lane();
+    for (u64 gbase = hps_warp_base(); gbase < groupCapacity; gbase += hps_grid_stride()) {
+        const u64 g = gbase + lane;
+        const u32 mySet = g < groupCapacity ? groupSet[g] : DYN_GROUP_EMPTY;
+        u32 pending = __ballot_sync(HPS_FULL_MASK, mySet != DYN_GROUP_EMPTY);
+        while (pending) {
+            const u32 j = __ffs(pending) - 1u;
+            pending &= pending - 1u;
+            const u32 set = __shfl_sync(HPS_FULL_MASK, mySet, j);
+            const u64 entry = gbase + j;
+            // Collect up to DYN_GROUP_CAP + 1 members.
+            i32 count = 0;
+            if (lane == 0) {
+                i32 p = groupHead[entry];
+                while (p >= 0 && count <= DYN_GROUP_CAP) {
+                    if (count < DYN_GROUP_CAP) members[count] = p;
+                    ++count;
+                    p = next[p];
+                }
+            }
+            count = __shfl_sync(HPS_FULL_MASK, count, 0);
+            __syncwarp();
+            DynSetState st;
+            const u64 base = (u64)set * DYN_WAYS;
+            st.tagA = tags[base + lane];
+            st.tagB = tags[base + lane + 32u];
+            const DynSlot sa = slots[base + lane];
+            const DynSlot sb = slots[base + lane + 32u];
+            st.keyA = sa.key;
+            st.stampA = sa.stamp;
+            st.keyB = sb.key;
+            st.stampB = sb.stamp;
+            const bool updating = updateOnly != 0u;
+            if (count <= DYN_GROUP_CAP) {
+                // Rank sort (indices are distinct).
+                for (i32 e = (i32)lane; e < count; e += 32) {
+                    const i32 v = members[e];
+                    i32 rank = 0;
+                    for (i32 k = 0; k < count; ++k) rank += members[k] < v ? 1 : 0;
+                    sorted[rank] = v;
+                }
+                __syncwarp();
+                for (i32 k = 0; k < count; ++k) {
+                    dyn_apply_one<W>(st, set, tags, slots, values, keys, src, (u64)sorted[k], dim, setCount, now,
+                                     updating, occupied);
+                }
+            } else {
+                for (u64 kbase = 0; kbase < n; kbase += 32u) {
+                    const u64 i = kbase + lane;
+                    u32 mine = __ballot_sync(HPS_FULL_MASK, i < n && keySet[i] == set);
+                    while (mine) {
+                        const u32 b = __ffs(mine) - 1u;
+                        mine &= mine - 1u;
+                        dyn_apply_one<W>(st, set, tags, slots, values, keys, src, kbase + b, dim, setCount, now,
+                                         updating, occupied);
+                    }
+                }
+            }
+            __syncwarp();
+            if (lane == 0) {
+                groupSet[entry] = DYN_GROUP_EMPTY;
+                groupHead[entry] = -1;
+            }
+        }
+    }
+}
+
+HPS_INSTANTIATE(dyn_apply,
+                (u8 * tags, DynSlot *slots, float *values, u32 setCount, const i64 *keys, const float *src, u32 n,
+                 u32 dim, u64 now, u32 updateOnly, u32 *groupSet, i32 *groupHead, u32 groupCapacity, const i32 *next,
+                 const u32 *keySet, unsigned long long *occupied),
+                (tags, slots, values, setCount, keys, src, n, dim, now, updateOnly, groupSet, groupHead, groupCapacity,
+                 next, keySet, occupied))
+
+// ---- Dump -----------------------------------------------------------------------------------------------------
+
+// Appends the keys cached in sets [firstSet, firstSet + setCountToDump) to keysOut (order across sets
+// unspecified, ways in order within a set) and counts them in *dumped.
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
+    dyn_dump(const u8 *tags, const DynSlot *slots, u32 firstSet, u32 setCountToDump, i64 *keysOut, u32 *dumped) {
+    const u32 lane = hps_lane();
+    for (u64 w = hps_warp_base() >> 5; w < setCountToDump; w += hps_grid_stride() >> 5) {
+        const u64 base = ((u64)firstSet + w) * DYN_WAYS;
+        const bool a = tags[base + lane] != 0;
+        const bool b = tags[base + lane + 32u] != 0;
+        const u32 ma = __ballot_sync(HPS_FULL_MASK, a);
+        const u32 mb = __ballot_sync(HPS_FULL_MASK, b);
+        u32 start = 0;
+        if (lane == 0 && (ma | mb)) start = atomicAdd(dumped, (u32)(__popc(ma) + __popc(mb)));
+        start = __shfl_sync(HPS_FULL_MASK, start, 0);
+        const u32 below = (1u << lane) - 1u;
+        if (a) keysOut[start + __popc(ma & below)] = slots[base + lane].key;
+        if (b) keysOut[start + __popc(ma) + __popc(mb & below)] = slots[base + lane + 32u].key;
+    }
+}
