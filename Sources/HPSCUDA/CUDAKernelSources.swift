@@ -58,20 +58,21 @@ public enum CUDAKernelSources {
 
     /// Every kernel file compiled for `target` (e.g. `sm_90`, `compute_80`), keyed by file name; cached in
     /// memory and on disk.
-    public static func compileAll(nvrtc: NVRTC, target: String) throws -> [String: NVRTC.Output] {
+    /// `fresh` compiles even when a cached image exists (and does not store the result in memory).
+    public static func compileAll(nvrtc: NVRTC, target: String, fresh: Bool = false) throws -> [String: NVRTC.Output] {
         try compileLock.withLock {
-            if let outputs = compiled[target] { return outputs }
+            if !fresh, let outputs = compiled[target] { return outputs }
             let (header, files) = try load()
             var outputs: [String: NVRTC.Output] = [:]
             for file in files {
-                outputs[file.name] = try compileCached(nvrtc: nvrtc, header: header, file: file, target: target)
+                outputs[file.name] = try compileCached(nvrtc: nvrtc, header: header, file: file, target: target, fresh: fresh)
             }
-            compiled[target] = outputs
+            if !fresh { compiled[target] = outputs }
             return outputs
         }
     }
 
-    private static func compileCached(nvrtc: NVRTC, header: File, file: File, target: String) throws -> NVRTC.Output {
+    private static func compileCached(nvrtc: NVRTC, header: File, file: File, target: String, fresh: Bool) throws -> NVRTC.Output {
         let cubin = target.hasPrefix("sm_")
         let cachePath = diskCacheDirectory().map { directory in
             var hash = FNV64()
@@ -81,7 +82,7 @@ public enum CUDAKernelSources {
             hash.add(file.text)
             return "\(directory)/\(file.name).\(target).\(String(hash.value, radix: 16)).\(cubin ? "cubin" : "ptx")"
         }
-        if let cachePath, let bytes = FileSystem.contents(of: cachePath), !bytes.isEmpty {
+        if !fresh, let cachePath, let bytes = FileSystem.contents(of: cachePath), !bytes.isEmpty {
             return NVRTC.Output(image: bytes, isCubin: cubin, target: target, log: "")
         }
         let output = try nvrtc.compile(source: file.text, name: file.name, headers: [(header.name, header.text)], target: target, extraOptions: options)

@@ -18,7 +18,7 @@ import Synchronization
 /// Needs `redis-server` and `redis-cli` on `PATH` (Debian: `redis-server`, which pulls in `redis-tools`).
 public final class LocalRedisCluster: @unchecked Sendable {
     /// The nodes' ports, in order.
-    public let ports: [Int]
+    public private(set) var ports: [Int]
     /// The temporary directory holding each node's `nodes-<port>.conf` and `redis-<port>.log`.
     public let directory: String
     /// The seed list for `volatile_db.address`: every node, comma-separated.
@@ -55,14 +55,25 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
         ports = Self.freePorts(nodes)
         pids = Array(repeating: nil, count: nodes)
-        do {
-            for i in 0..<nodes { try start(i) }
-            for i in 0..<nodes { try waitForPing(i, timeoutMs: timeoutMs) }
-            try createCluster(timeoutMs: timeoutMs)
-            try waitUntilReady(timeoutMs: timeoutMs)
-        } catch {
-            shutdown()
-            throw error
+        // Another process may take a port between the check and the server's bind: then start over on
+        // other ports (a node that cannot bind exits at once).
+        for attempt in 1...3 {
+            do {
+                for i in 0..<nodes { try start(i) }
+                for i in 0..<nodes { try waitForPing(i, timeoutMs: timeoutMs) }
+                try createCluster(timeoutMs: timeoutMs)
+                try waitUntilReady(timeoutMs: timeoutMs)
+                return
+            } catch let error as HPSError {
+                stopNodes()
+                let portTaken = error.underlying?.contains("Address already in use") == true
+                if attempt == 3 || !portTaken {
+                    shutdown()
+                    throw error
+                }
+                for name in SystemNative.listDirectory(directory) { SystemNative.removeTree("\(directory)/\(name)") }
+                ports = Self.freePorts(nodes)
+            }
         }
     }
 
@@ -164,9 +175,18 @@ public final class LocalRedisCluster: @unchecked Sendable {
 
     /// Stops every node (SIGTERM, then SIGKILL after 5 s) and removes the directory. Safe to call twice.
     public func shutdown() {
+        let first: Bool = lock.withLock {
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        stopNodes()
+        SystemNative.removeTree(directory)
+    }
+
+    /// Stops every running node (SIGTERM, then SIGKILL after 5 s).
+    private func stopNodes() {
         let running: [Int32] = lock.withLock {
-            if stopped { return [] }
-            stopped = true
             let list = pids.compactMap { $0 }
             pids = pids.map { _ in nil }
             return list
@@ -176,7 +196,6 @@ public final class LocalRedisCluster: @unchecked Sendable {
             SystemNative.signal(pid, SystemNative.terminate)
         }
         for pid in running { reap(pid, graceMs: 5000) }
-        SystemNative.removeTree(directory)
     }
 
     // MARK: Helpers
@@ -202,7 +221,16 @@ public final class LocalRedisCluster: @unchecked Sendable {
     private func waitForPing(_ i: Int, timeoutMs: Int) throws {
         let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
         while true {
-            if let reply = try? command(node: i, ["PING"]), reply.text == "PONG" { return }
+            // The answer must come from our process (not another server that took the port first).
+            if let reply = try? command(node: i, ["CONFIG", "GET", "cluster-config-file"]),
+                case .array(let items) = reply, items.count == 2
+            {
+                guard items[1].text == "\(directory)/nodes-\(ports[i]).conf" else {
+                    throw HPSError(.database, subject: address(ofNode: i), "another Redis server answers on this port",
+                                   underlying: "Address already in use")
+                }
+                return
+            }
             if let pid = pid(ofNode: i), SystemNative.poll(pid) != nil {
                 lock.withLock { pids[i] = nil }
                 throw HPSError(.database, subject: address(ofNode: i), "redis-server exited at start",

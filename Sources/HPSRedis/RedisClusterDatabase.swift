@@ -426,6 +426,8 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
     @discardableResult
     public func evict(table tag: String) throws -> Int {
         let t = tableKeys(tag)
+        // LRU/LFU updates queued by earlier fetches must not recreate the metadata hash afterwards.
+        if config.overflowPolicy != .evictRandom { waitForMetadataUpdates() }
         let results = PartitionResults(partitionCount)
         defer { results.release() }
         pool.run(count: partitionCount) { p in
@@ -459,6 +461,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
     public func evict(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
         if keys.isEmpty { return 0 }
         let t = tableKeys(tag)
+        if config.overflowPolicy != .evictRandom { waitForMetadataUpdates() }
         let keyBase = UnsafeRawPointer(keys.baseAddress!)
         let maxBatch = self.maxBatch
         return try scratch.with(capacity: keys.count) { s in

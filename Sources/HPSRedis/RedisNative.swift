@@ -454,6 +454,20 @@ enum SystemNative {
         return String(decoding: bytes.prefix(max(0, n)), as: UTF8.self)
     }
 
+    /// The names in directory `path` (without `.` and `..`).
+    static func listDirectory(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// Removes a directory and everything in it (not following links).
     static func removeTree(_ target: String) {
         var info = stat()

@@ -22,7 +22,8 @@ struct DumpCommand: ParsableCommand {
             The table comes from the persistent database when the config has one, else from the volatile \
             database (--from picks one). Before dumping, the table is brought up to date the way a server \
             start would do it, and only this table: a persistent database that already holds the current \
-            table files (same fingerprint) is not touched, one that does not is reloaded from the files \
+            table files (per its load record: same sizes and times, or same content) is not touched, one \
+            that does not is reloaded from the files \
             (unless it is read-only or initialize_after_startup is false: then what it holds is dumped). A \
             process-local hash map holds nothing before loading, so its dump is the table files as loaded \
             into it (overflow_margin applies). When the table files are missing, a persistent database is \

@@ -36,10 +36,10 @@ struct PersistentBench: ParsableCommand {
     var alpha = 1.05
 
     @Option(help: "Keys looked up per path and round.")
-    var keysPerRound = 2_000_000
+    var keysPerRound = 1_048_576
 
     @Option(help: "Alternating measurement rounds.")
-    var rounds = 3
+    var rounds = 6
 
     @Option(help: "persistent_db.num_threads (RocksDB background threads).")
     var numThreads = 16
@@ -203,7 +203,7 @@ struct PersistentBench: ParsableCommand {
             Row(path: "baseline: raw rocksdb_batched_multi_get_cf", keysPerSecond: rate[0], p50: series[0].latencies.percentile(50), p99: series[0].latencies.percentile(99), ratio: nil, note: "same options, buffers reused"),
             Row(path: "baseline: raw rocksdb_multi_get_cf", keysPerSecond: rate[1], p50: series[1].latencies.percentile(50), p99: series[1].latencies.percentile(99), ratio: nil, note: "malloc'd value per key"),
             Row(path: "RocksDBDatabase.fetch", keysPerSecond: rate[2], p50: series[2].latencies.percentile(50), p99: series[2].latencies.percentile(99), ratio: rate[2] / rate[0],
-                note: String(format: "%.2fx the plain multi_get; goal ≥ 0.9x", rate[2] / rate[1])),
+                note: String(format: "p50 ratio %.2fx; %.2fx the plain multi_get; goal ≥ 0.9x", series[0].latencies.percentile(50) / series[2].latencies.percentile(50), rate[2] / rate[1])),
             Row(path: "session, no device cache (dedup → PDB)", keysPerSecond: rate[3], p50: series[3].latencies.percentile(50), p99: series[3].latencies.percentile(99), ratio: rate[3] / rate[0],
                 note: String(format: "%.0f%% of keys unique per batch", uniqueShare * 100)),
         ]

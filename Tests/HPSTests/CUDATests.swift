@@ -1,0 +1,170 @@
+import Foundation
+import HPS
+import HPSCUDA
+import HPSRuntime
+import Testing
+
+/// What can be checked of the CUDA caches without a GPU: NVRTC compiles every kernel, errors say what
+/// failed, the provider declines cleanly, the kernels' logic runs in the CPU emulator.
+@Suite struct CUDATests {
+    /// NVRTC, or why it is absent (then the compile tests are skipped with that reason).
+    static let nvrtc: Result<NVRTC, CUDAError> = {
+        do { return .success(try NVRTC.shared()) } catch let error as CUDAError { return .failure(error) } catch {
+            return .failure(CUDAError(.nvrtcMissing, what: "\(error)"))
+        }
+    }()
+    static var nvrtcAvailable: Bool { (try? nvrtc.get()) != nil }
+    static var gpuPresent: Bool { (try? CUDAContext.deviceCount()).map { $0 > 0 } ?? false }
+
+    static let repositoryRoot: String = {
+        var path = #filePath
+        for _ in 0..<3 { path = (path as NSString).deletingLastPathComponent }
+        return path
+    }()
+
+    @Test(.enabled(if: nvrtcAvailable, "NVRTC not found (install nvidia-cuda-nvrtc into the active Python or set HPS_NVRTC_LIBRARY)"))
+    func nvrtcCompilesEveryKernel() throws {
+        let nvrtc = try Self.nvrtc.get()
+        var compiled: [String] = []
+        for arch in [70, 80, 90] where nvrtc.supportedArchitectures.isEmpty || nvrtc.supportedArchitectures.contains(arch) {
+            let outputs = try CUDAKernelSources.compileAll(nvrtc: nvrtc, target: "sm_\(arch)", fresh: true)
+            #expect(Set(outputs.keys) == Set(CUDAKernelSources.fileNames))
+            for (file, output) in outputs {
+                #expect(output.isCubin && output.image.count > 1000, "\(file) for sm_\(arch): \(output.image.count) bytes")
+            }
+            compiled.append("sm_\(arch)")
+        }
+        #expect(compiled.contains("sm_90"), "NVRTC \(nvrtc.versionString) should compile for sm_90")
+        // PTX for a virtual architecture too (what a device newer than NVRTC gets).
+        let ptx = try CUDAKernelSources.compileAll(nvrtc: nvrtc, target: "compute_80", fresh: true)
+        #expect(ptx.values.allSatisfy { !$0.isCubin && String(decoding: $0.image, as: UTF8.self).contains(".target sm_80") })
+        #expect(ptx["dynamic_cache.cu"].map { String(decoding: $0.image, as: UTF8.self).contains(".entry dyn_query_v4") } == true)
+    }
+
+    @Test(.enabled(if: nvrtcAvailable, "NVRTC not found"))
+    func aBrokenKernelIsACompileErrorWithTheLog() throws {
+        let nvrtc = try Self.nvrtc.get()
+        let error = #expect(throws: CUDAError.self) {
+            try nvrtc.compile(source: "extern \"C\" __global__ void k() { not_a_function(1); }", name: "broken.cu", headers: [], target: "sm_90")
+        }
+        #expect(error?.code == .compileFailed)
+        #expect(error?.detail?.contains("not_a_function") == true)
+        #expect(error?.description.contains("broken.cu") == true)
+    }
+
+    @Test(.enabled(if: nvrtcAvailable, "NVRTC not found"))
+    func targetsFollowTheDevice() throws {
+        let nvrtc = try Self.nvrtc.get()
+        #expect(try nvrtc.target(for: 90).name == "sm_90")
+        #expect(try nvrtc.target(for: 90).cubin)
+        // A device newer than anything NVRTC knows gets PTX of the newest older architecture.
+        let future = try nvrtc.target(for: 990)
+        #expect(future.name.hasPrefix("compute_") && !future.cubin)
+        if !nvrtc.supportedArchitectures.contains(70) && !nvrtc.supportedArchitectures.contains(60) && !nvrtc.supportedArchitectures.isEmpty {
+            let error = #expect(throws: CUDAError.self) { try nvrtc.target(for: 60) }
+            #expect(error?.detail?.contains("supports") == true)
+        }
+    }
+
+    @Test func providerDeclinesWithoutAGPUAndSaysWhy() throws {
+        guard !Self.gpuPresent else { return }  // this test is about machines without a GPU
+        let lines = LogLines()
+        let logger = HPSLogger(level: .debug, sink: { lines.add($0) })
+        #expect(CUDACacheProvider.makeIfUsable(logger: logger) == nil)
+        let text = lines.all.joined(separator: "\n")
+        #expect(text.contains("CUDA caches unavailable"))
+        #expect(text.contains("device caches run on the CPU"))
+        if case .failure(let error) = CUDACacheProvider.probe() {
+            #expect([CUDAError.Code.driverMissing, .noDevice, .driverTooOld, .nvrtcMissing].contains(error.code))
+            if error.code == .driverMissing { #expect(error.description.contains("libcuda.so.1")) }
+        } else {
+            Issue.record("probe succeeded without a GPU")
+        }
+    }
+
+    @Test func serversWithoutAGPUUseCPUCaches() throws {
+        guard !Self.gpuPresent else { return }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TableWriter.write(directory: dir.path + "/t", keys: [1, 2, 3], vectors: [1, 1, 2, 2, 3, 3], dimension: 2)
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "m"
+        model.sparseFiles = [dir.path + "/t"]
+        model.deployedDevices = [0]
+        model.maxKeysPerSample = [4]
+        model.embeddingVectorSizes = [2]
+        model.defaultValues = [0]
+        config.models = [model]
+        let server = try HPSRuntime.makeParameterServer(config: config, logger: .silent)
+        #expect(server.cacheProvider == nil)
+        let session = try server.session(model: "m", device: 0)
+        #expect(session.caches.allSatisfy { $0 == nil || $0 is DynamicCache })
+        #expect(try session.lookup(table: 0, keys: [3, 9, 1]) == [3, 3, 0, 0, 1, 1])
+    }
+
+    @Test func errorsNameWhatFailedAndTheDriversWords() {
+        let error = CUDAError(
+            .outOfMemory, what: "cuMemAlloc of 2 GiB for vectors of the dynamic cache of hps_et.m.t", result: 2, resultName: "CUDA_ERROR_OUT_OF_MEMORY",
+            detail: "device 0 has 1 GiB free of 80 GiB")
+        #expect(error.description == "out of device memory: cuMemAlloc of 2 GiB for vectors of the dynamic cache of hps_et.m.t → CUDA_ERROR_OUT_OF_MEMORY (2): device 0 has 1 GiB free of 80 GiB")
+        let missing = CUDAError(.nvrtcMissing, what: "finding NVRTC (libnvrtc.so)", detail: "tried libnvrtc.so")
+        #expect(missing.description.hasPrefix("NVRTC missing: finding NVRTC"))
+        #expect(CUDAError(.driverTooOld, what: "cuInit").description == "CUDA driver too old: cuInit")
+    }
+
+    @Test func embeddedKernelsMatchTheSourceFiles() throws {
+        let (header, files) = try CUDAKernelSources.load()
+        let directory = Self.repositoryRoot + "/Sources/HPSCUDA/Kernels/"
+        for file in [header] + files {
+            let onDisk = try String(contentsOfFile: directory + file.name, encoding: .utf8)
+            #expect(file.text == onDisk, "\(file.name): the embedded copy differs from the file (rebuild)")
+        }
+        #expect(files.map(\.name) == CUDAKernelSources.fileNames)
+    }
+
+    @Test func workloadTwinsAreDeterministic() {
+        let cdf = CUDAWorkload.zipfCDF(rows: 1000, alpha: 1.05)
+        #expect(cdf.last == 1)
+        #expect(zip(cdf, cdf.dropFirst()).allSatisfy { $0 <= $1 })
+        let keys = cdf.withUnsafeBufferPointer { c in (0..<10000).map { CUDAWorkload.zipfKey(cdf: c, seed: 7, index: UInt64($0)) } }
+        #expect(keys.allSatisfy { $0 >= 0 && $0 < 1000 })
+        // Zipf: rank 0 is drawn far more often than rank 999.
+        #expect(keys.filter { $0 == 0 }.count > 50 * max(1, keys.filter { $0 == 999 }.count))
+        let v = (0..<64).map { CUDAWorkload.value(key: 12345, element: $0, dimension: 64, seed: 1) }
+        #expect(v.allSatisfy { $0 > -1 && $0 < 1 })
+        #expect(v == (0..<64).map { CUDAWorkload.value(key: 12345, element: $0, dimension: 64, seed: 1) })
+        #expect(Set(v).count > 60)
+    }
+
+    /// The kernels' logic, compiled as C++ against the CPU emulator (Tests/CUDAEmulator) and compared with
+    /// sequential references. Needs a C++ compiler (clang++ ships with Swift).
+    @Test(.enabled(if: ["/usr/bin/clang++", "/usr/bin/g++"].contains { FileManager.default.isExecutableFile(atPath: $0) } || CUDATests.whichCompiler != nil, "no C++ compiler"))
+    func kernelsPassTheCPUEmulator() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [Self.repositoryRoot + "/scripts/cuda-emulator-test.sh"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output.suffix(3000))")
+        #expect(output.contains(" passed, 0 failed"))
+    }
+
+    static var whichCompiler: String? {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            for name in ["clang++", "g++"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") { return "\(directory)/\(name)" }
+        }
+        return nil
+    }
+}
+
+final class LogLines: @unchecked Sendable {
+    private let lock = Lock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
+}
