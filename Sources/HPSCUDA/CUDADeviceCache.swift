@@ -68,11 +68,11 @@ final class CUDAStaging: @unchecked Sendable {
         hostCount = try context.allocatePinned(bytes: 16, what: "counters of \(what)")
     }
 
-    /// Keys per chunk for vectors of `dimension` floats: the largest batch expected, at least 64Ki, at most
-    /// what fits in 256 MiB of staged vectors.
+    /// Keys per chunk for vectors of `dimension` floats: the largest batch expected (at least 1024), at most
+    /// what fits in 256 MiB of staged vectors. Larger calls (a table fill) are processed in chunks.
     static func chunkSize(maxBatch: Int, dimension: Int) -> Int {
         let limit = max(1024, (256 << 20) / max(1, dimension * 4))
-        return max(1, min(max(maxBatch, 65536), limit))
+        return max(1, min(max(maxBatch, 1024), limit))
     }
 }
 

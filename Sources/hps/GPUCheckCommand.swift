@@ -244,7 +244,7 @@ struct GPUChecker {
             version += 1
             switch step == 0 ? 0 : random(10) {
             case 0...3:
-                // Replace with duplicates; sometimes one batch larger than a staging chunk (65536 keys).
+                // Replace with duplicates; sometimes one batch of many staging chunks (1024 keys each here).
                 let n = step == 3 ? 70000 : 1 + random(min(3 * capacity, 5000))
                 let batch = (0..<n).map { _ in keys[random(keys.count)] }
                 let values = Self.vectors(batch, version: version, dim: dim)

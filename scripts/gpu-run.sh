@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs the CUDA checks and the cache benchmark on a GPU machine, with a prebuilt `hps` in gpu-bin/.
+#
+# On the build machine (no GPU needed):
+#   scripts/gpu-pack.sh        # release build, stripped, + RocksDB/hiredis libs → gpu-bin/hps-gpu.tar.gz
+# (or by hand: swift build -c release --static-swift-stdlib --product hps; cp .build/release/hps gpu-bin/ —
+#  then the GPU machine must have librocksdb.so.7.8 and libhiredis.so.0.14, which a CUDA image lacks).
+# The kernels are embedded in the binary: no resource bundle is needed.
+# On the GPU machine, from the repository root (gpu-bin carried along):
+#   OUT=/some/folder scripts/gpu-run.sh
+# Writes to $OUT (default ./gpu-out): env.txt, gpu-check.txt, bench-cache.txt, bench-cache.json.
+#
+# NVRTC: HPS_NVRTC_LIBRARY when set; else the CUDA toolkit's libnvrtc (it matches the driver there), else
+# whatever HPS finds itself (libnvrtc.so.* on the library path, CUDA installs, the nvidia-cuda-nvrtc wheel).
+# HPS_USE_REPO_KERNELS=1 compiles Sources/HPSCUDA/Kernels/*.cu from this checkout instead of the copies
+# embedded in the binary (to try a kernel change without rebuilding the Swift code).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+if [ -f gpu-bin/hps-gpu.tar.gz ]; then
+  tar -xzf gpu-bin/hps-gpu.tar.gz -C gpu-bin
+fi
+export LD_LIBRARY_PATH=$PWD/gpu-bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+BIN=${HPS_BIN:-gpu-bin/hps}
+if [ ! -x "$BIN" ]; then
+  echo "gpu-run: $BIN not found: run scripts/gpu-pack.sh on the build machine and carry gpu-bin" >&2
+  exit 2
+fi
+if ! "$BIN" --version >/dev/null 2>&1; then
+  echo "gpu-run: $BIN does not start here:" >&2
+  "$BIN" --version 2>&1 | head -5 >&2
+  ldd "$BIN" | grep 'not found' >&2
+  exit 2
+fi
+if [ -z "${HPS_NVRTC_LIBRARY:-}" ]; then
+  for f in /usr/local/cuda/lib64/libnvrtc.so.13 /usr/local/cuda/lib64/libnvrtc.so.12 /usr/local/cuda/lib64/libnvrtc.so \
+           /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so; do
+    if [ -e "$f" ]; then export HPS_NVRTC_LIBRARY=$f; break; fi
+  done
+fi
+if [ "${HPS_USE_REPO_KERNELS:-0}" = 1 ]; then export HPS_CUDA_KERNEL_DIR=$PWD/Sources/HPSCUDA/Kernels; fi
+export HPS_KERNEL_CACHE_DIR=${HPS_KERNEL_CACHE_DIR:-/tmp/hps-kernel-cache}
+
+{
+  echo "date: $(date -u)"; echo "binary: $BIN ($(stat -c %s "$BIN") bytes)"; echo "HPS_NVRTC_LIBRARY=${HPS_NVRTC_LIBRARY:-}"
+  echo "HPS_CUDA_KERNEL_DIR=${HPS_CUDA_KERNEL_DIR:-} (empty: embedded kernels)"
+  nvidia-smi 2>&1 || echo "nvidia-smi failed"
+  ls -l /usr/local/cuda/lib64/libnvrtc* 2>&1 | head -5
+} > "$OUT/env.txt" 2>&1
+head -4 "$OUT/env.txt"
+
+echo "== hps gpu-check"
+"$BIN" gpu-check 2>&1 | tee "$OUT/gpu-check.txt"
+check=${PIPESTATUS[0]}
+
+echo "== hps bench cache --device cuda"
+"$BIN" bench cache --device cuda --json "$OUT/bench-cache.json" 2>&1 | tee "$OUT/bench-cache.txt"
+bench=${PIPESTATUS[0]}
+
+echo "gpu-run: gpu-check exit $check, bench exit $bench"
+[ "$check" = 0 ] && [ "$bench" = 0 ]
