@@ -30,9 +30,21 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     static let blockCacheMB: UInt64 = 64
     static let metaKeyPrefix = "hps.meta."
     static let fingerprintKeyPrefix = "hps.fingerprint."
+    /// Bulk loads write SST files of about this many bytes of rows (keys + values), one sorted buffer each.
+    /// Up to 6 such files of one table land on levels 6…1 (each newer file one level up) and need no
+    /// compaction; more land in level 0.
+    public static let bulkFileBytes = 64 << 20
+    /// Keys a bulk load keeps in memory (8 bytes each) to count the distinct keys exactly; beyond this
+    /// the sorted key runs go to files in its temporary directory.
+    static let bulkKeyMemoryBudget = 8 << 20
+    /// Temporary directories of bulk loads inside the database directory start with this.
+    static let bulkDirectoryPrefix = "hps-bulk-load."
 
+    /// Whether ``makeBulkLoader(table:valueSize:)`` hands out loaders (otherwise loads use ``insert``).
+    public let bulkLoading: Bool
+    private let numThreads: Int
     private let logger: HPSLogger
-    private let db: OpaquePointer
+    let db: OpaquePointer
     private let defaultFamily: OpaquePointer
     private let options: OpaquePointer
     private let readOptions: OpaquePointer
@@ -47,7 +59,9 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     ///   holds something that is not a RocksDB database, the database is corrupted, or another writer holds
     ///   its lock (RocksDB's own text in `underlying`); `.invalidConfig` for a bad setting; `.io` when the
     ///   directory cannot be created. Nothing on disk is changed when opening fails.
-    public init(config: PersistentDatabaseConfig, logger: HPSLogger = .standard) throws {
+    /// - Parameter bulkLoading: whether loads into an empty table may go through SST ingestion
+    ///   (``makeBulkLoader(table:valueSize:)``); false keeps every load on the write path.
+    public init(config: PersistentDatabaseConfig, logger: HPSLogger = .standard, bulkLoading: Bool = true) throws {
         let path = config.path
         guard !path.isEmpty else {
             throw HPSError(.invalidConfig, subject: "persistent_db.path", "must name a directory")
@@ -61,6 +75,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         self.path = path
         self.isReadOnly = config.readOnly
         self.maxBatchSize = config.maxBatchSize
+        self.bulkLoading = bulkLoading
+        self.numThreads = config.numThreads
         self.logger = logger
 
         switch FileNative.kind(path) {
@@ -128,6 +144,14 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         }
         self.defaultFamily = defaultFamily!
         self.families = Mutex(map)
+
+        // SST files of bulk loads a crash left behind (this process now holds the database's lock).
+        if !config.readOnly {
+            for name in FileNative.directoryEntries(path) where name.hasPrefix(Self.bulkDirectoryPrefix) {
+                logger.info("RocksDB: removing \(name), left by an interrupted bulk load")
+                FileNative.removeTree(path + "/" + name)
+            }
+        }
 
         // Counts kept by earlier runs; a table without one is counted on first use.
         for (name, family) in map {
@@ -327,16 +351,82 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
 
     /// Records (or, with nil, forgets) the fingerprint with a synchronous write, so that once this
     /// returns the fingerprint and every row written before it survive a crash.
+    ///
+    /// A recorded fingerprint marks the end of a load: the table's and the default column family's
+    /// memtables are then flushed to SST files, so that the next open does not replay the load from the
+    /// write-ahead log (`rocksdb_close` does not flush).
     public func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws {
         try checkWritable(table, "record the loaded fingerprint of")
         let key = Self.fingerprintKeyPrefix + table
         try rocks("cannot record the loaded fingerprint of table \(table)") {
             if let fingerprint {
                 try RocksNative.put(db, syncWriteOptions, key: key, value: Array(fingerprint.utf8))
+                try RocksNative.flush(db, families: [lookupFamily(table)?.handle, nil])
             } else {
                 try RocksNative.delete(db, syncWriteOptions, key: key)
             }
         }
+    }
+
+    // MARK: Bulk loading
+
+    /// A loader that fills `table` by SST ingestion (see ``RocksDBBulkLoader``), creating the table;
+    /// nil when ``bulkLoading`` is off or the table is not empty (a bulk load could not count the keys
+    /// already there), in which case rows go through ``insert(table:keys:values:valueSize:)``.
+    public func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)? {
+        try makeBulkLoader(table: table, valueSize: valueSize, rowsPerFile: nil)
+    }
+
+    /// Like ``makeBulkLoader(table:valueSize:)`` with `rowsPerFile` rows per sorted buffer (nil: about
+    /// ``bulkFileBytes`` of rows), `parallelWriters` SST writers per buffer (nil: the cores, at most
+    /// `num_threads`) and at most `keysInMemory` keys kept in memory for the count (nil: 8 Mi).
+    public func makeBulkLoader(
+        table: String, valueSize: Int, rowsPerFile: Int?, parallelWriters: Int? = nil, keysInMemory: Int? = nil
+    ) throws -> (any BulkLoader)? {
+        guard bulkLoading else { return nil }
+        try checkWritable(table, "bulk load into")
+        guard valueSize > 0 else { throw HPSError(.invalidArgument, subject: table, "value size must be at least 1 byte, not \(valueSize)") }
+        let empty = try withWritableFamily(table, create: true) { family, meta -> ColumnFamily? in
+            meta.count == 0 ? family : nil
+        }
+        guard let family = empty ?? nil else { return nil }
+        return RocksDBBulkLoader(
+            database: self, family: family, valueSize: valueSize,
+            rowsPerFile: rowsPerFile ?? max(1, Self.bulkFileBytes / (8 + valueSize)),
+            parallelWriters: parallelWriters ?? min(SystemInfo.processorCount, numThreads),
+            keysInMemory: keysInMemory ?? Self.bulkKeyMemoryBudget)
+    }
+
+    /// Options for the SST writers of bulk loads (the caller destroys them).
+    func makeSstWriterOptions() -> OpaquePointer { RocksNative.makeSstWriterOptions(copying: options) }
+
+    /// Ingests finished SST files with non-overlapping key ranges into `family`, moving them.
+    func ingestBulkFiles(_ family: ColumnFamily, _ files: [String]) throws {
+        try rocks("cannot ingest SST files into table \(family.name)") {
+            try RocksNative.ingest(db, family: family.handle, files: files, move: true)
+        }
+    }
+
+    /// Ends a bulk load into `family`: records its exact entry count (synchronously) and flushes its
+    /// memtable, so a reopen replays nothing of it.
+    func completeBulkLoad(_ family: ColumnFamily, count: Int, valueSize: Int) throws {
+        try family.state.withLock { state in
+            if state.dropped {
+                throw HPSError(.database, subject: path, "table \(family.name) was evicted during its bulk load")
+            }
+            let meta = TableMeta(count: count, valueSize: valueSize)
+            try self.rocks("cannot finish the bulk load of table \(family.name)") {
+                try RocksNative.put(self.db, self.syncWriteOptions, key: Self.metaKeyPrefix + family.name, value: meta.bytes)
+                try RocksNative.flush(self.db, families: [family.handle])
+            }
+            state.meta = meta
+        }
+    }
+
+    /// Files at each level of `table`'s LSM tree (level 0 first); for tests and benchmarks.
+    public func filesPerLevel(table: String) -> [Int] {
+        guard let family = lookupFamily(table) else { return [] }
+        return (0..<7).map { RocksNative.property(db, family: family.handle, "rocksdb.num-files-at-level\($0)").flatMap { Int($0) } ?? 0 }
     }
 
     // MARK: Used by DatabaseDump
@@ -426,7 +516,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         case done(R)
     }
 
-    private func lookupFamily(_ table: String) -> ColumnFamily? {
+    func lookupFamily(_ table: String) -> ColumnFamily? {
         families.withLock { $0[table] }
     }
 
@@ -634,7 +724,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     /// Whether `name` is a file RocksDB leaves in a database directory, so that a directory holding only
     /// such files (a creation that was interrupted) may be used.
     static func isRocksDBFileName(_ name: String) -> Bool {
-        if ["LOCK", "IDENTITY", "CURRENT", "LOG"].contains(name) { return true }
+        if ["LOCK", "IDENTITY", "CURRENT", "LOG"].contains(name) || name.hasPrefix(bulkDirectoryPrefix) { return true }
         for prefix in ["LOG.old.", "MANIFEST-", "OPTIONS-"] where name.hasPrefix(prefix) { return true }
         for suffix in [".log", ".sst", ".dbtmp", ".blob"] where name.hasSuffix(suffix) { return true }
         return false

@@ -59,6 +59,17 @@ enum RocksNative {
 
     static func destroyOptions(_ options: OpaquePointer) { rocksdb_options_destroy(options) }
 
+    /// A copy of `options` for writing SST files that are ingested right away: the same table format
+    /// (bloom filters, block index) and comparator, no compression on any level (vectors of floats barely
+    /// compress, and lookups then skip decompression).
+    static func makeSstWriterOptions(copying options: OpaquePointer) -> OpaquePointer {
+        let copy = rocksdb_options_create_copy(options)!
+        rocksdb_options_set_compression(copy, Int32(rocksdb_no_compression))
+        let levels = [Int32](repeating: Int32(rocksdb_no_compression), count: 7)
+        levels.withUnsafeBufferPointer { rocksdb_options_set_compression_per_level(copy, $0.baseAddress, $0.count) }
+        return copy
+    }
+
     static func makeReadOptions(fillCache: Bool) -> OpaquePointer {
         let options = rocksdb_readoptions_create()!
         rocksdb_readoptions_set_fill_cache(options, fillCache ? 1 : 0)
@@ -179,6 +190,30 @@ enum RocksNative {
         try check { rocksdb_flush_wal(db, sync ? 1 : 0, $0) }
     }
 
+    /// Flushes the memtable of each of `families` (nil: the default column family) to SST files and waits,
+    /// so that a reopen does not replay their writes from the write-ahead log.
+    static func flush(_ db: OpaquePointer, families: [OpaquePointer?]) throws(RocksStatus) {
+        let options = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(options) }
+        rocksdb_flushoptions_set_wait(options, 1)
+        for family in families {
+            try check { error in
+                if let family {
+                    rocksdb_flush_cf(db, options, family, error)
+                } else {
+                    rocksdb_flush(db, options, error)
+                }
+            }
+        }
+    }
+
+    /// A property of `family` (e.g. `rocksdb.num-files-at-level0`) as text; nil when RocksDB has none.
+    static func property(_ db: OpaquePointer, family: OpaquePointer, _ name: String) -> String? {
+        guard let value = rocksdb_property_value_cf(db, family, name) else { return nil }
+        defer { rocksdb_free(value) }
+        return String(cString: value)
+    }
+
     // MARK: MultiGet
 
     /// Looks up `count` key slices of `keyLength` bytes each, stored back to back at `keys`, in `family`;
@@ -262,9 +297,10 @@ enum RocksNative {
         private let envOptions: OpaquePointer
         private let options: OpaquePointer
 
-        init() {
+        /// A writer with `options` (copied; nil: RocksDB's defaults).
+        init(options source: OpaquePointer? = nil) {
             envOptions = rocksdb_envoptions_create()!
-            options = rocksdb_options_create()!
+            options = source.map { rocksdb_options_create_copy($0)! } ?? rocksdb_options_create()!
             writer = rocksdb_sstfilewriter_create(envOptions, options)!
         }
 
@@ -285,16 +321,36 @@ enum RocksNative {
             try RocksNative.check { rocksdb_sstfilewriter_put(writer, k, key.count, v, value.count, $0) }
         }
 
+        /// Appends `count` entries of 8-byte keys: entry `j` has key `keys + 8 × order[j]` and value
+        /// `values + valueSize × order[j]`; the keys so taken must be strictly increasing bytewise.
+        func put(
+            keys: UnsafeRawPointer, values: UnsafeRawPointer, valueSize: Int, order: UnsafeBufferPointer<UInt32>
+        ) throws(RocksStatus) {
+            var error: UnsafeMutablePointer<CChar>? = nil
+            for i in order {
+                let row = Int(i)
+                rocksdb_sstfilewriter_put(
+                    writer, (keys + row * 8).assumingMemoryBound(to: CChar.self), 8,
+                    (values + row * valueSize).assumingMemoryBound(to: CChar.self), valueSize, &error)
+                if let message = error {
+                    defer { rocksdb_free(message) }
+                    throw RocksStatus(message: String(cString: message))
+                }
+            }
+        }
+
         func finish() throws(RocksStatus) {
             try RocksNative.check { rocksdb_sstfilewriter_finish(writer, $0) }
         }
     }
 
-    /// Ingests SST files into `family` (nil: the default column family), copying them (the files stay).
-    static func ingest(_ db: OpaquePointer, family: OpaquePointer?, files: [String]) throws(RocksStatus) {
+    /// Ingests SST files into `family` (nil: the default column family). With `move` the files are
+    /// hard-linked into the database and their names removed (they must be on the database's file system);
+    /// without, they are copied and stay.
+    static func ingest(_ db: OpaquePointer, family: OpaquePointer?, files: [String], move: Bool = false) throws(RocksStatus) {
         let options = rocksdb_ingestexternalfileoptions_create()!
         defer { rocksdb_ingestexternalfileoptions_destroy(options) }
-        rocksdb_ingestexternalfileoptions_set_move_files(options, 0)
+        rocksdb_ingestexternalfileoptions_set_move_files(options, move ? 1 : 0)
         let names = files.map { strdup($0) }
         defer { for name in names { free(name) } }
         let pointers: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }

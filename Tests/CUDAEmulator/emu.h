@@ -136,6 +136,58 @@ inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long ex
 }
 inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 
+// A pool of host threads that play a block's CUDA threads (reused: creating threads per launch is slow).
+struct EmuPool {
+    std::vector<std::thread> threads;
+    std::mutex m;
+    std::condition_variable start, finished;
+    std::function<void(unsigned)> job;
+    unsigned generation = 0, remaining = 0, size = 0;
+    bool stop = false;
+    ~EmuPool() {
+        {
+            std::lock_guard<std::mutex> lock(m);
+            stop = true;
+        }
+        start.notify_all();
+        for (auto &t : threads) t.join();
+    }
+    void loop(unsigned id) {
+        unsigned seen = 0;
+        for (;;) {
+            std::function<void(unsigned)> work;
+            {
+                std::unique_lock<std::mutex> lock(m);
+                start.wait(lock, [&] { return stop || generation != seen; });
+                if (stop) return;
+                seen = generation;
+                if (id >= size) continue;
+                work = job;
+            }
+            work(id);
+            std::lock_guard<std::mutex> lock(m);
+            if (--remaining == 0) finished.notify_all();
+        }
+    }
+    void run(unsigned n, std::function<void(unsigned)> work) {
+        while (threads.size() < n) {
+            unsigned id = (unsigned)threads.size();
+            threads.emplace_back([this, id] { loop(id); });
+        }
+        {
+            std::lock_guard<std::mutex> lock(m);
+            job = std::move(work);
+            size = n;
+            remaining = n;
+            ++generation;
+        }
+        start.notify_all();
+        std::unique_lock<std::mutex> lock(m);
+        finished.wait(lock, [&] { return remaining == 0; });
+    }
+};
+extern EmuPool emuPool;
+
 // Runs kernel(args...) on grid × block threads, one block at a time.
 template <typename... Params, typename... Args>
 void emu_launch(void (*kernel)(Params...), unsigned grid, unsigned block, Args... args) {
@@ -143,21 +195,17 @@ void emu_launch(void (*kernel)(Params...), unsigned grid, unsigned block, Args..
     blockDim = {block, 1, 1};
     for (unsigned b = 0; b < grid; ++b) {
         std::vector<EmuWarp> warps((block + 31) / 32);
-        std::vector<std::thread> threads;
-        threads.reserve(block);
-        for (unsigned t = 0; t < block; ++t) {
-            threads.emplace_back([&, b, t] {
-                blockIdx = {b, 1, 1};
-                threadIdx = {t, 1, 1};
-                emuWarp = &warps[t / 32];
-                kernel(args...);
-            });
-        }
-        for (auto &th : threads) th.join();
+        emuPool.run(block, [&, b](unsigned t) {
+            blockIdx = {b, 1, 1};
+            threadIdx = {t, 1, 1};
+            emuWarp = &warps[t / 32];
+            kernel(args...);
+        });
     }
 }
 
 #define EMU_DEFINE_GLOBALS                                                                                       \
     thread_local dim3 threadIdx, blockIdx;                                                                        \
     dim3 blockDim, gridDim;                                                                                       \
-    thread_local EmuWarp *emuWarp;
+    thread_local EmuWarp *emuWarp;                                                                                \
+    EmuPool emuPool;

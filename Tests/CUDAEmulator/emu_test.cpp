@@ -30,7 +30,7 @@ static int failures = 0, checks = 0;
         }                                                                                                        \
     } while (0)
 
-static const unsigned kBlock = 256, kResident = 3;
+static const unsigned kBlock = 64, kResident = 3;  // small blocks keep the emulator quick; the kernels take any multiple of 32
 static unsigned gridFor(u64 threads) { return (unsigned)std::max<u64>(1, std::min<u64>((threads + kBlock - 1) / kBlock, kResident)); }
 
 template <typename T> T *dalloc(size_t n, int fill = 0) {
@@ -207,7 +207,7 @@ static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk) {
     std::sort(universe.begin(), universe.end());
     universe.erase(std::unique(universe.begin(), universe.end()), universe.end());
     int version = 0;
-    for (int step = 0; step < 14; ++step) {
+    for (int step = 0; step < 10; ++step) {
         ++version;
         int op = step == 0 ? 0 : (int)(rng() % 3);
         if (op == 0 || op == 2) {
@@ -327,7 +327,7 @@ static void testStatic(std::mt19937_64 &rng, u32 capacity, u32 dim, double devic
     int w = widthFor(dim);
     std::vector<i64> universe;
     for (u32 i = 0; i < capacity * 2; ++i) universe.push_back((i64)rng());
-    for (int round = 0; round < 8; ++round) {
+    for (int round = 0; round < 6; ++round) {
         bool addNew = round % 3 != 2;
         u32 m = 1 + (u32)(rng() % (capacity / 2 + 5));
         std::vector<i64> batch;
@@ -452,7 +452,7 @@ int main() {
     testDynamic(rng, 1, 3, 100);    // one set; groups larger than DYN_GROUP_CAP (walk path) and chunking
     testDynamic(rng, 3, 4, 1000);
     testDynamic(rng, 17, 33, 1000);
-    testDynamic(rng, 5, 128, 64);
+    testDynamic(rng, 2, 128, 64);
     std::printf("dynamic cache checked\n");
     testStatic(rng, 300, 5, 1.0);
     testStatic(rng, 300, 8, 0.3);

@@ -108,6 +108,15 @@ public final class ParameterServer: @unchecked Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         var nextReport = directory.rowCount / 10
+        // The persistent database, just evicted, may take the rows in bulk (RocksDB: sorted SST files
+        // ingested); the other targets get ordinary inserts of the same chunks.
+        var inserting = targets
+        var bulk: (any BulkLoader)?
+        if record != nil, let pdb = persistentDatabase, let loader = try pdb.makeBulkLoader(table: tag, valueSize: table.valueSize) {
+            bulk = loader
+            inserting.removeAll { $0 === pdb }
+        }
+        defer { bulk?.cancel() }  // after a failure; nothing once finished
         try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
             if let progress { progress(tag, done, total) }
             if total >= 1_000_000 && done >= nextReport && done < total {
@@ -116,10 +125,12 @@ public final class ParameterServer: @unchecked Sendable {
             }
         }) { keys, vectors in
             let bytes = UnsafeRawBufferPointer(vectors)
-            for db in targets {
+            for db in inserting {
                 try db.insert(table: tag, keys: keys, values: bytes, valueSize: table.valueSize)
             }
+            try bulk?.add(keys: keys, values: bytes)
         }
+        if let bulk { _ = try bulk.finish() }
         if let record, let pdb = persistentDatabase { try pdb.recordLoadedFingerprint(record.text, table: tag) }
         let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
         for db in targets {

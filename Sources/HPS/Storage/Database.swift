@@ -68,10 +68,35 @@ public protocol Database: AnyObject, Sendable {
 
     /// Records that `table` now holds exactly the files described by `fingerprint`.
     func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws
+
+    /// A loader that fills `table`, which must be empty (just evicted), faster than
+    /// ``insert(table:keys:values:valueSize:)``; nil when the database has no such path (or the table is
+    /// not empty), in which case the caller inserts. Until the loader finishes, nothing else may write to
+    /// `table`.
+    func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)?
+}
+
+/// Fills one empty table of a database in bulk (see ``Database/makeBulkLoader(table:valueSize:)``).
+///
+/// Rows may arrive in any key order and a key may repeat: its last row wins, as with
+/// ``Database/insert(table:keys:values:valueSize:)``. Added rows may become visible before ``finish()``.
+/// After ``finish()`` the table holds exactly the rows added and ``Database/size(table:)`` is exact. A
+/// failure (or ``cancel()``) before that may leave part of the rows in the table. One thread at a time.
+public protocol BulkLoader: AnyObject {
+    /// Adds `keys.count` rows; `values` holds `keys.count × valueSize` bytes, row `i` at `i × valueSize`.
+    /// The buffers are not used after the call returns.
+    func add(keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer) throws
+    /// Makes every added row visible and durable. - Returns: the number of entries the table holds.
+    func finish() throws -> Int
+    /// Abandons the load and releases what it holds (temporary files); rows already in the table may
+    /// stay. Does nothing after ``finish()``.
+    func cancel()
 }
 
 extension Database {
     public var isShared: Bool { false }
+
+    public func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)? { nil }
 
     public func loadedFingerprint(table: String) throws -> String? { nil }
     public func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws {}
