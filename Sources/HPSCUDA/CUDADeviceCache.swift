@@ -96,3 +96,8 @@ func powerOfTwo(atLeast n: Int) -> (value: Int, log2: Int) {
     }
     return (value, log)
 }
+
+extension CUDADeviceCache {
+    public var location: String { "CUDA device \(context.device)" }
+    public var queriesScaleAcrossThreads: Bool { false }
+}

@@ -29,4 +29,16 @@ public protocol EmbeddingCache: AnyObject, Sendable {
 
     /// Number of vectors cached now.
     var count: Int { get }
+
+    /// Where the cache lives, for logs ("CPU", "CUDA device 0").
+    var location: String { get }
+
+    /// Whether concurrent queries of parts of one batch run in parallel (true for host-memory caches; a
+    /// device cache serialises them on its stream, so a session sends it one query per batch).
+    var queriesScaleAcrossThreads: Bool { get }
+}
+
+extension EmbeddingCache {
+    public var location: String { "CPU" }
+    public var queriesScaleAcrossThreads: Bool { true }
 }

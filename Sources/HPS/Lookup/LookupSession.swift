@@ -54,7 +54,7 @@ public final class LookupSession: @unchecked Sendable {
         }
         self.caches = caches
         server.logger.info(
-            "Lookup session: model \(model.name), device \(device) (CPU), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
+            "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
                 + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
                 + "i64 keys \(server.config.supportLongLong), worker buffers \(model.workerBuffers)")
     }
@@ -208,7 +208,7 @@ public final class LookupSession: @unchecked Sendable {
     private func query(_ cache: any EmbeddingCache, keys: UnsafeBufferPointer<Int64>, dim: Int, ws: LookupWorkspace) -> Int {
         let n = keys.count
         let workers = min(SystemInfo.processorCount, 8)
-        guard n >= Self.parallelThreshold && workers > 1 else {
+        guard n >= Self.parallelThreshold && workers > 1 && cache.queriesScaleAcrossThreads else {
             return cache.query(keys: keys, into: ws.uniqueVectors, missing: ws.missing)
         }
         // Each chunk writes its misses (as chunk-relative positions) at the start of its own region.
@@ -277,4 +277,8 @@ public final class LookupSession: @unchecked Sendable {
         }
         return refreshed
     }
+}
+
+extension String {
+    fileprivate var nonEmpty: String? { isEmpty ? nil : self }
 }
