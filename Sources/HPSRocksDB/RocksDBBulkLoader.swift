@@ -45,11 +45,7 @@ final class RocksDBBulkLoader: BulkLoader {
     private var directory: String?
     private var files = 0
     private var done = false
-
-    /// Rows passed to ``add(keys:values:)`` so far.
-    private(set) var rowsAdded = 0
-    /// SST files ingested so far.
-    private(set) var filesIngested = 0
+    private var completed = false
 
     enum KeyRun {
         case memory([UInt64])
@@ -80,6 +76,7 @@ final class RocksDBBulkLoader: BulkLoader {
         sortRows = .allocate(capacity: self.rowsPerFile)
         spareKeys = .allocate(capacity: self.rowsPerFile)
         spareRows = .allocate(capacity: self.rowsPerFile)
+        database.setBulkLoading(family, true)
     }
 
     deinit {
@@ -109,7 +106,6 @@ final class RocksDBBulkLoader: BulkLoader {
             (values.baseAddress! + buffered * valueSize).copyMemory(from: newValues.baseAddress! + start * valueSize, byteCount: n * valueSize)
             buffered += n
             start += n
-            rowsAdded += n
             if buffered == rowsPerFile { try writeBuffer() }
         }
     }
@@ -120,6 +116,7 @@ final class RocksDBBulkLoader: BulkLoader {
             if buffered > 0 { try writeBuffer() }
             let count = try countDistinctKeys()
             try database.completeBulkLoad(family, count: count, valueSize: valueSize)
+            completed = true
             cancel()
             return count
         } catch {
@@ -129,6 +126,11 @@ final class RocksDBBulkLoader: BulkLoader {
     }
 
     func cancel() {
+        if !done {
+            database.setBulkLoading(family, false)
+            // The table holds an unknown part of the rows: the next size(table:) counts them.
+            if !completed { database.forgetCount(family) }
+        }
         done = true
         buffered = 0
         runs = []
@@ -183,7 +185,6 @@ final class RocksDBBulkLoader: BulkLoader {
             throw HPSError(.database, subject: database.path, "cannot write an SST file for table \(family.name)", underlying: message)
         }
         try database.ingestBulkFiles(family, paths)
-        filesIngested += parts
         try keepRun(UnsafeBufferPointer(rebasing: sortKeys[0..<distinct]))
     }
 

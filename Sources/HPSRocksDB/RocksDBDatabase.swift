@@ -44,7 +44,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     public let bulkLoading: Bool
     private let numThreads: Int
     private let logger: HPSLogger
-    let db: OpaquePointer
+    private let db: OpaquePointer
     private let defaultFamily: OpaquePointer
     private let options: OpaquePointer
     private let readOptions: OpaquePointer
@@ -397,6 +397,17 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
             keysInMemory: keysInMemory ?? Self.bulkKeyMemoryBudget)
     }
 
+    /// Turns automatic compactions of `family` off while a bulk load ingests files (each compaction
+    /// then would rewrite what the next ingested file overlaps again), or back on (RocksDB then compacts
+    /// what landed in level 0, in the background). Best effort: a failure only costs speed.
+    func setBulkLoading(_ family: ColumnFamily, _ on: Bool) {
+        do {
+            try RocksNative.setOptions(db, family: family.handle, [("disable_auto_compactions", on ? "true" : "false")])
+        } catch {
+            logger.warning("RocksDB: cannot turn automatic compactions of table \(family.name) \(on ? "off" : "on"): \(error)")
+        }
+    }
+
     /// Options for the SST writers of bulk loads (the caller destroys them).
     func makeSstWriterOptions() -> OpaquePointer { RocksNative.makeSstWriterOptions(copying: options) }
 
@@ -420,6 +431,13 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
                 try RocksNative.flush(self.db, families: [family.handle])
             }
             state.meta = meta
+        }
+    }
+
+    /// Forgets the known entry count of `family` (after an abandoned bulk load), so it is counted again.
+    func forgetCount(_ family: ColumnFamily) {
+        family.state.withLock { state in
+            if !state.dropped { state.meta = nil }
         }
     }
 

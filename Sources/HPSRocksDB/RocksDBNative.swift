@@ -207,6 +207,17 @@ enum RocksNative {
         }
     }
 
+    /// Changes options of `family` while the database is open (`SetOptions`), e.g.
+    /// `disable_auto_compactions`. Not kept: the next open uses the options it is given.
+    static func setOptions(_ db: OpaquePointer, family: OpaquePointer, _ settings: [(String, String)]) throws(RocksStatus) {
+        let keys = settings.map { strdup($0.0) }
+        let values = settings.map { strdup($0.1) }
+        defer { for p in keys + values { free(p) } }
+        let keyPointers: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) }
+        let valuePointers: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) }
+        try check { rocksdb_set_options_cf(db, family, Int32(settings.count), keyPointers, valuePointers, $0) }
+    }
+
     /// A property of `family` (e.g. `rocksdb.num-files-at-level0`) as text; nil when RocksDB has none.
     static func property(_ db: OpaquePointer, family: OpaquePointer, _ name: String) -> String? {
         guard let value = rocksdb_property_value_cf(db, family, name) else { return nil }
@@ -321,8 +332,8 @@ enum RocksNative {
             try RocksNative.check { rocksdb_sstfilewriter_put(writer, k, key.count, v, value.count, $0) }
         }
 
-        /// Appends `count` entries of 8-byte keys: entry `j` has key `keys + 8 × order[j]` and value
-        /// `values + valueSize × order[j]`; the keys so taken must be strictly increasing bytewise.
+        /// Appends one entry per element `r` of `order`, in that order: the 8-byte key at `keys + 8 × r`
+        /// and the value at `values + valueSize × r`; the keys so taken must be strictly increasing bytewise.
         func put(
             keys: UnsafeRawPointer, values: UnsafeRawPointer, valueSize: Int, order: UnsafeBufferPointer<UInt32>
         ) throws(RocksStatus) {

@@ -463,13 +463,17 @@ enum HPSBinary {
         #expect(process.terminationStatus == SIGKILL)
         #expect(!log.contains("cached 1000000 / 1000000"))
 
-        // The killed load left part of the rows and no fingerprint.
+        // The killed load left part of the rows (a bulk load: what was ingested before the kill, maybe
+        // nothing) and no fingerprint; opening the database for writing removes the SST files of the
+        // interrupted bulk load.
         let tag = "hps_et.big.sparse_embedding0"
         do {
             let db = try openRocks(dbPath)
             #expect(try db.loadedFingerprint(table: tag) == nil)
             let partial = try db.size(table: tag)
             #expect(partial < rows, "the load finished before the kill; the test proves nothing")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dbPath).filter { $0.hasPrefix("hps-bulk-load.") }
+            #expect(leftovers.isEmpty)
         }
 
         // The next start reopens the database (RocksDB recovers its log) and reloads every row.

@@ -162,7 +162,11 @@ import Testing
             loader.cancel()
             #expect(bulkLeftovers(directory.path).isEmpty)
             #expect(throws: HPSError.self) { try add(loader, [1], dim: 2) }
+            // The two files ingested before the cancel stay, and are counted.
+            #expect(try db.size(table: "hps_et.m.t") == 200)
+            #expect(try db.loadedFingerprint(table: "hps_et.m.t") == nil)
         }
+        #expect(try openRocks(directory.path).size(table: "hps_et.m.t") == 200)
         // What a killed process leaves behind goes at the next open for writing (not read-only).
         try directory.makeDirectory("hps-bulk-load.abc123")
         _ = try directory.write([1, 2, 3], to: "hps-bulk-load.abc123/0.sst")
