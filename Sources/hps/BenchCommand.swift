@@ -43,6 +43,12 @@ struct LookupBench: ParsableCommand {
     @Option(help: "Volatile database partitions (default: min(16, cores)).")
     var partitions: Int?
 
+    @Option(help: "gpucacheper of the session's cache (1.0: the whole table fits; the cache-hit path).")
+    var cacheFraction = 1.0
+
+    @Option(help: "hit_rate_threshold of the session.")
+    var hitRateThreshold = 1.0
+
     func validate() throws {
         guard rows >= 1000 else { throw ValidationError("--rows must be at least 1000") }
         guard dims.allSatisfy({ $0 >= 1 }), batches.allSatisfy({ $0 >= 1 }) else { throw ValidationError("dims and batches must be positive") }
@@ -97,8 +103,8 @@ struct LookupBench: ParsableCommand {
         model.maxKeysPerSample = [1]
         model.embeddingVectorSizes = [dim]
         model.defaultValues = [0]
-        model.deviceCachePercentage = 1.0
-        model.hitRateThreshold = 1.0
+        model.deviceCachePercentage = cacheFraction
+        model.hitRateThreshold = hitRateThreshold
         model.cacheRefreshPercentagePerIteration = 0.1  // warm the cache with the table at start
         config.models = [model]
         if let partitions { config.volatileDatabase.numPartitions = partitions }

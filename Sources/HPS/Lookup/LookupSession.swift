@@ -165,9 +165,16 @@ public final class LookupSession: @unchecked Sendable {
                     }
                 } else {
                     server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
-                    cache.replace(keys: missingKeys, values: ws.fetched)
-                    for j in 0..<missing {
-                        hps_copy(ws.uniqueVectors + Int(ws.missing[j]) * dim, ws.fetched + j * dim, dim * 4)
+                    let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
+                    if cache.queriesScaleAcrossThreads {
+                        // Insert and merge in parallel chunks (the cache locks per set).
+                        Self.inChunks(missing, threshold: Self.parallelInsertThreshold) { lo, hi in
+                            cache.replace(keys: UnsafeBufferPointer(rebasing: missingKeys[lo..<hi]), values: fetched + lo * dim)
+                            for j in lo..<hi { hps_copy(vectors + Int(positions[j]) * dim, fetched + j * dim, dim * 4) }
+                        }
+                    } else {
+                        cache.replace(keys: missingKeys, values: fetched)
+                        for j in 0..<missing { hps_copy(vectors + Int(positions[j]) * dim, fetched + j * dim, dim * 4) }
                     }
                 }
             }
@@ -188,10 +195,13 @@ public final class LookupSession: @unchecked Sendable {
     /// Batches at least this large are queried and scattered on several threads.
     public static let parallelThreshold = 16384
 
+    /// Missed keys at least this many are inserted into a host cache on several threads.
+    static let parallelInsertThreshold = 2048
+
     /// Runs `body(lo, hi)` over `0..<n`: inline for small `n`, else in one chunk per core.
-    private static func inChunks(_ n: Int, _ body: (Int, Int) -> Void) {
+    private static func inChunks(_ n: Int, threshold: Int = parallelThreshold, _ body: (Int, Int) -> Void) {
         let workers = min(SystemInfo.processorCount, 8)
-        guard n >= parallelThreshold && workers > 1 else {
+        guard n >= threshold && workers > 1 else {
             body(0, n)
             return
         }

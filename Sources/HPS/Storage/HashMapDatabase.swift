@@ -32,7 +32,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
     private var random = SplitMix64(seed: 0x4850_5321)
     private let logger: HPSLogger
     /// Keys per batch above which partitions are processed on several threads.
-    public var parallelThreshold = 16384
+    public var parallelThreshold = 4096
 
     public init(config: VolatileDatabaseConfig = VolatileDatabaseConfig(), logger: HPSLogger = .standard) {
         self.config = config
