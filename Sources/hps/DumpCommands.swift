@@ -35,14 +35,7 @@ struct DumpCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The HPS JSON config file.")
-    var config: String
-
-    @Option(help: "The model name.")
-    var model: String
-
-    @Option(help: "The table: its index (table_id) or its name from embedding_table_names.")
-    var table: String
+    @OptionGroup var target: TableTarget
 
     @Option(help: "The dump file to write; its name must end in .bin or .sst.")
     var output: String
@@ -58,23 +51,23 @@ struct DumpCommand: ParsableCommand {
 
     func run() throws {
         let logger = HPSLogger.standard
-        let parsed = try loadConfigForDatabases(config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: model, table: table)
+        let parsed = try loadConfigForDatabases(target.config, logger: logger)
+        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target.table)
         let useVolatile: Bool
         switch from {
         case .auto:
             guard single.persistentDatabase.type != .disabled || single.volatileDatabase.type != .disabled else {
-                throw HPSError(.invalidConfig, subject: config, "configures no database (volatile_db and persistent_db are disabled); there is nothing to dump")
+                throw HPSError(.invalidConfig, subject: target.config, "configures no database (volatile_db and persistent_db are disabled); there is nothing to dump")
             }
             useVolatile = single.persistentDatabase.type == .disabled
         case .persistent:
             guard single.persistentDatabase.type != .disabled else {
-                throw HPSError(.invalidConfig, subject: config, "configures no persistent database (persistent_db is disabled); use --from volatile")
+                throw HPSError(.invalidConfig, subject: target.config, "configures no persistent database (persistent_db is disabled); use --from volatile")
             }
             useVolatile = false
         case .volatile:
             guard single.volatileDatabase.type != .disabled else {
-                throw HPSError(.invalidConfig, subject: config, "configures no volatile database (volatile_db is disabled); use --from persistent")
+                throw HPSError(.invalidConfig, subject: target.config, "configures no volatile database (volatile_db is disabled); use --from persistent")
             }
             useVolatile = true
         }
@@ -138,14 +131,7 @@ struct LoadDumpCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The HPS JSON config file.")
-    var config: String
-
-    @Option(help: "The model name.")
-    var model: String
-
-    @Option(help: "The table: its index (table_id) or its name from embedding_table_names.")
-    var table: String
+    @OptionGroup var target: TableTarget
 
     @Option(help: "The dump file to read (.bin or .sst).")
     var input: String
@@ -164,8 +150,8 @@ struct LoadDumpCommand: ParsableCommand {
 
     func run() throws {
         let logger = HPSLogger.standard
-        let parsed = try loadConfigForDatabases(config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: model, table: table)
+        let parsed = try loadConfigForDatabases(target.config, logger: logger)
+        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target.table)
         let tag = tableConfig.tag
         let keySize: Int? = single.supportLongLong ? nil : 4
 
@@ -188,7 +174,7 @@ struct LoadDumpCommand: ParsableCommand {
             }
         }
         guard !targets.isEmpty else {
-            throw HPSError(.invalidConfig, subject: config, "configures no database that outlives this command (no persistent database, no shared volatile database); nothing to load into")
+            throw HPSError(.invalidConfig, subject: target.config, "configures no database that outlives this command (no persistent database, no shared volatile database); nothing to load into")
         }
 
         for db in targets {

@@ -15,14 +15,7 @@ struct LookupCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The HPS JSON config file.")
-    var config: String
-
-    @Option(help: "The model name.")
-    var model: String
-
-    @Option(help: "The table: its index (table_id) or its name from embedding_table_names.")
-    var table: String
+    @OptionGroup var target: TableTarget
 
     @Option(help: "Comma-separated keys, e.g. 1,2,3 (write --keys=-1,2 when the first key is negative).")
     var keys: String?
@@ -41,12 +34,12 @@ struct LookupCommand: ParsableCommand {
     }
 
     func run() throws {
-        let server = try HPSRuntime.makeParameterServer(configFile: config)
-        let modelConfig = try server.model(named: model)
-        let tableIndex = try resolveTable(table, in: modelConfig)
+        let server = try HPSRuntime.makeParameterServer(configFile: target.config)
+        let modelConfig = try server.model(named: target.model)
+        let tableIndex = try resolveTable(target.table, in: modelConfig)
         let tableConfig = modelConfig.tables[tableIndex]
         let keyList = try readKeys(longLong: server.config.supportLongLong)
-        let session = try server.session(model: model, device: device ?? modelConfig.deployedDevices.first ?? 0)
+        let session = try server.session(model: target.model, device: device ?? modelConfig.deployedDevices.first ?? 0)
         let vectors = try session.lookup(table: tableIndex, keys: keyList)
         if let output {
             let data = vectors.withUnsafeBytes { Data($0) }

@@ -1,4 +1,17 @@
+import ArgumentParser
 import HPS
+
+/// `--config`, `--model` and `--table`: the table a command works on.
+struct TableTarget: ParsableArguments {
+    @Option(help: "The HPS JSON config file.")
+    var config: String
+
+    @Option(help: "The model name.")
+    var model: String
+
+    @Option(help: "The table: its index (table_id) or its name from embedding_table_names.")
+    var table: String
+}
 
 /// Resolves a `--table` argument: a table index (`table_id`) or a name from `embedding_table_names`.
 /// - Throws: ``HPSError`` `.unknownTable` naming the argument and listing what the model has.
