@@ -93,28 +93,65 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
         let dim = dimension
         let bytes = dim * 4
         var misses = 0
-        let ahead = 8
-        for i in 0..<min(ahead, input.count) {
-            hps_prefetch(tags + place(input[i]).set * Self.slotsPerSet)
-        }
-        for i in 0..<input.count {
-            if i + ahead < input.count { hps_prefetch(tags + place(input[i + ahead]).set * Self.slotsPerSet) }
-            let key = input[i]
-            let (set, tag) = place(key)
-            hps_spin_lock(locks + set)
-            let s = slot(of: key, set: set, tag: tag)
-            if s >= 0 {
-                let index = set * Self.slotsPerSet + s
-                hps_copy(output + i * dim, values + index * dim, bytes)
-                stamps[index] = now
-                hps_spin_unlock(locks + set)
-            } else {
-                hps_spin_unlock(locks + set)
-                missing[misses] = Int32(truncatingIfNeeded: i)
-                misses += 1
+        // Placements are computed once, `ahead` keys early, kept in a small ring, and their tag lines and
+        // lock words prefetched.
+        let ahead = 16
+        var ringSets = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var ringTags = (UInt64(0), UInt64(0))  // 16 tags, one byte each
+        return withUnsafeMutableBytes(of: &ringSets) { setBytes in
+            withUnsafeMutableBytes(of: &ringTags) { tagBytes in
+                let sets = setBytes.bindMemory(to: Int.self)
+                let ringTag = tagBytes.bindMemory(to: UInt8.self)
+                @inline(__always) func stage(_ i: Int) {
+                    let (set, tag) = place(input[i])
+                    sets[i & 15] = set
+                    ringTag[i & 15] = tag
+                    hps_prefetch(tags + set * Self.slotsPerSet)
+                    hps_prefetch_write(locks + set)
+                }
+                // Half-way, peek at the (prefetched) tag line without the lock and prefetch the key and
+                // the vector of the first slot whose tag matches: only a hint, the lookup below checks
+                // again under the lock.
+                @inline(__always) func peek(_ i: Int) {
+                    let set = sets[i & 15]
+                    let pattern = UInt64(ringTag[i & 15]) &* 0x0101_0101_0101_0101
+                    let words = UnsafeMutableRawPointer(tags + set * Self.slotsPerSet).assumingMemoryBound(to: UInt64.self)
+                    for word in 0..<8 {
+                        let x = hps_atomic_load_u64(words + word) ^ pattern
+                        let match = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+                        if match != 0 {
+                            let index = set * Self.slotsPerSet + word * 8 + match.trailingZeroBitCount / 8
+                            hps_prefetch(keys + index)
+                            hps_prefetch(values + index * dim)
+                            return
+                        }
+                    }
+                }
+                let peekAhead = 8
+                for i in 0..<min(ahead, input.count) { stage(i) }
+                for i in 0..<min(peekAhead, input.count) { peek(i) }
+                for i in 0..<input.count {
+                    let set = sets[i & 15]
+                    let tag = ringTag[i & 15]
+                    if i + peekAhead < input.count { peek(i + peekAhead) }
+                    if i + ahead < input.count { stage(i + ahead) }
+                    let key = input[i]
+                    hps_spin_lock(locks + set)
+                    let s = slot(of: key, set: set, tag: tag)
+                    if s >= 0 {
+                        let index = set * Self.slotsPerSet + s
+                        hps_copy(output + i * dim, values + index * dim, bytes)
+                        stamps[index] = now
+                        hps_spin_unlock(locks + set)
+                    } else {
+                        hps_spin_unlock(locks + set)
+                        missing[misses] = Int32(truncatingIfNeeded: i)
+                        misses += 1
+                    }
+                }
+                return misses
             }
         }
-        return misses
     }
 
     public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {

@@ -163,6 +163,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         let workers = n < parallelThreshold ? 1 : min(SystemInfo.processorCount, 8)
         return scratch.withScratch(capacity: n, views: workers * count) { s in
             let mixed = s.mixed, partitionOf = s.partitionOf, missList = s.misses, missCounts = s.missCounts
+            let candidates = s.candidates
             let viewTable = s.views
             let parts = UInt64(count)
             let mask: UInt64? = count & (count - 1) == 0 ? parts - 1 : nil
@@ -174,23 +175,49 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     (views + pi).initialize(to: p.view)
                 }
                 let now = policy == .evictRandom ? 0 : partitions[0].advanceClock()
-                @inline(__always) func stage(_ j: Int) {
+                // A three-stage pipeline over the keys in input order: hash the key and prefetch its index
+                // entry (`indexAhead` keys ahead); read that entry and prefetch the row it names (`rowAhead`
+                // keys ahead); then check the row and copy the value. Each stage hands its result to the
+                // next in `candidates`, so nothing is hashed or probed twice on the common path.
+                @inline(__always) func hashStage(_ j: Int) {
                     let m = hpsKeyMix(keys[j])
                     mixed[j] = m
                     let pi = Int(truncatingIfNeeded: mask.map { m & $0 } ?? m % parts)
                     partitionOf[j] = Int32(truncatingIfNeeded: pi)
-                    hps_prefetch(views[pi].start(m))
+                    let entry = views[pi].start(m)
+                    hps_prefetch(entry)
+                    candidates[j] = UInt(bitPattern: entry)
+                }
+                @inline(__always) func entryStage(_ j: Int) {
+                    let view = views[Int(partitionOf[j])]
+                    let entry = UnsafeMutablePointer<UInt64>(bitPattern: candidates[j])!
+                    let candidate = view.firstCandidate(entry, mixed[j])
+                    if candidate & 1 != 0 {
+                        let row = UnsafeRawPointer(bitPattern: candidate & ~1)!
+                        hps_prefetch(row)
+                        hps_prefetch(row + (view.rows.stride - 1))
+                    }
+                    candidates[j] = candidate
                 }
                 let indexAhead = 32
                 let rowAhead = 16
-                for j in lo..<min(hi, lo + indexAhead) { stage(j) }
-                for j in lo..<min(hi, lo + rowAhead) { views[Int(partitionOf[j])].prefetchRow(mixed[j]) }
+                for j in lo..<min(hi, lo + indexAhead) { hashStage(j) }
+                for j in lo..<min(hi, lo + rowAhead) { entryStage(j) }
                 var misses = 0
                 for j in lo..<hi {
-                    if j + indexAhead < hi { stage(j + indexAhead) }
-                    if j + rowAhead < hi { views[Int(partitionOf[j + rowAhead])].prefetchRow(mixed[j + rowAhead]) }
+                    if j + indexAhead < hi { hashStage(j + indexAhead) }
+                    if j + rowAhead < hi { entryStage(j + rowAhead) }
                     let view = views[Int(partitionOf[j])]
-                    if let row = view.find(keys[j], mixed[j]) {
+                    let candidate = candidates[j]
+                    var found: UnsafeMutableRawPointer?
+                    if candidate & 1 != 0, let row = UnsafeMutableRawPointer(bitPattern: candidate & ~1),
+                        row.loadUnaligned(as: Int64.self) == keys[j]
+                    {
+                        found = row
+                    } else if candidate != HashMapPartition.View.definiteMiss {
+                        found = view.find(keys[j], mixed[j])
+                    }
+                    if let row = found {
                         hps_copy(out + j * valueSize, row + view.valueOffset, valueSize)
                         if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
                     } else {

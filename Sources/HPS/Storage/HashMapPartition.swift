@@ -86,6 +86,21 @@ final class HashMapPartition: @unchecked Sendable {
             }
         }
 
+        /// What the first index entry of `mixed` (at `entry`, from ``start(_:)``) says: the row it points
+        /// at when its fingerprint matches, ``definiteMiss`` when it is empty, ``unknown`` otherwise (the key
+        /// may sit further along the probe sequence).
+        @inline(__always)
+        func firstCandidate(_ entry: UnsafeMutablePointer<UInt64>, _ mixed: UInt64) -> UInt {
+            let e = entry.pointee
+            if e == 0 { return View.definiteMiss }
+            guard e >> 32 == HashMapPartition.fingerprint(mixed) else { return View.unknown }
+            return UInt(bitPattern: rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) | 1
+        }
+
+        /// ``firstCandidate(_:_:)`` results that are not rows (rows are tagged with bit 0).
+        static let unknown: UInt = 0
+        static let definiteMiss: UInt = 2
+
         /// Prefetches the row the first index entry of `mixed` points at, if that entry is filled.
         @inline(__always)
         func prefetchRow(_ mixed: UInt64) {

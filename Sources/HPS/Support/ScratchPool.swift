@@ -9,6 +9,8 @@ final class BulkScratch: @unchecked Sendable {
     var order: UnsafeMutablePointer<Int32>
     /// Misses, compacted within each partition's range of `order`.
     var misses: UnsafeMutablePointer<Int32>
+    /// Per key, what the fetch pipeline learnt ahead of the lookup (an index entry address, then a row).
+    var candidates: UnsafeMutablePointer<UInt>
     /// Start of each partition's range in `order` (partitions + 1 entries).
     let starts: UnsafeMutablePointer<Int>
     /// Per-partition results (misses, inserts), written by the thread that handles the partition.
@@ -27,6 +29,7 @@ final class BulkScratch: @unchecked Sendable {
         mixed = .allocate(capacity: self.capacity)
         order = .allocate(capacity: self.capacity)
         misses = .allocate(capacity: self.capacity)
+        candidates = .allocate(capacity: self.capacity)
         self.partitions = partitions
         viewCapacity = max(1, partitions)
         views = .allocate(capacity: viewCapacity)
@@ -51,6 +54,7 @@ final class BulkScratch: @unchecked Sendable {
         mixed = .allocate(capacity: capacity)
         order = .allocate(capacity: capacity)
         misses = .allocate(capacity: capacity)
+        candidates = .allocate(capacity: capacity)
     }
 
     private func deallocate() {
@@ -58,6 +62,7 @@ final class BulkScratch: @unchecked Sendable {
         mixed.deallocate()
         order.deallocate()
         misses.deallocate()
+        candidates.deallocate()
     }
 
     deinit {

@@ -113,6 +113,236 @@ HPS_INSTANTIATE(dyn_query,
                 (tags, slots, values, setCount, keys, n, countPtr, now, out, dim, log2L, missing, missingKeys, missCount,
                  hitFlags, slotOut))
 
+// ---- Query, pipelined (rows of 16, 32, 64 or 128 floats) ---------------------------------------------------
+//
+// The same contract as dyn_query (stamps, misses, flags, slots, vectors), specialised for the common row
+// widths, for calls that copy vectors out. A warp handles 32 keys per step as dyn_query does, but the probe of
+// its next 32 keys (key → tag line → candidate slot keys → stamp) runs interleaved with the copy of its current
+// 32 rows, so the probe's three dependent memory latencies hide behind the row traffic instead of adding to it:
+//
+//   copy chunk 0 loads | A: load next keys           | chunk 0 stores | B: place, load the 64-byte tag lines
+//   copy chunk 1 loads |                              | chunk 1 stores | C: compare tags, load ≤ 2 slot keys
+//   copy chunk 2 loads |                              | chunk 2 stores | D: confirm, stamp, misses, flags
+//   copy chunk 3 loads |                              | chunk 3 stores |
+//
+// (two chunks for 16 and 32 floats, with A/B and C/D around them). Rows move as float4: L = DIM/4 lanes per row
+// (≤ 32), 32/L rows per warp instruction; a chunk is U such instructions whose loads all issue before the first
+// store, fully unrolled. STREAM = cache hints: rows read with ld.global.cs and written with st.global.cs
+// (evict-first in L1 and L2) and the keys read with ld.global.cs, so the tag lines and slots (small, reused
+// by every query) stay in L2 while the vectors stream past. A tag match is confirmed against the slot's key;
+// the first two candidates are read at once, further ones (rare: tags are 8 bits) one by one. The stamp is a
+// plain store of the call's clock: lanes that race on one slot store the same value.
+
+template <bool STREAM> __device__ __forceinline__ float4 dyn_load_row4(const float *p) {
+    if constexpr (STREAM) return __ldcs(reinterpret_cast<const float4 *>(p));
+    else return *reinterpret_cast<const float4 *>(p);
+}
+template <bool STREAM> __device__ __forceinline__ void dyn_store_row4(float *p, float4 v) {
+    if constexpr (STREAM) __stcs(reinterpret_cast<float4 *>(p), v);
+    else *reinterpret_cast<float4 *>(p) = v;
+}
+template <bool STREAM> __device__ __forceinline__ i64 dyn_load_key(const i64 *p) {
+    if constexpr (STREAM) return __ldcs(p);
+    else return *p;
+}
+
+// Bit b of the result = byte b of x is 0xff (x from __vcmpeq4: each byte 0x00 or 0xff).
+__device__ __forceinline__ u32 dyn_byte_bits(u32 x) { return ((x & 0x01010101u) * 0x10204080u) >> 28; }
+
+// The probe of one key per lane, advanced stage by stage (see above).
+struct DynProbe {
+    u64 i;
+    i64 key;
+    u32 set, tag;
+    bool valid;
+    uint4 t[4];
+    u64 rest;          // candidate ways not yet read
+    i32 w0, w1;        // first two candidate ways, -1 = none
+    i64 k0, k1;        // their keys
+    i32 slot;          // result: set·64 + way, or -1
+};
+
+template <bool STREAM>
+__device__ __forceinline__ void dyn_probe_a(DynProbe &p, u64 base, u32 count, const i64 *keys) {
+    p.i = base + hps_lane();
+    p.valid = p.i < count;
+    p.key = p.valid ? dyn_load_key<STREAM>(keys + p.i) : 0;
+}
+
+__device__ __forceinline__ void dyn_probe_b(DynProbe &p, const u8 *tags, u32 setCount) {
+    if (p.valid) {
+        dyn_place(p.key, setCount, p.set, p.tag);
+        const uint4 *line = reinterpret_cast<const uint4 *>(tags + (u64)p.set * DYN_WAYS);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) p.t[q] = line[q];
+    }
+}
+
+__device__ __forceinline__ void dyn_probe_c(DynProbe &p, const DynSlot *slots) {
+    p.w0 = -1;
+    p.w1 = -1;
+    p.rest = 0;
+    if (p.valid) {
+        const u32 pattern = p.tag * 0x01010101u;
+        u32 lo = 0, hi = 0;
+#pragma unroll
+        for (int w = 0; w < 8; ++w) lo |= dyn_byte_bits(__vcmpeq4(dyn_word(p.t[w >> 2], w & 3), pattern)) << (4 * w);
+#pragma unroll
+        for (int w = 8; w < 16; ++w) hi |= dyn_byte_bits(__vcmpeq4(dyn_word(p.t[w >> 2], w & 3), pattern)) << (4 * (w - 8));
+        u64 m = ((u64)hi << 32) | lo;
+        const DynSlot *set = slots + (u64)p.set * DYN_WAYS;
+        if (m != 0) {
+            p.w0 = __ffsll((long long)m) - 1;
+            m &= m - 1;
+            p.k0 = set[p.w0].key;
+        }
+        if (m != 0) {
+            p.w1 = __ffsll((long long)m) - 1;
+            m &= m - 1;
+            p.k1 = set[p.w1].key;
+        }
+        p.rest = m;
+    }
+}
+
+// Confirms the candidates, stamps the hit, records misses / flags / slots. Call converged.
+__device__ __forceinline__ void dyn_probe_d(DynProbe &p, DynSlot *slots, u64 now, i32 *missing, i64 *missingKeys, u32 *missCount,
+                                            u8 *hitFlags, i32 *slotOut) {
+    p.slot = -1;
+    if (p.valid) {
+        const u32 setBase = p.set * DYN_WAYS;
+        i32 way = -1;
+        if (p.w0 >= 0 && p.k0 == p.key) way = p.w0;
+        else if (p.w1 >= 0 && p.k1 == p.key) way = p.w1;
+        else {
+            u64 m = p.rest;
+            while (m != 0) {
+                const i32 w = __ffsll((long long)m) - 1;
+                if (slots[setBase + (u32)w].key == p.key) {
+                    way = w;
+                    break;
+                }
+                m &= m - 1;
+            }
+        }
+        if (way >= 0) {
+            p.slot = (i32)(setBase + (u32)way);
+            slots[p.slot].stamp = now;
+        }
+    }
+    const bool miss = p.valid && p.slot < 0;
+    const u32 at = hps_warp_append(miss, missCount);
+    if (miss) {
+        if (missing) missing[at] = (i32)p.i;
+        if (missingKeys) missingKeys[at] = p.key;
+    }
+    if (p.valid) {
+        if (hitFlags) hitFlags[p.i] = p.slot >= 0 ? 1 : 0;
+        if (slotOut) slotOut[p.i] = p.slot;
+    }
+}
+
+// Groups [G0, G1) of the copy of the warp's 32 rows (a group = one warp instruction: 32/L rows of L lanes).
+// Row j (key base + j) is copied when lane j's `slot` ≥ 0: out[(base + j)·DIM ...] = values[slot·DIM ...].
+// `between` runs after the loads are issued, before the stores.
+template <int DIM, u32 G0, u32 G1, bool STREAM, typename Between>
+__device__ __forceinline__ void dyn_copy_groups(const float *values, float *out, u64 base, i32 slot, Between between) {
+    constexpr u32 L = DIM / 4;  // lanes per row (one float4 each)
+    constexpr u32 R = 32 / L;   // rows per group
+    constexpr u32 U = G1 - G0;
+    if constexpr (U == 0) {
+        between();
+    } else {
+        const u32 lane = hps_lane();
+        const u32 r = lane / L;
+        const u32 u = lane % L;
+        float4 v[U];
+        u32 have = 0;
+#pragma unroll
+        for (u32 k = 0; k < U; ++k) {
+            const i32 s = __shfl_sync(HPS_FULL_MASK, slot, (int)((G0 + k) * R + r));
+            if (s >= 0) {
+                v[k] = dyn_load_row4<STREAM>(values + (u64)(u32)s * DIM + u * 4u);
+                have |= 1u << k;
+            }
+        }
+        between();
+#pragma unroll
+        for (u32 k = 0; k < U; ++k) {
+            if (have & (1u << k)) dyn_store_row4<STREAM>(out + (base + (G0 + k) * R + r) * DIM + u * 4u, v[k]);
+        }
+    }
+}
+
+// Where the probe stages sit in the copy of 32 rows: A (key loads) inside groups [0, S1), B (tag loads) after
+// them, C (slot-key loads) after [S1, S2), D (confirm) after [S2, S3), then [S3, S4) and [S4, 32·L/32). The
+// tag lines are in flight during the short range [S1, S2), so their registers and the rows' never add up
+// beyond what 4 blocks of 256 threads per multiprocessor allow.
+template <int DIM> struct DynSchedule;
+template <> struct DynSchedule<128> { static constexpr u32 S1 = 8, S2 = 12, S3 = 20, S4 = 28, END = 32; };
+template <> struct DynSchedule<64> { static constexpr u32 S1 = 6, S2 = 9, S3 = 13, S4 = 16, END = 16; };
+template <> struct DynSchedule<32> { static constexpr u32 S1 = 3, S2 = 5, S3 = 7, S4 = 8, END = 8; };
+template <> struct DynSchedule<16> { static constexpr u32 S1 = 1, S2 = 2, S3 = 3, S4 = 4, END = 4; };
+
+template <int DIM, bool STREAM>
+__device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys,
+                                                    u32 n, const u32 *countPtr, u64 now, float *out, i32 *missing, i64 *missingKeys,
+                                                    u32 *missCount, u8 *hitFlags, i32 *slotOut) {
+    static_assert(DIM == 16 || DIM == 32 || DIM == 64 || DIM == 128, "row width");
+    typedef DynSchedule<DIM> S;
+    const u32 count = hps_count(n, countPtr);
+    const u64 stride = hps_grid_stride();
+    u64 base = hps_warp_base();
+    if (base >= count) return;  // uniform across the warp
+    DynProbe p;
+    dyn_probe_a<STREAM>(p, base, count, keys);
+    dyn_probe_b(p, tags, setCount);
+    dyn_probe_c(p, slots);
+    dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+    for (;;) {
+        const i32 slot = p.slot;
+        const u64 next = base + stride;
+        const bool more = next < count;  // uniform
+        auto none = [] {};
+        auto a = [&] { if (more) dyn_probe_a<STREAM>(p, next, count, keys); };
+        if (out) {
+            dyn_copy_groups<DIM, 0, S::S1, STREAM>(values, out, base, slot, a);
+            if (more) dyn_probe_b(p, tags, setCount);
+            dyn_copy_groups<DIM, S::S1, S::S2, STREAM>(values, out, base, slot, none);
+            if (more) dyn_probe_c(p, slots);
+            dyn_copy_groups<DIM, S::S2, S::S3, STREAM>(values, out, base, slot, none);
+            if (more) dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+            dyn_copy_groups<DIM, S::S3, S::S4, STREAM>(values, out, base, slot, none);
+            dyn_copy_groups<DIM, S::S4, S::END, STREAM>(values, out, base, slot, none);
+        } else if (more) {
+            dyn_probe_a<STREAM>(p, next, count, keys);
+            dyn_probe_b(p, tags, setCount);
+            dyn_probe_c(p, slots);
+            dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+        }
+        if (!more) break;
+        base = next;
+    }
+}
+
+// dyn_query_d{DIM}[_cs][_c{CHUNKS}]: float4 rows; values and out 16-byte aligned.
+#define DYN_QUERY_ROWS(suffix, DIM, STREAM)                                                                   \
+    extern "C" __global__ void __launch_bounds__(HPS_BLOCK) dyn_query_d##suffix(                                       \
+        const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n, const u32 *countPtr, \
+        u64 now, float *out, i32 *missing, i64 *missingKeys, u32 *missCount, u8 *hitFlags, i32 *slotOut) {             \
+        dyn_query_rows_impl<DIM, STREAM>(tags, slots, values, setCount, keys, n, countPtr, now, out, missing,  \
+                                         missingKeys, missCount, hitFlags, slotOut);                                    \
+    }
+
+DYN_QUERY_ROWS(16, 16, false)
+DYN_QUERY_ROWS(16_cs, 16, true)
+DYN_QUERY_ROWS(32, 32, false)
+DYN_QUERY_ROWS(32_cs, 32, true)
+DYN_QUERY_ROWS(64, 64, false)
+DYN_QUERY_ROWS(64_cs, 64, true)
+DYN_QUERY_ROWS(128, 128, false)
+DYN_QUERY_ROWS(128_cs, 128, true)
+
 // ---- Replace / update ---------------------------------------------------------------------------------------
 
 // Groups the keys by set: a small open-addressing table of set ids (groupSet, 2^(32 − gshift) entries, all
