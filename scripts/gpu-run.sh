@@ -8,7 +8,13 @@
 # The kernels are embedded in the binary: no resource bundle is needed.
 # On the GPU machine, from the repository root (gpu-bin carried along):
 #   OUT=/some/folder scripts/gpu-run.sh
-# Writes to $OUT (default ./gpu-out): env.txt, gpu-check.txt, bench-cache.txt, bench-cache.json.
+# Writes to $OUT (default ./gpu-out): env.txt, gpu-check.txt, gpu-check-<kernel>.txt, bench-cache.txt,
+# bench-cache.json.
+#
+# gpu-check runs first with the default dynamic-cache query kernel (HPS_DYN_QUERY_KERNEL, else `streaming`), then
+# once more per other query kernel (of streaming, pipelined, narrow, classic; GPU_RUN_KERNEL_CHECKS=0 skips), so that
+# every kernel the bench times has been compared with the CPU cache on this GPU (a few seconds each).
+# HPS_BENCH_ARGS adds arguments to the bench (e.g. "--hit-dims 128 32 64 16").
 #
 # NVRTC: HPS_NVRTC_LIBRARY when set; else the CUDA toolkit's libnvrtc (it matches the driver there), else
 # whatever HPS finds itself (libnvrtc.so.* on the library path, CUDA installs, the nvidia-cuda-nvrtc wheel).
@@ -45,17 +51,30 @@ export HPS_KERNEL_CACHE_DIR=${HPS_KERNEL_CACHE_DIR:-/tmp/hps-kernel-cache}
 {
   echo "date: $(date -u)"; echo "binary: $BIN ($(stat -c %s "$BIN") bytes)"; echo "HPS_NVRTC_LIBRARY=${HPS_NVRTC_LIBRARY:-}"
   echo "HPS_CUDA_KERNEL_DIR=${HPS_CUDA_KERNEL_DIR:-} (empty: embedded kernels)"
+  echo "HPS_DYN_QUERY_KERNEL=${HPS_DYN_QUERY_KERNEL:-} (empty: streaming)"
   nvidia-smi 2>&1 || echo "nvidia-smi failed"
   ls -l /usr/local/cuda/lib64/libnvrtc* 2>&1 | head -5
 } > "$OUT/env.txt" 2>&1
 head -4 "$OUT/env.txt"
 
 echo "== hps gpu-check"
-"$BIN" gpu-check 2>&1 | tee "$OUT/gpu-check.txt"
+timeout 240 "$BIN" gpu-check 2>&1 | tee "$OUT/gpu-check.txt"
 check=${PIPESTATUS[0]}
 
+if [ "${GPU_RUN_KERNEL_CHECKS:-1}" != 0 ]; then
+  for kernel in streaming pipelined narrow classic; do
+    [ "$kernel" = "${HPS_DYN_QUERY_KERNEL:-streaming}" ] && continue
+    echo "== HPS_DYN_QUERY_KERNEL=$kernel hps gpu-check --rounds 6"
+    HPS_DYN_QUERY_KERNEL=$kernel timeout 240 "$BIN" gpu-check --rounds 6 > "$OUT/gpu-check-$kernel.txt" 2>&1
+    status=$?
+    grep -E '^(FAIL|seed)|passed, .* failed' "$OUT/gpu-check-$kernel.txt"
+    [ "$status" = 0 ] || { echo "gpu-check with query kernel $kernel: exit $status"; check=1; }
+  done
+fi
+
 echo "== hps bench cache --device cuda"
-"$BIN" bench cache --device cuda --json "$OUT/bench-cache.json" 2>&1 | tee "$OUT/bench-cache.txt"
+# shellcheck disable=SC2086
+timeout 420 "$BIN" bench cache --device cuda --json "$OUT/bench-cache.json" ${HPS_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cache.txt"
 bench=${PIPESTATUS[0]}
 
 echo "gpu-run: gpu-check exit $check, bench exit $bench"

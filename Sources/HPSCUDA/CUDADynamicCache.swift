@@ -11,6 +11,30 @@ import HPS
 public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     public static let slotsPerSet = 64
 
+    /// Which kernel a query that copies vectors out runs. All give the same answers and leave the same state
+    /// (stamps included); they differ in speed. Queries without an output, and rows whose width has no
+    /// pipelined kernel (``CUDAKernels/pipelinedQueryDimensions``: 16, 32, 64, 128 floats) or whose output is
+    /// not 16-byte aligned, always run ``classic``.
+    public enum QueryKernel: String, CaseIterable, Sendable {
+        /// `dyn_query_v4/_v2/_v1`: a warp probes 32 keys, then copies their rows.
+        case classic
+        /// `dyn_query_d{dim}`: the probe of a warp's next 32 keys runs interleaved with the copy of its
+        /// current rows (float4 moves, fully unrolled, several rows in flight per lane).
+        case pipelined
+        /// `dyn_query_d{dim}_cs`: ``pipelined`` with evict-first cache hints on the rows and keys, so that the
+        /// tag lines and slots stay in L2. The default.
+        case streaming
+        /// `dyn_query_d128_cs_n`: ``streaming`` with fewer rows in flight per warp and more warps (dim 128;
+        /// other widths run ``streaming``).
+        case narrow
+
+        /// `HPS_DYN_QUERY_KERNEL` (one of the names) when set, else ``streaming``.
+        public static var standard: QueryKernel {
+            if let name = FileSystem.environment("HPS_DYN_QUERY_KERNEL"), let kernel = QueryKernel(rawValue: name) { return kernel }
+            return .streaming
+        }
+    }
+
     public let dimension: Int
     public let setCount: Int
     public var capacity: Int { setCount * Self.slotsPerSet }
@@ -37,6 +61,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     private let applyWidth: (function: CUDAFunction, width: Int)
     private let lock = Lock()
     private var clock: UInt64 = 1
+    private var selectedQueryKernel = QueryKernel.standard
     private var failed: CUDAError?
     private let logger: HPSLogger
 
@@ -87,6 +112,18 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
 
     public var failure: CUDAError? { lock.withLock { failed } }
 
+    /// The kernel queries that copy vectors out run (see ``QueryKernel``); ``QueryKernel/standard`` at first.
+    public var queryKernel: QueryKernel {
+        get { lock.withLock { selectedQueryKernel } }
+        set { lock.withLock { selectedQueryKernel = newValue } }
+    }
+
+    /// The kernel a query runs with ``queryKernel`` (copying to a 16-byte aligned output or not): its name,
+    /// registers, local memory and resident blocks per multiprocessor.
+    public func queryKernelFunction(copying: Bool = true) -> CUDAFunction {
+        queryLaunch(output: copying ? 16 : 0, kernel: queryKernel).function
+    }
+
     public var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) { (values.pointer, values.pointer, Int64.max) }
 
     private func fail(_ error: any Error) {
@@ -129,6 +166,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                 try context.makeCurrent()
                 clock += 1
                 let now = clock
+                let kernel = selectedQueryKernel
                 let dim = dimension
                 var misses = 0
                 try forEachChunk(n, chunk: staging.chunk) { start, m in
@@ -136,7 +174,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                     try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
                     try launchQuery(
                         keys: staging.deviceKeys.pointer, count: m, countPointer: 0, output: staging.deviceValues.pointer, missing: 0, missingKeys: 0,
-                        missCount: staging.deviceCount.pointer, hitFlags: staging.deviceFlags.pointer, slots: 0, now: now, stream: stream)
+                        missCount: staging.deviceCount.pointer, hitFlags: staging.deviceFlags.pointer, slots: 0, now: now, kernel: kernel, stream: stream)
                     try context.copy(toHost: staging.hostValues.host, from: staging.deviceValues.pointer, bytes: m * dim * 4, stream: stream)
                     try context.copy(toHost: staging.hostFlags.host, from: staging.deviceFlags.pointer, bytes: m, stream: stream)
                     try stream.synchronize()
@@ -230,14 +268,14 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr = 0, output: CUdeviceptr = 0, missing: CUdeviceptr = 0,
         missingKeys: CUdeviceptr = 0, missCount: CUdeviceptr, hitFlags: CUdeviceptr = 0, slots: CUdeviceptr = 0, stream: CUDAStream? = nil
     ) throws {
-        let now = lock.withLock { () -> UInt64 in
+        let (now, kernel) = lock.withLock { () -> (UInt64, QueryKernel) in
             clock += 1
-            return clock
+            return (clock, selectedQueryKernel)
         }
         try context.makeCurrent()
         try launchQuery(
             keys: keys, count: count, countPointer: countPointer, output: output, missing: missing, missingKeys: missingKeys, missCount: missCount,
-            hitFlags: hitFlags, slots: slots, now: now, stream: stream ?? self.stream)
+            hitFlags: hitFlags, slots: slots, now: now, kernel: kernel, stream: stream ?? self.stream)
     }
 
     public func enqueueReplace(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
@@ -276,17 +314,42 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
 
     // MARK: Launches
 
+    /// The function a query with output at `output` (0: none) runs for `kernel`, and how to launch it.
+    func queryLaunch(output: CUdeviceptr, kernel: QueryKernel) -> (function: CUDAFunction, width: Int, pipelined: Bool) {
+        if output != 0, output % 16 == 0, kernel != .classic, CUDAKernels.pipelinedQueryDimensions.contains(dimension) {
+            let name: String
+            switch kernel {
+            case .classic, .pipelined: name = "dyn_query_d\(dimension)"
+            case .streaming: name = "dyn_query_d\(dimension)_cs"
+            case .narrow: name = dimension == 128 ? "dyn_query_d128_cs_n" : "dyn_query_d\(dimension)_cs"
+            }
+            if let function = kernels.dynQueryRows[name] { return (function, 4, true) }
+        }
+        let width = output % 16 == 0 ? queryWidth : kernels.dynQuery.width(for: dimension, alignment: Int(output % 16))
+        return (width.function, width.width, false)
+    }
+
     private func launchQuery(
         keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr, missingKeys: CUdeviceptr,
-        missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots slotOut: CUdeviceptr, now: UInt64, stream: CUDAStream
+        missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots slotOut: CUdeviceptr, now: UInt64, kernel: QueryKernel, stream: CUDAStream
     ) throws {
         try context.fill32(missCount, value: 0, count: 1, stream: stream)
-        let width = output % 16 == 0 ? queryWidth : kernels.dynQuery.width(for: dimension, alignment: Int(output % 16))
+        let launch = queryLaunch(output: output, kernel: kernel)
+        if launch.pipelined {
+            try kernels.launch(
+                launch.function, threads: count, stream: stream,
+                [
+                    .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .count(count),
+                    .pointer(countPointer), .u64(now), .pointer(output), .pointer(missing), .pointer(missingKeys), .pointer(missCount),
+                    .pointer(hitFlags), .pointer(slotOut),
+                ])
+            return
+        }
         try kernels.launch(
-            width.function, threads: count, stream: stream,
+            launch.function, threads: count, stream: stream,
             [
                 .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .count(count),
-                .pointer(countPointer), .u64(now), .pointer(output), .count(dimension), .u32(CUDAKernels.log2Lanes(units: dimension / width.width)),
+                .pointer(countPointer), .u64(now), .pointer(output), .count(dimension), .u32(CUDAKernels.log2Lanes(units: dimension / launch.width)),
                 .pointer(missing), .pointer(missingKeys), .pointer(missCount), .pointer(hitFlags), .pointer(slotOut),
             ])
     }

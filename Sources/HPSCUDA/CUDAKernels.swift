@@ -56,6 +56,10 @@ public final class CUDAKernels: @unchecked Sendable {
     let dedupResolve: CUDAFunction
     let dedupClear: CUDAFunction
     let dynQuery: CUDAVectorFunction
+    /// The pipelined queries (`dyn_query_d{dim}[_cs][_n]`, Kernels/dynamic_cache.cu), by kernel name.
+    let dynQueryRows: [String: CUDAFunction]
+    /// The pipelined query's copy alone (`dyn_gather_d{dim}[_cs]`, for benchmarks), by kernel name.
+    let dynGatherRows: [String: CUDAFunction]
     let dynGroup: CUDAFunction
     let dynApply: CUDAVectorFunction
     let dynDump: CUDAFunction
@@ -97,6 +101,17 @@ public final class CUDAKernels: @unchecked Sendable {
         dedupResolve = try function("dedup.cu", "dedup_resolve")
         dedupClear = try function("dedup.cu", "dedup_clear")
         dynQuery = try vector("dynamic_cache.cu", "dyn_query")
+        var rows: [String: CUDAFunction] = [:]
+        for dim in CUDAKernels.pipelinedQueryDimensions {
+            for name in ["dyn_query_d\(dim)", "dyn_query_d\(dim)_cs"] { rows[name] = try function("dynamic_cache.cu", name) }
+        }
+        rows["dyn_query_d128_cs_n"] = try function("dynamic_cache.cu", "dyn_query_d128_cs_n")
+        dynQueryRows = rows
+        var gathers: [String: CUDAFunction] = [:]
+        for dim in CUDAKernels.pipelinedGatherDimensions {
+            for name in ["dyn_gather_d\(dim)", "dyn_gather_d\(dim)_cs"] { gathers[name] = try function("dynamic_cache.cu", name) }
+        }
+        dynGatherRows = gathers
         dynGroup = try function("dynamic_cache.cu", "dyn_group")
         dynApply = try vector("dynamic_cache.cu", "dyn_apply")
         dynDump = try function("dynamic_cache.cu", "dyn_dump")
@@ -114,9 +129,15 @@ public final class CUDAKernels: @unchecked Sendable {
     /// Every loaded kernel (for reports).
     public var all: [CUDAFunction] {
         let vectors = [copyRows, dynQuery, dynApply, stWriteRows, stQuery].flatMap { [$0.v4, $0.v2, $0.v1] }
-        return vectors + [countMissedAccesses, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
-                          benchZipfKeys, benchFillValues, benchSequenceKeys, benchPickKeys, benchKeyValues]
+        let rows = dynQueryRows.keys.sorted().compactMap { dynQueryRows[$0] } + dynGatherRows.keys.sorted().compactMap { dynGatherRows[$0] }
+        return vectors + rows + [countMissedAccesses, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
+                                 benchZipfKeys, benchFillValues, benchSequenceKeys, benchPickKeys, benchKeyValues]
     }
+
+    /// Row widths (floats) that have a pipelined dynamic-cache query (`dyn_query_d{dim}`).
+    public static let pipelinedQueryDimensions = [16, 32, 64, 128]
+    /// Row widths that have the pipelined query's copy as a stand-alone gather (`dyn_gather_d{dim}`).
+    public static let pipelinedGatherDimensions = [32, 128]
 
     /// Launches `function` with enough 256-thread blocks for `threads` threads (grid-stride kernels loop over
     /// the rest), capped at what the device holds at once. Does nothing when `threads` is 0.

@@ -165,6 +165,19 @@ public enum CUDAPrimitives {
             ])
     }
 
+    /// The pipelined dynamic-cache query's copy alone (`dyn_gather_d{dim}[_cs]`, Kernels/dynamic_cache.cu):
+    /// `output[j × dim] = values[rows[j] × dim]` for j < count (rows[j] < 0: left alone); `streaming` adds its
+    /// evict-first cache hints. Returns false (and does nothing) when `dimension` has no such kernel
+    /// (``CUDAKernels/pipelinedGatherDimensions``) or a pointer is not 16-byte aligned.
+    @discardableResult
+    public static func gatherRowsPipelined(
+        kernels: CUDAKernels, dimension: Int, values: CUdeviceptr, rows: CUdeviceptr, count: Int, output: CUdeviceptr, streaming: Bool, stream: CUDAStream
+    ) throws -> Bool {
+        guard (values | output) % 16 == 0, let function = kernels.dynGatherRows["dyn_gather_d\(dimension)\(streaming ? "_cs" : "")"] else { return false }
+        try kernels.launch(function, threads: count, stream: stream, [.pointer(values), .pointer(rows), .count(count), .pointer(output)])
+        return true
+    }
+
     /// Fills device `keys[0 ..< count]` with Zipf ranks (see Kernels/bench.cu and ``CUDAWorkload``).
     public static func zipfKeys(kernels: CUDAKernels, cdf: CUdeviceptr, rows: Int, seed: UInt64, first: UInt64, count: Int, keys: CUdeviceptr, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchZipfKeys, threads: count, stream: stream, [.pointer(cdf), .count(rows), .u64(seed), .u64(first), .count(count), .pointer(keys)])

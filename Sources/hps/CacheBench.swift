@@ -182,6 +182,36 @@ struct CUDACacheBench {
         let counter = try context.allocate(bytes: 16, what: "bench counter")
         var rng = SplitMix64(seed: o.seed &+ UInt64(dim))
         var problems: [String] = []
+        /// Problems in the output of the query (or gather) just run for `keys`: misses, wrong vectors. Checks 8
+        /// runs of 256 rows spread over the batch (rows of every grid-stride pass, not only the first).
+        func checkOutput(keys: CUDADeviceBuffer, countMisses: Bool) throws -> [String] {
+            var misses: UInt32 = 0
+            let run = min(n, 256)
+            let starts = (0..<8).map { ($0 * (n - run)) / 7 }
+            var got = [Float](repeating: 0, count: starts.count * run * dim)
+            var sampleKeys = [Int64](repeating: 0, count: starts.count * run)
+            try withUnsafeMutableBytes(of: &misses) { try context.copy(toHost: $0.baseAddress!, from: counter.pointer, bytes: 4, stream: stream) }
+            for (k, start) in starts.enumerated() {
+                try got.withUnsafeMutableBytes {
+                    try context.copy(
+                        toHost: $0.baseAddress! + k * run * dim * 4, from: output.pointer + CUdeviceptr(start * dim * 4), bytes: run * dim * 4, stream: stream)
+                }
+                try sampleKeys.withUnsafeMutableBytes {
+                    try context.copy(toHost: $0.baseAddress! + k * run * 8, from: keys.pointer + CUdeviceptr(start * 8), bytes: run * 8, stream: stream)
+                }
+            }
+            try stream.synchronize()
+            var found: [String] = []
+            if countMisses && misses != 0 { found.append("\(misses) misses in an all-hit query") }
+            for i in 0..<sampleKeys.count {
+                for e in 0..<dim where got[i * dim + e] != CUDAWorkload.value(key: sampleKeys[i], element: e, dimension: dim, seed: o.seed) {
+                    found.append("key \(sampleKeys[i]) element \(e) wrong")
+                    break
+                }
+                if !found.isEmpty { break }
+            }
+            return found
+        }
         for _ in 0..<sets {
             var order = (0..<Int32(n)).map { $0 }
             order.shuffle(using: &rng)
@@ -190,50 +220,90 @@ struct CUDACacheBench {
             try CUDAPrimitives.pickKeys(kernels: kernels, table: tableKeys.pointer, rows: rows.pointer, count: n, keys: keys.pointer, stream: stream)
             let slots = try context.allocate(bytes: n * 4, what: "bench slots")
             try cache.enqueueQuery(keys: keys.pointer, count: n, output: output.pointer, missCount: counter.pointer, slots: slots.pointer, stream: stream)
-            var misses: UInt32 = 0
-            try withUnsafeMutableBytes(of: &misses) { try context.copy(toHost: $0.baseAddress!, from: counter.pointer, bytes: 4, stream: stream) }
-            // Spot-check vectors.
-            let sample = min(n, 2048)
-            var got = [Float](repeating: 0, count: sample * dim)
-            var sampleKeys = [Int64](repeating: 0, count: sample)
-            try got.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: output.pointer, bytes: $0.count, stream: stream) }
-            try sampleKeys.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: keys.pointer, bytes: $0.count, stream: stream) }
-            try stream.synchronize()
-            if misses != 0 { problems.append("\(misses) misses in an all-hit query") }
-            for i in 0..<sample {
-                for e in 0..<dim where got[i * dim + e] != CUDAWorkload.value(key: sampleKeys[i], element: e, dimension: dim, seed: o.seed) {
-                    problems.append("key \(sampleKeys[i]) element \(e) wrong")
-                    break
-                }
-                if !problems.isEmpty { break }
-            }
+            problems += try checkOutput(keys: keys, countMisses: true)
             queryKeys.append(keys)
             querySlots.append(slots)
         }
         let base = cache.rowSource.base
-        let gather = try time(stream, context, repetitions: o.repetitions) { r in
+        func gatherOnce(_ r: Int) throws {
             try CUDAPrimitives.copyRows(
                 kernels: kernels, dimension: dim, dst: output.pointer, dstIndex: 0, src: base, srcHigh: 0, split: .max, srcIndex: querySlots[r % sets].pointer,
                 srcIndex2: 0, count: n, countPointer: 0, fill: 0, streaming: false, stream: stream)
         }
-        let query = try time(stream, context, repetitions: o.repetitions) { r in
-            try cache.enqueueQuery(keys: queryKeys[r % sets].pointer, count: n, output: output.pointer, missCount: counter.pointer, stream: stream)
+        let gather = try time(stream, context, repetitions: o.repetitions, gatherOnce)
+        problems += try checkOutput(keys: queryKeys[(o.repetitions - 1) % sets], countMisses: false).map { "gather: \($0)" }
+        // (b) The query with each kernel (the cache's default last, so that it is the one left selected).
+        let standard = cache.queryKernel
+        var kernelsToRun: [CUDADynamicCache.QueryKernel] = [.classic]
+        if CUDAKernels.pipelinedQueryDimensions.contains(dim) { kernelsToRun += [.pipelined, .streaming] }
+        if dim == 128 { kernelsToRun.append(.narrow) }
+        if !kernelsToRun.contains(standard) { kernelsToRun.append(standard) }
+        kernelsToRun = kernelsToRun.filter { $0 != standard } + [standard]
+        var queries: [(kernel: CUDADynamicCache.QueryKernel, name: String, ms: Double, problems: [String], info: String)] = []
+        func describe(_ f: CUDAFunction) -> String { "\(f.registers) registers, \(f.localBytes) B local, \(f.blocksPerMultiprocessor) blocks/SM" }
+        for kernel in kernelsToRun {
+            cache.queryKernel = kernel
+            let ms = try time(stream, context, repetitions: o.repetitions) { r in
+                try cache.enqueueQuery(keys: queryKeys[r % sets].pointer, count: n, output: output.pointer, missCount: counter.pointer, stream: stream)
+            }
+            let checked = try checkOutput(keys: queryKeys[(o.repetitions - 1) % sets], countMisses: true)
+            let function = cache.queryKernelFunction()
+            queries.append((kernel, function.name, ms, checked, describe(function)))
         }
+        cache.queryKernel = standard
+        let query = queries.last!.ms
+        problems += queries.last!.problems
+        // (a′) The pipelined query's copy alone, as a gather (does the query beat the generic gather because
+        // its copy is better?), and the reference gather once more (drift).
+        var gathers: [(name: String, ms: Double, problems: [String])] = []
+        if CUDAKernels.pipelinedGatherDimensions.contains(dim) {
+            for streaming in [false, true] {
+                let ms = try time(stream, context, repetitions: o.repetitions) { r in
+                    try CUDAPrimitives.gatherRowsPipelined(
+                        kernels: kernels, dimension: dim, values: base, rows: querySlots[r % sets].pointer, count: n, output: output.pointer, streaming: streaming,
+                        stream: stream)
+                }
+                let checked = try checkOutput(keys: queryKeys[(o.repetitions - 1) % sets], countMisses: false)
+                gathers.append(("dyn_gather_d\(dim)\(streaming ? "_cs" : "")", ms, checked))
+            }
+        }
+        let gatherAgain = try time(stream, context, repetitions: o.repetitions, gatherOnce)
         let pipeline = try CUDALookupPipeline(context: context, maxKeys: n, dimension: dim)
         let full = try time(stream, context, repetitions: o.repetitions) { r in
             try pipeline.enqueueLookup(cache: cache, keys: queryKeys[r % sets].pointer, count: n, output: output.pointer, defaultValue: o.defaultValue, mode: .direct, stream: stream)
         }
         let bytes = Double(n * dim * 4 * 2)
         let note = problems.isEmpty ? "all hits, vectors checked" : "PROBLEM: \(problems[0])"
-        print(String(format: "all-hit dim %d: gather %.3f ms (%.2f TB/s read+write), query %.3f ms, full lookup %.3f ms", dim, gather, bytes / gather / 1e9, query, full))
-        return [
+        print(String(format: "all-hit dim %d: gather %.3f ms (%.2f TB/s read+write), query %.3f ms (%@, default), full lookup %.3f ms", dim, gather, bytes / gather / 1e9, query, queries.last!.name, full))
+        for q in queries {
+            print(String(format: "  query kernel %@ (%@; %@): %.3f ms = %.1f%% of the gather%@", q.kernel.rawValue, q.name, q.info, q.ms, gather / q.ms * 100,
+                         q.problems.isEmpty ? "" : " PROBLEM: \(q.problems[0])"))
+        }
+        print("  gathers: copy_rows \(String(format: "%.3f", gather)) ms, again after the queries \(String(format: "%.3f", gatherAgain)) ms" + gathers.map { g in
+            String(format: "; %@ %.3f ms (%.1f%% of copy_rows' time)%@", g.name, g.ms, g.ms / gather * 100, g.problems.isEmpty ? "" : " PROBLEM: \(g.problems[0])")
+        }.joined())
+        var results: [CacheBench.Result] = [
             .init(measure: "(a) raw gather of the same rows (limit)", dim: dim, batch: nil, keysPerSecond: Double(n) / (gather / 1e3), milliseconds: gather,
-                  note: String(format: "%d random rows, %.2f TB/s read+write", n, bytes / gather / 1e9)),
-            .init(measure: "(b) all-hit cache query", dim: dim, batch: nil, keysPerSecond: Double(n) / (query / 1e3), uniqueKeysPerSecond: Double(n) / (query / 1e3),
-                  ratioToGather: gather / query, milliseconds: query, note: note),
-            .init(measure: "(b) all-hit lookup: dedup + query + scatter", dim: dim, batch: nil, keysPerSecond: Double(n) / (full / 1e3), ratioToGather: gather / full,
-                  milliseconds: full, note: "direct mode, distinct keys"),
+                  note: String(format: "%d random rows, %.2f TB/s read+write (copy_rows; %.3f ms again after the queries)", n, bytes / gather / 1e9, gatherAgain)),
         ]
+        for g in gathers {
+            results.append(
+                .init(measure: "(a′) gather with the pipelined query's copy", dim: dim, batch: nil, keysPerSecond: Double(n) / (g.ms / 1e3), ratioToGather: gather / g.ms,
+                      milliseconds: g.ms, note: "\(g.name); for reference: vs gather = (a)'s time / this time" + (g.problems.isEmpty ? "" : "; PROBLEM: \(g.problems[0])")))
+        }
+        results.append(
+            .init(measure: "(b) all-hit cache query", dim: dim, batch: nil, keysPerSecond: Double(n) / (query / 1e3), uniqueKeysPerSecond: Double(n) / (query / 1e3),
+                  ratioToGather: gather / query, milliseconds: query, note: "\(note); default kernel: \(queries.last!.kernel.rawValue) (\(queries.last!.name); \(queries.last!.info))"))
+        for q in queries.dropLast() {
+            results.append(
+                .init(measure: "(b) all-hit cache query, \(q.kernel.rawValue) kernel", dim: dim, batch: nil, keysPerSecond: Double(n) / (q.ms / 1e3),
+                      uniqueKeysPerSecond: Double(n) / (q.ms / 1e3), ratioToGather: gather / q.ms, milliseconds: q.ms,
+                      note: (q.problems.isEmpty ? "all hits, vectors checked" : "PROBLEM: \(q.problems[0])") + "; \(q.name)" + (q.kernel == .classic ? " (the old kernel)" : "") + "; \(q.info)"))
+        }
+        results.append(
+            .init(measure: "(b) all-hit lookup: dedup + query + scatter", dim: dim, batch: nil, keysPerSecond: Double(n) / (full / 1e3), ratioToGather: gather / full,
+                  milliseconds: full, note: "direct mode, distinct keys"))
+        return results
     }
 
     // (c)
@@ -336,7 +406,7 @@ struct CUDACacheBench {
                 let metric = Double(n * dim * 4 * 2) / (total / 1e3) / Double(1 << 30)
                 let note = String(
                     format: "%@: dedup %.3f, query %.3f, scatter+clear %.3f, insert %.3f ms; %.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches",
-                    mode.rawValue, median(s.map(\.dedup)), query, median(s.map(\.scatter)), median(s.map(\.insert)), uniqueMean / Double(n) * 100, hitUnique, hitHugeCTR,
+                    mode == .copy ? "copy (query kernel \(cache.queryKernelFunction().name))" : mode.rawValue, median(s.map(\.dedup)), query, median(s.map(\.scatter)), median(s.map(\.insert)), uniqueMean / Double(n) * 100, hitUnique, hitHugeCTR,
                     warmBatches)
                 print("workload \(batch)×\(o.keysPerSample) \(note); total \(String(format: "%.3f", total)) ms, \(String(format: "%.0f", metric)) GiB/s, hit rate per access \(String(format: "%.4f", hitAccess))")
                 results.append(

@@ -38,7 +38,7 @@ inline float2 make_float2(float a, float b) { return {a, b}; }
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) alignas(n)
 
@@ -112,6 +112,7 @@ inline void __syncwarp() { emuWarp->barrier.wait(); }
 
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+inline int __ffsll(long long x) { return __builtin_ffsll(x); }
 inline unsigned __vcmpeq4(unsigned a, unsigned b) {
     unsigned r = 0;
     for (int i = 0; i < 4; ++i)
@@ -123,6 +124,7 @@ using std::min;
 
 template <typename T> inline T __ldcg(const T *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 template <typename T> inline void __stcs(T *p, T v) { *p = v; }
+template <typename T> inline T __ldcs(const T *p) { return *p; }
 
 inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }

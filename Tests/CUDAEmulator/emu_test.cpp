@@ -154,28 +154,64 @@ struct EmuDynamic {
         keySet = dalloc<u32>(c);
         missCount = dalloc<u32>(1);
     }
-    std::vector<int> query(const std::vector<i64> &in, std::vector<float> &out, std::vector<i32> *slotOut = nullptr) {
+    // kernel: 0 = dyn_query (classic), 1 = dyn_query_d{dim}, 2 = dyn_query_d{dim}_cs, 3 = dyn_query_d128_cs_n.
+    // copyOut = false: the kernel gets no output pointer (hits only stamp and report their slot).
+    std::vector<int> query(const std::vector<i64> &in, std::vector<float> &out, std::vector<i32> *slotOut = nullptr, int kernel = 0, bool copyOut = true) {
         u64 now = ++clock;
         u32 n = (u32)in.size();
         i64 *k = dalloc<i64>(n + 1);
         std::copy(in.begin(), in.end(), k);
-        float *o = dalloc<float>((size_t)n * dim + 1);
+        float *o = dalloc<float>((size_t)n * dim + 4);
         u8 *flags = dalloc<u8>(n + 1);
         i32 *so = dalloc<i32>(n + 1);
+        i32 *miss = dalloc<i32>(n + 1);
+        i64 *missKeys = dalloc<i64>(n + 1);
         *missCount = 0;
-        int w = widthFor(dim);
-        auto kernel = w == 4 ? dyn_query_v4 : (w == 2 ? dyn_query_v2 : dyn_query_v1);
-        emu_launch(kernel, gridFor(n), kBlock, (const u8 *)tags, slots, (const float *)values, sets, (const i64 *)k, n, (const u32 *)nullptr, now, o, dim,
-                   log2Lanes(dim / w), (i32 *)nullptr, (i64 *)nullptr, missCount, flags, so);
+        float *outArg = copyOut ? o : nullptr;
+        if (kernel == 0) {
+            int w = widthFor(dim);
+            auto kfn = w == 4 ? dyn_query_v4 : (w == 2 ? dyn_query_v2 : dyn_query_v1);
+            emu_launch(kfn, gridFor(n), kBlock, (const u8 *)tags, slots, (const float *)values, sets, (const i64 *)k, n, (const u32 *)nullptr, now, outArg, dim,
+                       log2Lanes(dim / w), miss, missKeys, missCount, flags, so);
+        } else {
+            decltype(&dyn_query_d128) kfn = nullptr;
+            if (kernel == 3) kfn = dim == 128 ? dyn_query_d128_cs_n : nullptr;
+            else if (dim == 16) kfn = kernel == 1 ? dyn_query_d16 : dyn_query_d16_cs;
+            else if (dim == 32) kfn = kernel == 1 ? dyn_query_d32 : dyn_query_d32_cs;
+            else if (dim == 64) kfn = kernel == 1 ? dyn_query_d64 : dyn_query_d64_cs;
+            else if (dim == 128) kfn = kernel == 1 ? dyn_query_d128 : dyn_query_d128_cs;
+            if (!kfn) {
+                std::fprintf(stderr, "no pipelined query kernel %d for dim %u\n", kernel, dim);
+                std::exit(2);
+            }
+            emu_launch(kfn, gridFor(n), kBlock, (const u8 *)tags, slots, (const float *)values, sets, (const i64 *)k, n, (const u32 *)nullptr, now, outArg,
+                       miss, missKeys, missCount, flags, so);
+        }
         std::vector<int> missing;
         out.assign((size_t)n * dim, NAN);
+        bool sane = true;
         for (u32 i = 0; i < n; ++i) {
-            if (flags[i]) std::copy_n(&o[(size_t)i * dim], dim, &out[(size_t)i * dim]);
-            else missing.push_back((int)i);
+            if (flags[i]) {
+                std::copy_n(&o[(size_t)i * dim], dim, &out[(size_t)i * dim]);
+                sane = sane && so[i] >= 0 && slots[so[i]].key == in[i];
+            } else {
+                missing.push_back((int)i);
+                sane = sane && so[i] == -1;
+                // A miss writes nothing to the output.
+                for (u32 e = 0; e < dim; ++e) sane = sane && o[(size_t)i * dim + e] == 0.0f;
+            }
+            if (!copyOut) for (u32 e = 0; e < dim; ++e) sane = sane && o[(size_t)i * dim + e] == 0.0f;
         }
+        CHECK(sane, "query kernel %d dim %u: flags / slots / untouched rows inconsistent", kernel, dim);
         CHECK(*missCount == missing.size(), "missCount %u vs %zu", *missCount, missing.size());
+        std::vector<int> listed(miss, miss + std::min<u32>(*missCount, n));
+        std::sort(listed.begin(), listed.end());
+        bool keysOk = true;
+        for (u32 j = 0; j < std::min<u32>(*missCount, n); ++j) keysOk = keysOk && miss[j] >= 0 && (u32)miss[j] < n && missKeys[j] == in[miss[j]];
+        CHECK(listed == missing && keysOk, "query kernel %d dim %u: missing / missingKeys lists wrong", kernel, dim);
+        CHECK(o[(size_t)n * dim] == 0.0f, "query kernel %d dim %u wrote past the output", kernel, dim);
         if (slotOut) slotOut->assign(so, so + n);
-        free(k), free(o), free(flags), free(so);
+        free(k), free(o), free(flags), free(so), free(miss), free(missKeys);
         return missing;
     }
     void write(const std::vector<i64> &in, const std::vector<float> &src, bool updateOnly) {
@@ -198,7 +234,7 @@ struct EmuDynamic {
     }
 };
 
-static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk) {
+static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk, int kernel = 0, size_t maxQuery = 200) {
     RefDynamic ref(sets, dim);
     EmuDynamic gpu(sets, dim, chunk);
     std::vector<i64> universe;
@@ -222,16 +258,16 @@ static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk) {
         } else {
             std::set<i64> seen;
             std::vector<i64> batch;
-            size_t n = 1 + rng() % 200;
+            size_t n = 1 + rng() % maxQuery;
             for (size_t i = 0; i < n; ++i) {
                 i64 k = universe[rng() % universe.size()];
                 if (seen.insert(k).second) batch.push_back(k);
             }
             std::vector<float> a, b;
             auto ma = ref.query(batch, a);
-            auto mb = gpu.query(batch, b);
-            CHECK(ma == mb, "dynamic sets %u dim %u step %d: misses differ (%zu vs %zu)", sets, dim, step, ma.size(), mb.size());
-            if (ma == mb) {
+            auto mb = gpu.query(batch, b, nullptr, kernel, kernel == 0 || step != 5);
+            CHECK(ma == mb, "dynamic sets %u dim %u kernel %d step %d: misses differ (%zu vs %zu)", sets, dim, kernel, step, ma.size(), mb.size());
+            if (ma == mb && (kernel == 0 || step != 5)) {
                 std::set<int> missed(ma.begin(), ma.end());
                 for (size_t i = 0; i < batch.size(); ++i)
                     if (!missed.count((int)i)) CHECK(std::memcmp(&a[i * dim], &b[i * dim], dim * 4) == 0, "dynamic hit vector of key %lld differs", (long long)batch[i]);
@@ -243,12 +279,78 @@ static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk) {
             if (ref.tags[s] != gpu.tags[s] || (ref.tags[s] && (ref.keys[s] != gpu.slots[s].key || ref.stamps[s] != gpu.slots[s].stamp))) same = false;
             if (ref.tags[s] && std::memcmp(&ref.values[(size_t)s * dim], &gpu.values[(size_t)s * dim], dim * 4) != 0) same = false;
         }
-        CHECK(same, "dynamic sets %u dim %u step %d (op %d): cache state differs from the reference", sets, dim, step, op);
+        CHECK(same, "dynamic sets %u dim %u kernel %d step %d (op %d): cache state differs from the reference", sets, dim, kernel, step, op);
         size_t used = 0;
         for (u32 s = 0; s < sets * 64; ++s) used += ref.tags[s] != 0;
         CHECK(*gpu.occupied == used, "occupied %llu vs %zu", *gpu.occupied, used);
         if (!same) return;
     }
+}
+
+// Keys that share a set and a tag: the pipelined query reads two candidates at once and walks the rest.
+static void testDynamicCollisions(std::mt19937_64 &rng, u32 dim, int kernel) {
+    const u32 sets = 2;
+    RefDynamic ref(sets, dim);
+    EmuDynamic gpu(sets, dim, 1000);
+    // Group random keys by (set, tag); take the most crowded tag of set 0 (≥ 6 keys) and fill with others.
+    std::map<std::pair<u32, u8>, std::vector<i64>> byTag;
+    for (int i = 0; i < 20000; ++i) {
+        i64 k = (i64)rng();
+        u32 set;
+        u8 tag;
+        ref.place(k, set, tag);
+        byTag[{set, tag}].push_back(k);
+    }
+    std::vector<i64> crowded;
+    for (auto &e : byTag)
+        if (e.first.first == 0 && e.second.size() > crowded.size()) crowded = e.second;
+    CHECK(crowded.size() >= 6, "collision test found only %zu keys with one tag", crowded.size());
+    crowded.resize(std::min<size_t>(crowded.size(), 12));
+    std::vector<i64> fill;
+    for (auto &e : byTag)
+        for (i64 k : e.second)
+            if (fill.size() < 120 && e.second != crowded && std::find(crowded.begin(), crowded.end(), k) == crowded.end()) fill.push_back(k);
+    // Insert fillers and crowded keys interleaved so that the crowded ones sit at scattered ways.
+    std::vector<i64> order;
+    for (size_t i = 0; i < std::max(fill.size(), crowded.size()); ++i) {
+        if (i < fill.size()) order.push_back(fill[i]);
+        if (i % 7 == 0 && i / 7 < crowded.size()) order.push_back(crowded[i / 7]);
+    }
+    for (size_t i = order.size(); i-- > 0;)
+        if (std::count(order.begin(), order.end(), order[i]) > 1) order.erase(order.begin() + i);
+    std::vector<float> vals(order.size() * dim);
+    for (size_t i = 0; i < order.size(); ++i)
+        for (u32 e = 0; e < dim; ++e) vals[i * dim + e] = valueOf(order[i], 1, e);
+    ref.write(order, vals, false);
+    gpu.write(order, vals, false);
+    // Query the crowded keys (some cached, the last ones maybe not) plus an uncached key with the same tag.
+    for (int round = 0; round < 3; ++round) {
+        std::vector<i64> q = crowded;
+        std::shuffle(q.begin(), q.end(), rng);
+        for (size_t i = 0; i < 40 && i < order.size(); ++i) q.push_back(order[rng() % order.size()]);
+        std::sort(q.begin(), q.end());
+        q.erase(std::unique(q.begin(), q.end()), q.end());
+        std::shuffle(q.begin(), q.end(), rng);
+        std::vector<float> a, b;
+        auto ma = ref.query(q, a);
+        auto mb = gpu.query(q, b, nullptr, kernel);
+        CHECK(ma == mb, "collisions dim %u kernel %d: misses differ", dim, kernel);
+        for (size_t i = 0; i < q.size(); ++i)
+            if (std::find(ma.begin(), ma.end(), (int)i) == ma.end())
+                CHECK(std::memcmp(&a[i * dim], &b[i * dim], dim * 4) == 0, "collisions: vector of key %lld differs", (long long)q[i]);
+        bool same = true;
+        for (u32 s = 0; s < sets * 64; ++s)
+            if (ref.tags[s] != gpu.tags[s] || (ref.tags[s] && (ref.keys[s] != gpu.slots[s].key || ref.stamps[s] != gpu.slots[s].stamp))) same = false;
+        CHECK(same, "collisions dim %u kernel %d round %d: cache state differs", dim, kernel, round);
+    }
+    size_t cachedCrowded = 0;
+    for (i64 k : crowded) {
+        u32 set;
+        u8 tag;
+        ref.place(k, set, tag);
+        cachedCrowded += ref.slot(k, set, tag) >= 0;
+    }
+    CHECK(cachedCrowded >= 4, "collision test cached only %zu keys of one tag", cachedCrowded);
 }
 
 // ---- Dedup -------------------------------------------------------------------------------------------------------
@@ -454,6 +556,19 @@ int main() {
     testDynamic(rng, 17, 33, 1000);
     testDynamic(rng, 2, 128, 64);
     std::printf("dynamic cache checked\n");
+    // The pipelined query (row widths 16, 32, 64, 128; plain, streaming and narrow) against the same reference,
+    // with batches of several warps per grid-stride pass so that probes overlap copies.
+    for (int kernel : {1, 2}) {
+        testDynamic(rng, 3, 16, 1000, kernel, 900);
+        testDynamic(rng, 17, 32, 1000, kernel, 900);
+        testDynamic(rng, 5, 64, 1000, kernel, 700);
+        testDynamic(rng, 9, 128, 1000, kernel, 700);
+    }
+    testDynamic(rng, 9, 128, 1000, 3, 700);
+    testDynamic(rng, 1, 16, 100, 2, 300);
+    for (int kernel : {0, 2, 3}) testDynamicCollisions(rng, 128, kernel);
+    testDynamicCollisions(rng, 16, 1);
+    std::printf("pipelined dynamic query checked\n");
     testStatic(rng, 300, 5, 1.0);
     testStatic(rng, 300, 8, 0.3);
     testStatic(rng, 40, 128, 0.5);

@@ -39,6 +39,53 @@ import Testing
         let ptx = try CUDAKernelSources.compileAll(nvrtc: nvrtc, target: "compute_80", fresh: true)
         #expect(ptx.values.allSatisfy { !$0.isCubin && String(decoding: $0.image, as: UTF8.self).contains(".target sm_80") })
         #expect(ptx["dynamic_cache.cu"].map { String(decoding: $0.image, as: UTF8.self).contains(".entry dyn_query_v4") } == true)
+        let dynamicPTX = ptx["dynamic_cache.cu"].map { String(decoding: $0.image, as: UTF8.self) } ?? ""
+        for dim in CUDAKernels.pipelinedQueryDimensions {
+            #expect(dynamicPTX.contains(".entry dyn_query_d\(dim)(") && dynamicPTX.contains(".entry dyn_query_d\(dim)_cs("), "pipelined query for dim \(dim)")
+        }
+        #expect(dynamicPTX.contains(".entry dyn_query_d128_cs_n("))
+        // The streaming variants' row moves carry the evict-first hints.
+        #expect(dynamicPTX.contains("ld.global.cs.v4.f32") && dynamicPTX.contains("st.global.cs.v4.f32"))
+    }
+
+    /// The pipelined queries keep their rows in registers: compiled for sm_90 with ptxas' report, each stays
+    /// within its launch bound (3 or 4 blocks of 256 threads per multiprocessor) with at most a few bytes of
+    /// spills (hundreds would mean the rows in flight went to local memory).
+    @Test(.enabled(if: nvrtcAvailable, "NVRTC not found"))
+    func pipelinedQueriesFitTheirRegisterBudget() throws {
+        let nvrtc = try Self.nvrtc.get()
+        guard nvrtc.supportedArchitectures.isEmpty || nvrtc.supportedArchitectures.contains(90) else { return }
+        let (header, files) = try CUDAKernelSources.load()
+        let file = try #require(files.first { $0.name == "dynamic_cache.cu" })
+        let output = try nvrtc.compile(
+            source: file.text, name: file.name, headers: [(header.name, header.text)], target: "sm_90", extraOptions: ["-DHPS_NVRTC=1", "-Xptxas", "-v"])
+        // ptxas reports, per entry: "Compiling entry function 'NAME'", "N bytes stack frame, S bytes spill
+        // stores, L bytes spill loads", "Used R registers".
+        var current = ""
+        var report: [String: (registers: Int, spillStores: Int)] = [:]
+        // The number `offset` words before the first word starting with `word` followed by one starting with `next`.
+        func number(_ offset: Int, before word: String, then next: String, in line: Substring) -> Int? {
+            let parts = line.split(separator: " ")
+            guard let index = parts.indices.first(where: { $0 + 1 < parts.count && parts[$0].hasPrefix(word) && parts[$0 + 1].hasPrefix(next) }),
+                index >= offset
+            else { return nil }
+            return Int(parts[index - offset])
+        }
+        for line in output.log.split(separator: "\n") {
+            if let start = line.range(of: "entry function '") {
+                current = String(line[start.upperBound...].prefix { $0 != "'" })
+            } else if line.contains("spill stores"), let stores = number(2, before: "spill", then: "stores", in: line) {
+                report[current, default: (0, 0)].spillStores = stores
+            } else if line.contains("Used"), let registers = number(1, before: "registers", then: "", in: line) {
+                report[current, default: (0, 0)].registers = registers
+            }
+        }
+        let names = CUDAKernels.pipelinedQueryDimensions.flatMap { ["dyn_query_d\($0)", "dyn_query_d\($0)_cs"] } + ["dyn_query_d128_cs_n"]
+        for name in names {
+            let entry = try #require(report[name], "no ptxas report for \(name) in: \(output.log.prefix(2000))")
+            #expect(entry.registers > 0 && entry.registers <= 80, "\(name): \(entry.registers) registers")
+            #expect(entry.spillStores <= 64, "\(name): \(entry.spillStores) bytes of spill stores")
+        }
     }
 
     @Test(.enabled(if: nvrtcAvailable, "NVRTC not found"))

@@ -120,26 +120,49 @@ HPS_INSTANTIATE(dyn_query,
 // its next 32 keys (key → tag line → candidate slot keys → stamp) runs interleaved with the copy of its current
 // 32 rows, so the probe's three dependent memory latencies hide behind the row traffic instead of adding to it:
 //
-//   copy chunk 0 loads | A: load next keys           | chunk 0 stores | B: place, load the 64-byte tag lines
-//   copy chunk 1 loads |                              | chunk 1 stores | C: compare tags, load ≤ 2 slot keys
-//   copy chunk 2 loads |                              | chunk 2 stores | D: confirm, stamp, misses, flags
-//   copy chunk 3 loads |                              | chunk 3 stores |
+//   rows [0, S1): loads | A: load the next keys   | stores | B: place them, load their 64-byte tag lines
+//   rows [S1, S2): loads, stores                           | C: compare tags, load ≤ 2 candidate slot keys
+//   rows [S2, S3): loads, stores                           | D: confirm, stamp, misses, flags, slots
+//   rows [S3, 32): loads, stores
 //
-// (two chunks for 16 and 32 floats, with A/B and C/D around them). Rows move as float4: L = DIM/4 lanes per row
-// (≤ 32), 32/L rows per warp instruction; a chunk is U such instructions whose loads all issue before the first
-// store, fully unrolled. STREAM = cache hints: rows read with ld.global.cs and written with st.global.cs
+// (DynSchedule gives S1..S3 per row width, counted in warp instructions). Rows move as float4: L = DIM/4
+// lanes per row (≤ 32), 32/L rows per warp instruction; a chunk is up to UMAX such instructions whose loads
+// all issue before the first store, fully unrolled. A lane whose key missed loads row 0 (always there) and stores nothing, so
+// loads stay unconditional. STREAM = cache hints: rows read with ld.global.cs and written with st.global.cs
 // (evict-first in L1 and L2) and the keys read with ld.global.cs, so the tag lines and slots (small, reused
 // by every query) stay in L2 while the vectors stream past. A tag match is confirmed against the slot's key;
 // the first two candidates are read at once, further ones (rare: tags are 8 bits) one by one. The stamp is a
 // plain store of the call's clock: lanes that race on one slot store the same value.
 
+// Row loads and stores of the pipelined query. On the device they are inline PTX marked volatile (the row
+// stores also clobber memory) so that the compiler keeps them where they are written: loads of a chunk all
+// issue before its first store, and neither a row load nor a probe load is sunk to its first use (which
+// would wait out a full memory latency per row). The store is predicated instead of branched around.
 template <bool STREAM> __device__ __forceinline__ float4 dyn_load_row4(const float *p) {
-    if constexpr (STREAM) return __ldcs(reinterpret_cast<const float4 *>(p));
-    else return *reinterpret_cast<const float4 *>(p);
+    float4 v;
+#if defined(__CUDA_ARCH__)
+    if constexpr (STREAM)
+        asm volatile("ld.global.cs.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));
+    else
+        asm volatile("ld.global.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));
+#else
+    v = *reinterpret_cast<const float4 *>(p);
+#endif
+    return v;
 }
-template <bool STREAM> __device__ __forceinline__ void dyn_store_row4(float *p, float4 v) {
-    if constexpr (STREAM) __stcs(reinterpret_cast<float4 *>(p), v);
-    else *reinterpret_cast<float4 *>(p) = v;
+template <bool STREAM> __device__ __forceinline__ void dyn_store_row4_if(float *p, float4 v, bool pred) {
+#if defined(__CUDA_ARCH__)
+    if constexpr (STREAM)
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t@p st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};\n\t}" ::"l"(p), "f"(v.x),
+                     "f"(v.y), "f"(v.z), "f"(v.w), "r"((int)pred)
+                     : "memory");
+    else
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t@p st.global.v4.f32 [%0], {%1, %2, %3, %4};\n\t}" ::"l"(p), "f"(v.x),
+                     "f"(v.y), "f"(v.z), "f"(v.w), "r"((int)pred)
+                     : "memory");
+#else
+    if (pred) *reinterpret_cast<float4 *>(p) = v;
+#endif
 }
 template <bool STREAM> __device__ __forceinline__ i64 dyn_load_key(const i64 *p) {
     if constexpr (STREAM) return __ldcs(p);
@@ -149,14 +172,25 @@ template <bool STREAM> __device__ __forceinline__ i64 dyn_load_key(const i64 *p)
 // Bit b of the result = byte b of x is 0xff (x from __vcmpeq4: each byte 0x00 or 0xff).
 __device__ __forceinline__ u32 dyn_byte_bits(u32 x) { return ((x & 0x01010101u) * 0x10204080u) >> 28; }
 
-// The probe of one key per lane, advanced stage by stage (see above).
+// The 64-bit mask of the ways of a tag line `t` (16 words of 4 tags) that hold `tag`.
+__device__ __forceinline__ u64 dyn_match_mask(const uint4 (&t)[4], u32 tag) {
+    const u32 pattern = tag * 0x01010101u;
+    u32 lo = 0, hi = 0;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) lo |= dyn_byte_bits(__vcmpeq4(dyn_word(t[w >> 2], w & 3), pattern)) << (4 * w);
+#pragma unroll
+    for (int w = 8; w < 16; ++w) hi |= dyn_byte_bits(__vcmpeq4(dyn_word(t[w >> 2], w & 3), pattern)) << (4 * (w - 8));
+    return ((u64)hi << 32) | lo;
+}
+
+// The probe of one key per lane, advanced stage by stage (kept small: it lives beside the rows in flight).
 struct DynProbe {
-    u64 i;
+    u32 i;             // key index (valid: i < count)
+    bool valid;
+    bool more;         // candidates beyond w1 (read one by one in D)
     i64 key;
     u32 set, tag;
-    bool valid;
-    uint4 t[4];
-    u64 rest;          // candidate ways not yet read
+    uint4 t[4];        // the tag line, B → C
     i32 w0, w1;        // first two candidate ways, -1 = none
     i64 k0, k1;        // their keys
     i32 slot;          // result: set·64 + way, or -1
@@ -164,9 +198,10 @@ struct DynProbe {
 
 template <bool STREAM>
 __device__ __forceinline__ void dyn_probe_a(DynProbe &p, u64 base, u32 count, const i64 *keys) {
-    p.i = base + hps_lane();
-    p.valid = p.i < count;
-    p.key = p.valid ? dyn_load_key<STREAM>(keys + p.i) : 0;
+    const u64 i = base + hps_lane();
+    p.valid = i < count;
+    p.i = (u32)i;
+    p.key = p.valid ? dyn_load_key<STREAM>(keys + i) : 0;
 }
 
 __device__ __forceinline__ void dyn_probe_b(DynProbe &p, const u8 *tags, u32 setCount) {
@@ -181,15 +216,9 @@ __device__ __forceinline__ void dyn_probe_b(DynProbe &p, const u8 *tags, u32 set
 __device__ __forceinline__ void dyn_probe_c(DynProbe &p, const DynSlot *slots) {
     p.w0 = -1;
     p.w1 = -1;
-    p.rest = 0;
+    p.more = false;
     if (p.valid) {
-        const u32 pattern = p.tag * 0x01010101u;
-        u32 lo = 0, hi = 0;
-#pragma unroll
-        for (int w = 0; w < 8; ++w) lo |= dyn_byte_bits(__vcmpeq4(dyn_word(p.t[w >> 2], w & 3), pattern)) << (4 * w);
-#pragma unroll
-        for (int w = 8; w < 16; ++w) hi |= dyn_byte_bits(__vcmpeq4(dyn_word(p.t[w >> 2], w & 3), pattern)) << (4 * (w - 8));
-        u64 m = ((u64)hi << 32) | lo;
+        u64 m = dyn_match_mask(p.t, p.tag);
         const DynSlot *set = slots + (u64)p.set * DYN_WAYS;
         if (m != 0) {
             p.w0 = __ffsll((long long)m) - 1;
@@ -201,21 +230,26 @@ __device__ __forceinline__ void dyn_probe_c(DynProbe &p, const DynSlot *slots) {
             m &= m - 1;
             p.k1 = set[p.w1].key;
         }
-        p.rest = m;
+        p.more = m != 0;
     }
 }
 
 // Confirms the candidates, stamps the hit, records misses / flags / slots. Call converged.
-__device__ __forceinline__ void dyn_probe_d(DynProbe &p, DynSlot *slots, u64 now, i32 *missing, i64 *missingKeys, u32 *missCount,
-                                            u8 *hitFlags, i32 *slotOut) {
+__device__ __forceinline__ void dyn_probe_d(DynProbe &p, const u8 *tags, DynSlot *slots, u64 now, i32 *missing, i64 *missingKeys,
+                                            u32 *missCount, u8 *hitFlags, i32 *slotOut) {
     p.slot = -1;
     if (p.valid) {
         const u32 setBase = p.set * DYN_WAYS;
         i32 way = -1;
         if (p.w0 >= 0 && p.k0 == p.key) way = p.w0;
         else if (p.w1 >= 0 && p.k1 == p.key) way = p.w1;
-        else {
-            u64 m = p.rest;
+        else if (p.more) {
+            // Rare: a third candidate. Read the tag line again and walk the ways after w1.
+            const uint4 *line = reinterpret_cast<const uint4 *>(tags + (u64)setBase);
+            uint4 t[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) t[q] = line[q];
+            u64 m = dyn_match_mask(t, p.tag) & ~((2ull << p.w1) - 1ull);
             while (m != 0) {
                 const i32 w = __ffsll((long long)m) - 1;
                 if (slots[setBase + (u32)w].key == p.key) {
@@ -243,7 +277,8 @@ __device__ __forceinline__ void dyn_probe_d(DynProbe &p, DynSlot *slots, u64 now
 }
 
 // Groups [G0, G1) of the copy of the warp's 32 rows (a group = one warp instruction: 32/L rows of L lanes).
-// Row j (key base + j) is copied when lane j's `slot` ≥ 0: out[(base + j)·DIM ...] = values[slot·DIM ...].
+// Row j (key base + j) is copied when lane j's `slot` ≥ 0: out[(base + j)·DIM ...] = values[slot·DIM ...]
+// (a row without a slot reads row 0, always there, and stores nothing: the loads stay unconditional).
 // `between` runs after the loads are issued, before the stores.
 template <int DIM, u32 G0, u32 G1, bool STREAM, typename Between>
 __device__ __forceinline__ void dyn_copy_groups(const float *values, float *out, u64 base, i32 slot, Between between) {
@@ -257,39 +292,51 @@ __device__ __forceinline__ void dyn_copy_groups(const float *values, float *out,
         const u32 r = lane / L;
         const u32 u = lane % L;
         float4 v[U];
-        u32 have = 0;
 #pragma unroll
         for (u32 k = 0; k < U; ++k) {
             const i32 s = __shfl_sync(HPS_FULL_MASK, slot, (int)((G0 + k) * R + r));
-            if (s >= 0) {
-                v[k] = dyn_load_row4<STREAM>(values + (u64)(u32)s * DIM + u * 4u);
-                have |= 1u << k;
-            }
+            v[k] = dyn_load_row4<STREAM>(values + (u64)(u32)max(s, 0) * DIM + u * 4u);
         }
         between();
 #pragma unroll
         for (u32 k = 0; k < U; ++k) {
-            if (have & (1u << k)) dyn_store_row4<STREAM>(out + (base + (G0 + k) * R + r) * DIM + u * 4u, v[k]);
+            const i32 s = __shfl_sync(HPS_FULL_MASK, slot, (int)((G0 + k) * R + r));
+            dyn_store_row4_if<STREAM>(out + (base + (G0 + k) * R + r) * DIM + u * 4u, v[k], s >= 0);
         }
     }
 }
 
-// Where the probe stages sit in the copy of 32 rows: A (key loads) inside groups [0, S1), B (tag loads) after
-// them, C (slot-key loads) after [S1, S2), D (confirm) after [S2, S3), then [S3, S4) and [S4, 32·L/32). The
-// tag lines are in flight during the short range [S1, S2), so their registers and the rows' never add up
-// beyond what 4 blocks of 256 threads per multiprocessor allow.
-template <int DIM> struct DynSchedule;
-template <> struct DynSchedule<128> { static constexpr u32 S1 = 8, S2 = 12, S3 = 20, S4 = 28, END = 32; };
-template <> struct DynSchedule<64> { static constexpr u32 S1 = 6, S2 = 9, S3 = 13, S4 = 16, END = 16; };
-template <> struct DynSchedule<32> { static constexpr u32 S1 = 3, S2 = 5, S3 = 7, S4 = 8, END = 8; };
-template <> struct DynSchedule<16> { static constexpr u32 S1 = 1, S2 = 2, S3 = 3, S4 = 4, END = 4; };
+// Groups [G0, G1) in chunks of at most UMAX groups; `between` runs inside the first chunk.
+template <int DIM, u32 G0, u32 G1, u32 UMAX, bool STREAM, typename Between>
+__device__ __forceinline__ void dyn_copy_range(const float *values, float *out, u64 base, i32 slot, Between between) {
+    if constexpr (G1 - G0 <= UMAX) {
+        dyn_copy_groups<DIM, G0, G1, STREAM>(values, out, base, slot, between);
+    } else {
+        dyn_copy_groups<DIM, G0, G0 + UMAX, STREAM>(values, out, base, slot, between);
+        dyn_copy_range<DIM, G0 + UMAX, G1, UMAX, STREAM>(values, out, base, slot, [] {});
+    }
+}
 
-template <int DIM, bool STREAM>
+// Where the probe stages sit in the copy of a warp's 32 rows (GROUPS = DIM/4 warp instructions): A (key
+// loads) inside groups [0, S1), B (tag-line loads) after them, C (slot-key loads) after [S1, S2), D (confirm,
+// stamp) after [S2, S3), then the rest; each range in chunks of at most UMAX instructions whose loads are all
+// in flight at once (UMAX float4 registers per lane). The tag lines (16 registers per lane) are in flight
+// during the short range [S1, S2) only, so they and the rows do not add up beyond the register budget of
+// MINB blocks of 256 threads per multiprocessor.
+template <int DIM, int SHAPE> struct DynSchedule;
+template <> struct DynSchedule<128, 0> { static constexpr u32 S1 = 8, S2 = 12, S3 = 20, UMAX = 8, MINB = 3; };
+template <> struct DynSchedule<128, 1> { static constexpr u32 S1 = 4, S2 = 6, S3 = 10, UMAX = 4, MINB = 4; };
+template <> struct DynSchedule<64, 0> { static constexpr u32 S1 = 6, S2 = 9, S3 = 13, UMAX = 8, MINB = 3; };
+template <> struct DynSchedule<32, 0> { static constexpr u32 S1 = 3, S2 = 5, S3 = 7, UMAX = 4, MINB = 4; };
+template <> struct DynSchedule<16, 0> { static constexpr u32 S1 = 1, S2 = 2, S3 = 3, UMAX = 4, MINB = 4; };
+
+template <int DIM, int SHAPE, bool STREAM>
 __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys,
                                                     u32 n, const u32 *countPtr, u64 now, float *out, i32 *missing, i64 *missingKeys,
                                                     u32 *missCount, u8 *hitFlags, i32 *slotOut) {
     static_assert(DIM == 16 || DIM == 32 || DIM == 64 || DIM == 128, "row width");
-    typedef DynSchedule<DIM> S;
+    typedef DynSchedule<DIM, SHAPE> S;
+    constexpr u32 GROUPS = DIM / 4;
     const u32 count = hps_count(n, countPtr);
     const u64 stride = hps_grid_stride();
     u64 base = hps_warp_base();
@@ -298,50 +345,78 @@ __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slo
     dyn_probe_a<STREAM>(p, base, count, keys);
     dyn_probe_b(p, tags, setCount);
     dyn_probe_c(p, slots);
-    dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+    dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
     for (;;) {
         const i32 slot = p.slot;
         const u64 next = base + stride;
         const bool more = next < count;  // uniform
         auto none = [] {};
-        auto a = [&] { if (more) dyn_probe_a<STREAM>(p, next, count, keys); };
+        auto a = [&] {
+            if (more) dyn_probe_a<STREAM>(p, next, count, keys);
+        };
         if (out) {
-            dyn_copy_groups<DIM, 0, S::S1, STREAM>(values, out, base, slot, a);
+            dyn_copy_range<DIM, 0, S::S1, S::UMAX, STREAM>(values, out, base, slot, a);
             if (more) dyn_probe_b(p, tags, setCount);
-            dyn_copy_groups<DIM, S::S1, S::S2, STREAM>(values, out, base, slot, none);
+            dyn_copy_range<DIM, S::S1, S::S2, S::UMAX, STREAM>(values, out, base, slot, none);
             if (more) dyn_probe_c(p, slots);
-            dyn_copy_groups<DIM, S::S2, S::S3, STREAM>(values, out, base, slot, none);
-            if (more) dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
-            dyn_copy_groups<DIM, S::S3, S::S4, STREAM>(values, out, base, slot, none);
-            dyn_copy_groups<DIM, S::S4, S::END, STREAM>(values, out, base, slot, none);
+            dyn_copy_range<DIM, S::S2, S::S3, S::UMAX, STREAM>(values, out, base, slot, none);
+            if (more) dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+            dyn_copy_range<DIM, S::S3, GROUPS, S::UMAX, STREAM>(values, out, base, slot, none);
         } else if (more) {
             dyn_probe_a<STREAM>(p, next, count, keys);
             dyn_probe_b(p, tags, setCount);
             dyn_probe_c(p, slots);
-            dyn_probe_d(p, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+            dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
         }
         if (!more) break;
         base = next;
     }
 }
 
-// dyn_query_d{DIM}[_cs][_c{CHUNKS}]: float4 rows; values and out 16-byte aligned.
-#define DYN_QUERY_ROWS(suffix, DIM, STREAM)                                                                   \
-    extern "C" __global__ void __launch_bounds__(HPS_BLOCK) dyn_query_d##suffix(                                       \
-        const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n, const u32 *countPtr, \
-        u64 now, float *out, i32 *missing, i64 *missingKeys, u32 *missCount, u8 *hitFlags, i32 *slotOut) {             \
-        dyn_query_rows_impl<DIM, STREAM>(tags, slots, values, setCount, keys, n, countPtr, now, out, missing,  \
-                                         missingKeys, missCount, hitFlags, slotOut);                                    \
+// dyn_query_d{DIM}[_cs][_n]: the pipelined query for rows of DIM floats (values and out 16-byte aligned);
+// _cs: streaming cache hints; _n: the narrow schedule (fewer rows in flight per warp, more warps).
+#define DYN_QUERY_ROWS(name, DIM, SHAPE, STREAM)                                                                         \
+    extern "C" __global__ void __launch_bounds__(HPS_BLOCK, (DynSchedule<DIM, SHAPE>::MINB)) name(                        \
+        const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n, const u32 *countPtr,   \
+        u64 now, float *out, i32 *missing, i64 *missingKeys, u32 *missCount, u8 *hitFlags, i32 *slotOut) {               \
+        dyn_query_rows_impl<DIM, SHAPE, STREAM>(tags, slots, values, setCount, keys, n, countPtr, now, out, missing,     \
+                                                missingKeys, missCount, hitFlags, slotOut);                               \
     }
 
-DYN_QUERY_ROWS(16, 16, false)
-DYN_QUERY_ROWS(16_cs, 16, true)
-DYN_QUERY_ROWS(32, 32, false)
-DYN_QUERY_ROWS(32_cs, 32, true)
-DYN_QUERY_ROWS(64, 64, false)
-DYN_QUERY_ROWS(64_cs, 64, true)
-DYN_QUERY_ROWS(128, 128, false)
-DYN_QUERY_ROWS(128_cs, 128, true)
+DYN_QUERY_ROWS(dyn_query_d16, 16, 0, false)
+DYN_QUERY_ROWS(dyn_query_d16_cs, 16, 0, true)
+DYN_QUERY_ROWS(dyn_query_d32, 32, 0, false)
+DYN_QUERY_ROWS(dyn_query_d32_cs, 32, 0, true)
+DYN_QUERY_ROWS(dyn_query_d64, 64, 0, false)
+DYN_QUERY_ROWS(dyn_query_d64_cs, 64, 0, true)
+DYN_QUERY_ROWS(dyn_query_d128, 128, 0, false)
+DYN_QUERY_ROWS(dyn_query_d128_cs, 128, 0, true)
+DYN_QUERY_ROWS(dyn_query_d128_cs_n, 128, 1, true)
+
+// ---- Reference gather (benchmarks) ---------------------------------------------------------------------------
+
+// out[j·DIM ...] = values[rows[j]·DIM ...] for j < n (rows[j] < 0: nothing), with the pipelined query's copy
+// (same chunks, same hints, no probe): what the query's copy alone achieves, beside the generic copy_rows.
+template <int DIM, int SHAPE, bool STREAM>
+__device__ __forceinline__ void dyn_gather_rows_impl(const float *values, const i32 *rows, u32 n, float *out) {
+    typedef DynSchedule<DIM, SHAPE> S;
+    for (u64 base = hps_warp_base(); base < n; base += hps_grid_stride()) {
+        const u64 j = base + hps_lane();
+        const i32 slot = j < n ? rows[j] : -1;
+        dyn_copy_range<DIM, 0, DIM / 4, S::UMAX, STREAM>(values, out, base, slot, [] {});
+    }
+}
+
+#define DYN_GATHER_ROWS(name, DIM, SHAPE, STREAM)                                                                        \
+    extern "C" __global__ void __launch_bounds__(HPS_BLOCK, (DynSchedule<DIM, SHAPE>::MINB))                             \
+        name(const float *values, const i32 *rows, u32 n, float *out) {                                                   \
+        dyn_gather_rows_impl<DIM, SHAPE, STREAM>(values, rows, n, out);                                                  \
+    }
+
+DYN_GATHER_ROWS(dyn_gather_d32, 32, 0, false)
+DYN_GATHER_ROWS(dyn_gather_d32_cs, 32, 0, true)
+DYN_GATHER_ROWS(dyn_gather_d128, 128, 0, false)
+DYN_GATHER_ROWS(dyn_gather_d128_cs, 128, 0, true)
 
 // ---- Replace / update ---------------------------------------------------------------------------------------
 
