@@ -68,6 +68,38 @@ final class CUDAStaging: @unchecked Sendable {
         hostCount = try context.allocatePinned(bytes: 16, what: "counters of \(what)")
     }
 
+    /// Runs a host-pointer query through the staging buffers, chunk by chunk: copies the keys to the device,
+    /// calls `launch(deviceKeys, count)` (which must write hit flags to `deviceFlags` and vectors to
+    /// `deviceValues`), copies flags and vectors back, writes hits to `output` and miss positions to
+    /// `missing`. - Returns: the number of misses.
+    func query(
+        keys base: UnsafePointer<Int64>, count n: Int, into output: UnsafeMutablePointer<Float>,
+        missing: UnsafeMutablePointer<Int32>, context: CUDAContext, stream: CUDAStream,
+        launch: (_ keys: CUdeviceptr, _ count: Int) throws -> Void
+    ) throws -> Int {
+        let dim = dimension
+        var misses = 0
+        try forEachChunk(n, chunk: chunk) { start, m in
+            hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
+            try context.copy(toDevice: deviceKeys.pointer, from: hostKeys.host, bytes: m * 8, stream: stream)
+            try launch(deviceKeys.pointer, m)
+            try context.copy(toHost: hostValues.host, from: deviceValues.pointer, bytes: m * dim * 4, stream: stream)
+            try context.copy(toHost: hostFlags.host, from: deviceFlags.pointer, bytes: m, stream: stream)
+            try stream.synchronize()
+            let flags = hostFlags.typed(UInt8.self)
+            let vectors = hostValues.typed(Float.self)
+            for i in 0..<m {
+                if flags[i] != 0 {
+                    (output + (start + i) * dim).update(from: vectors + i * dim, count: dim)
+                } else {
+                    missing[misses] = Int32(truncatingIfNeeded: start + i)
+                    misses += 1
+                }
+            }
+        }
+        return misses
+    }
+
     /// Keys per chunk for vectors of `dimension` floats: the largest batch expected (at least 1024), at most
     /// what fits in 256 MiB of staged vectors. Larger calls (a table fill) are processed in chunks.
     static func chunkSize(maxBatch: Int, dimension: Int) -> Int {

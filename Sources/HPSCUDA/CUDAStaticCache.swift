@@ -108,29 +108,11 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
         return lock.withLock {
             do {
                 try context.makeCurrent()
-                let dim = dimension
-                var misses = 0
-                try forEachChunk(n, chunk: staging.chunk) { start, m in
-                    staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
-                    try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
+                return try staging.query(keys: base, count: n, into: output, missing: missing, context: context, stream: stream) { keys, m in
                     try launchQuery(
-                        keys: staging.deviceKeys.pointer, count: m, countPointer: 0, output: staging.deviceValues.pointer, missing: 0, missingKeys: 0,
+                        keys: keys, count: m, countPointer: 0, output: staging.deviceValues.pointer, missing: 0, missingKeys: 0,
                         missCount: staging.deviceCount.pointer, hitFlags: staging.deviceFlags.pointer, slots: 0, stream: stream)
-                    try context.copy(toHost: staging.hostValues.host, from: staging.deviceValues.pointer, bytes: m * dim * 4, stream: stream)
-                    try context.copy(toHost: staging.hostFlags.host, from: staging.deviceFlags.pointer, bytes: m, stream: stream)
-                    try stream.synchronize()
-                    let flags = staging.hostFlags.typed(UInt8.self)
-                    let vectors = staging.hostValues.typed(Float.self)
-                    for i in 0..<m {
-                        if flags[i] != 0 {
-                            (output + (start + i) * dim).update(from: vectors + i * dim, count: dim)
-                        } else {
-                            missing[misses] = Int32(truncatingIfNeeded: start + i)
-                            misses += 1
-                        }
-                    }
                 }
-                return misses
             } catch {
                 fatal(error)
             }
