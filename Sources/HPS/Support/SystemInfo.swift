@@ -8,8 +8,8 @@ import Darwin
 
 /// Facts about the machine that defaults depend on.
 public enum SystemInfo {
-    /// Online processors.
-    public static var processorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// Online processors, read once (sysconf reads a file each time, too slow for the lookup path).
+    public static let processorCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// `$TMPDIR` or `/tmp`, without a trailing slash.
     public static var temporaryDirectory: String {
