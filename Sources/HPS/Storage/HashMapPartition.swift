@@ -100,18 +100,6 @@ final class HashMapPartition: @unchecked Sendable {
         /// ``firstCandidate(_:_:)`` results that are not rows (rows are tagged with bit 0).
         static let unknown: UInt = 0
         static let definiteMiss: UInt = 2
-
-        /// Prefetches the row the first index entry of `mixed` points at, if that entry is filled.
-        @inline(__always)
-        func prefetchRow(_ mixed: UInt64) {
-            let e = start(mixed).pointee
-            if e != 0 {
-                // Rows are not line-aligned (stride 8 + value bytes): fetch both lines a short row spans.
-                let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
-                hps_prefetch(row)
-                hps_prefetch(row + (rows.stride - 1))
-            }
-        }
     }
 
     var view: View {
@@ -135,30 +123,28 @@ final class HashMapPartition: @unchecked Sendable {
     @inline(__always)
     private func position(ofFingerprint f: UInt64) -> Int { Int(truncatingIfNeeded: (f << 32) >> UInt64(indexShift)) }
 
-    /// The index entry address a lookup of `mixed` starts at (for prefetching).
-    @inline(__always)
-    func probeStart(mixed: UInt64) -> UnsafeMutablePointer<UInt64> {
-        index + position(ofFingerprint: Self.fingerprint(mixed))
-    }
-
     @inline(__always)
     func row(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) }
 
-    /// Finds the slot of `key`, or -1. Also prefetch-friendly: touches one index line, then the row.
+    /// Probes for `key`: its slot and index position when present, else slot -1 and the empty position
+    /// where it would go. The one probe loop behind find, upsert and remove.
     @inline(__always)
-    func find(key: Int64, mixed: UInt64) -> Int {
-        let f = Self.fingerprint(mixed)
+    private func locate(key: Int64, fingerprint f: UInt64) -> (position: Int, slot: Int) {
         var pos = position(ofFingerprint: f)
         while true {
             let e = index[pos]
-            if e == 0 { return -1 }
+            if e == 0 { return (pos, -1) }
             if e >> 32 == f {
                 let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
-                if pages.row(slot).loadUnaligned(as: Int64.self) == key { return slot }
+                if pages.row(slot).loadUnaligned(as: Int64.self) == key { return (pos, slot) }
             }
             pos = (pos + 1) & indexMask
         }
     }
+
+    /// The slot of `key`, or -1.
+    @inline(__always)
+    func find(key: Int64, mixed: UInt64) -> Int { locate(key: key, fingerprint: Self.fingerprint(mixed)).slot }
 
     /// The row of `slot`'s first value byte.
     @inline(__always)
@@ -195,20 +181,11 @@ final class HashMapPartition: @unchecked Sendable {
     @discardableResult
     func upsert(key: Int64, mixed: UInt64, value: UnsafeRawPointer, policy: OverflowPolicy, now: UInt32) -> Bool {
         let f = Self.fingerprint(mixed)
-        var pos = position(ofFingerprint: f)
-        while true {
-            let e = index[pos]
-            if e == 0 { break }
-            if e >> 32 == f {
-                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
-                let row = pages.row(slot)
-                if row.loadUnaligned(as: Int64.self) == key {
-                    (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
-                    if hasCounter { touch(slot, policy: policy, now: now) }
-                    return false
-                }
-            }
-            pos = (pos + 1) & indexMask
+        let (pos, existing) = locate(key: key, fingerprint: f)
+        if existing >= 0 {
+            (pages.row(existing) + valueOffset).copyMemory(from: value, byteCount: valueSize)
+            if hasCounter { touch(existing, policy: policy, now: now) }
+            return false
         }
         let slot: Int
         if let free = freeSlots.popLast() {
@@ -231,20 +208,10 @@ final class HashMapPartition: @unchecked Sendable {
     /// Removes `key`. - Returns: true when it was present.
     @discardableResult
     func remove(key: Int64, mixed: UInt64) -> Bool {
-        let f = Self.fingerprint(mixed)
-        var pos = position(ofFingerprint: f)
-        while true {
-            let e = index[pos]
-            if e == 0 { return false }
-            if e >> 32 == f {
-                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
-                if pages.row(slot).loadUnaligned(as: Int64.self) == key {
-                    removeEntry(at: pos)
-                    return true
-                }
-            }
-            pos = (pos + 1) & indexMask
-        }
+        let (pos, slot) = locate(key: key, fingerprint: Self.fingerprint(mixed))
+        guard slot >= 0 else { return false }
+        removeEntry(at: pos)
+        return true
     }
 
     /// Removes the entry at index position `pos` and shifts later entries of its cluster back.
