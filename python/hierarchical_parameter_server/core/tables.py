@@ -7,6 +7,7 @@ config at the directory.
 
 import glob
 import os
+import sys
 
 import numpy as np
 
@@ -14,9 +15,41 @@ KEY_FILE = "key"
 VECTOR_FILE = "emb_vector"
 
 
+def _torch_object(value):
+    """``(torch, value)`` when ``value`` is a torch tensor or module, else ``(None, value)``. Looks at
+    ``sys.modules`` only: torch is never imported here, so a user who gives no torch object never loads it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "Tensor"):
+        return None, value
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return torch, value
+    return None, value
+
+
+def _torch_to_numpy(torch, value, what):
+    """A NumPy array from a torch tensor (any device, requires_grad or not) or an nn.Embedding /
+    nn.EmbeddingBag (its ``weight``)."""
+    if isinstance(value, torch.nn.Module):
+        weight = getattr(value, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise ValueError(
+                "%s: expected a torch.nn.Embedding / EmbeddingBag (a module with a .weight tensor), got %s"
+                % (what, type(value).__name__)
+            )
+        value = weight
+    value = value.detach()
+    if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64):
+        value = value.to(torch.float32)  # bfloat16 / float16: NumPy has no bfloat16
+    return value.cpu().numpy()
+
+
 def _to_numpy(vectors):
-    """A 2-D float32 array from a NumPy array, a tf.Variable / tf.Tensor, or a Keras Embedding layer."""
-    if hasattr(vectors, "embeddings") and not isinstance(vectors, np.ndarray):  # Keras Embedding layer
+    """A 2-D float32 array from a NumPy array, a tf.Variable / tf.Tensor, a Keras Embedding layer, a torch
+    tensor, or a torch nn.Embedding / nn.EmbeddingBag."""
+    torch, vectors = _torch_object(vectors)
+    if torch is not None:
+        vectors = _torch_to_numpy(torch, vectors, "vectors")
+    elif hasattr(vectors, "embeddings") and not isinstance(vectors, np.ndarray):  # Keras Embedding layer
         vectors = vectors.embeddings
     elif hasattr(vectors, "get_weights") and not hasattr(vectors, "numpy"):  # another layer with one weight
         weights = vectors.get_weights()
@@ -36,9 +69,10 @@ def export_table(path, vectors, keys=None):
 
     Args:
         path: the table directory to write (``key`` and ``emb_vector`` inside).
-        vectors: the table: a NumPy array, a ``tf.Variable``/``tf.Tensor``, or a Keras ``Embedding`` layer,
-            shape ``[rows, emb_vec_size]``.
-        keys: the key of each row (int64); default ``0 .. rows-1``. Keys must be unique.
+        vectors: the table, shape ``[rows, emb_vec_size]``: a NumPy array, a ``tf.Variable``/``tf.Tensor``, a
+            Keras ``Embedding`` layer, a ``torch.Tensor`` (any device; detached), or a
+            ``torch.nn.Embedding`` / ``torch.nn.EmbeddingBag`` (its ``weight``).
+        keys: the key of each row (int64; NumPy, TF or torch); default ``0 .. rows-1``. Keys must be unique.
 
     Returns:
         ``path``.
@@ -48,7 +82,10 @@ def export_table(path, vectors, keys=None):
     if keys is None:
         key_array = np.arange(rows, dtype="<i8")
     else:
-        if hasattr(keys, "numpy"):
+        torch, keys = _torch_object(keys)
+        if torch is not None:
+            keys = _torch_to_numpy(torch, keys, "keys")
+        elif hasattr(keys, "numpy"):
             keys = keys.numpy()
         key_array = np.ascontiguousarray(np.asarray(keys).reshape(-1), dtype="<i8")
         if key_array.shape[0] != rows:
