@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "HPSRuntime", targets: ["HPSRuntime"]),
         // The TensorFlow op library (libhierarchical_parameter_server.so) the Python package loads.
         .library(name: "hierarchical_parameter_server", type: .dynamic, targets: ["HPSTensorFlow"]),
+        // The C API (include/hps.h): libHPSCAPI.so, shipped as libhps.so (scripts/build-capi.sh, the Python package).
+        .library(name: "HPSCAPI", type: .dynamic, targets: ["HPSCAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +46,9 @@ let package = Package(
         .target(name: "CTensorFlow"),
         // The TF ops Init and Lookup over the C API (kernels in Swift).
         .target(name: "HPSTensorFlow", dependencies: ["CTensorFlow", "HPS", "HPSRuntime"]),
+        // The C API every non-TensorFlow client builds on (include/hps.h): handles, status codes, thread-local
+        // error messages, host- and device-memory lookups.
+        .target(name: "HPSCAPI", dependencies: ["HPS", "HPSRuntime"]),
         .executableTarget(
             name: "hps",
             dependencies: [

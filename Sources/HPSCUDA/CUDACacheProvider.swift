@@ -100,4 +100,23 @@ public final class CUDACacheProvider: CacheProvider, @unchecked Sendable {
             return nil
         }
     }
+
+    /// The device-resident lookup of a table on this provider's devices: ``CUDATableLookup`` over a CUDA cache,
+    /// ``CUDAStagedLookup`` (keys and vectors cross to the host) for a table whose cache is on the CPU; nil when
+    /// the session's device id has no CUDA device. Buffers are allocated on first use.
+    public func makeDeviceLookup(_ request: CacheRequest, cache: (any EmbeddingCache)?, logger: HPSLogger) throws -> (any DeviceTableLookup)? {
+        guard request.device >= 0 && request.device < deviceCount else { return nil }
+        let maxKeys = request.model.maxQueryLength(table: request.table.index)
+        let tag = request.table.tag
+        do {
+            if let cache = cache as? any CUDADeviceCache {
+                return try CUDATableLookup(cache: cache, maxKeys: maxKeys, workers: max(2, request.model.workerBuffers), label: tag)
+            }
+            let context = try CUDAContext.context(device: request.device)
+            return try CUDAStagedLookup(context: context, maxKeys: maxKeys, dimension: request.table.dimension, label: tag)
+        } catch let error as CUDAError {
+            logger.error("CUDA: no device-memory lookups for \(tag) on device \(request.device): \(error)")
+            return nil
+        }
+    }
 }

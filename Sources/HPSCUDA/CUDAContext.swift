@@ -185,15 +185,24 @@ public final class CUDAContext: @unchecked Sendable {
         try makeCurrent()
         var stream: CUstream?
         try api.check(api.cuStreamCreate(&stream, UInt32(HPS_CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
-        return CUDAStream(context: self, handle: stream!)
+        guard let stream else { throw CUDAError(.driverCall, what: "cuStreamCreate returned no stream") }
+        return CUDAStream(context: self, handle: stream, owned: true)
     }
 
-    /// A new event (timing enabled).
-    public func makeEvent() throws -> CUDAEvent {
+    /// A new event (timing enabled, or only for ordering streams when `timing` is false, which is cheaper).
+    public func makeEvent(timing: Bool = true) throws -> CUDAEvent {
         try makeCurrent()
         var event: CUevent?
-        try api.check(api.cuEventCreate(&event, UInt32(HPS_CU_EVENT_DEFAULT)), "cuEventCreate")
-        return CUDAEvent(context: self, handle: event!)
+        try api.check(api.cuEventCreate(&event, UInt32(timing ? HPS_CU_EVENT_DEFAULT : HPS_CU_EVENT_DISABLE_TIMING)), "cuEventCreate")
+        guard let event else { throw CUDAError(.driverCall, what: "cuEventCreate returned no event") }
+        return CUDAEvent(context: self, handle: event)
+    }
+
+    /// A stream the caller owns (a `CUstream` / `cudaStream_t` of this device's primary context, e.g. from
+    /// PyTorch), wrapped without taking ownership: it is never destroyed here. A null handle is CUDA's legacy
+    /// default stream.
+    public func borrowStream(_ handle: UnsafeMutableRawPointer?) -> CUDAStream {
+        CUDAStream(context: self, handle: OpaquePointer(handle), owned: false)
     }
 
     // MARK: Copies
@@ -276,18 +285,30 @@ public final class CUDAPinnedBuffer: @unchecked Sendable {
 }
 
 /// A CUDA stream; work on one stream runs in order.
+// @unchecked Sendable: the handle is immutable and CUDA streams may be used from any thread.
 public final class CUDAStream: @unchecked Sendable {
     public let context: CUDAContext
-    public let handle: CUstream
+    /// The driver's handle (nil: the legacy default stream of a borrowed null stream).
+    public let handle: CUstream?
+    /// Whether this object created the stream and destroys it (false for streams borrowed from a caller).
+    public let owned: Bool
 
-    init(context: CUDAContext, handle: CUstream) {
+    init(context: CUDAContext, handle: CUstream?, owned: Bool) {
         self.context = context
         self.handle = handle
+        self.owned = owned
     }
 
     deinit {
+        guard owned, let handle else { return }
         _ = context.api.cuCtxSetCurrent(context.handle)
         _ = context.api.cuStreamDestroy(handle)
+    }
+
+    /// Makes later work on this stream wait until `event` (recorded on any stream) has completed, without
+    /// blocking the host.
+    public func wait(for event: CUDAEvent) throws {
+        try context.api.check(context.api.cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent")
     }
 
     /// Waits until all work on the stream is done.

@@ -37,6 +37,7 @@ final class CUDADriverAPI: @unchecked Sendable {
     let cuEventRecord: hps_cuEventRecord_t
     let cuEventSynchronize: hps_cuEventSynchronize_t
     let cuEventElapsedTime: hps_cuEventElapsedTime_t
+    let cuStreamWaitEvent: hps_cuStreamWaitEvent_t
     let cuModuleLoadData: hps_cuModuleLoadData_t
     let cuModuleUnload: hps_cuModuleUnload_t
     let cuModuleGetFunction: hps_cuModuleGetFunction_t
@@ -84,6 +85,7 @@ final class CUDADriverAPI: @unchecked Sendable {
         cuEventRecord = try library.function("cuEventRecord", as: hps_cuEventRecord_t.self)
         cuEventSynchronize = try library.function("cuEventSynchronize", as: hps_cuEventSynchronize_t.self)
         cuEventElapsedTime = try library.function(anyOf: ["cuEventElapsedTime_v2", "cuEventElapsedTime"], as: hps_cuEventElapsedTime_t.self)
+        cuStreamWaitEvent = try library.function("cuStreamWaitEvent", as: hps_cuStreamWaitEvent_t.self)
         cuModuleLoadData = try library.function("cuModuleLoadData", as: hps_cuModuleLoadData_t.self)
         cuModuleUnload = try library.function("cuModuleUnload", as: hps_cuModuleUnload_t.self)
         cuModuleGetFunction = try library.function("cuModuleGetFunction", as: hps_cuModuleGetFunction_t.self)

@@ -52,6 +52,7 @@ public final class CUDAKernels: @unchecked Sendable {
 
     let copyRows: CUDAVectorFunction
     let countMissedAccesses: CUDAFunction
+    let widenKeys: CUDAFunction
     let dedupInsert: CUDAFunction
     let dedupResolve: CUDAFunction
     let dedupClear: CUDAFunction
@@ -97,6 +98,7 @@ public final class CUDAKernels: @unchecked Sendable {
         }
         copyRows = try vector("rows.cu", "copy_rows")
         countMissedAccesses = try function("rows.cu", "count_missed_accesses")
+        widenKeys = try function("rows.cu", "widen_keys_u32")
         dedupInsert = try function("dedup.cu", "dedup_insert")
         dedupResolve = try function("dedup.cu", "dedup_resolve")
         dedupClear = try function("dedup.cu", "dedup_clear")
@@ -130,7 +132,7 @@ public final class CUDAKernels: @unchecked Sendable {
     public var all: [CUDAFunction] {
         let vectors = [copyRows, dynQuery, dynApply, stWriteRows, stQuery].flatMap { [$0.v4, $0.v2, $0.v1] }
         let rows = dynQueryRows.keys.sorted().compactMap { dynQueryRows[$0] } + dynGatherRows.keys.sorted().compactMap { dynGatherRows[$0] }
-        return vectors + rows + [countMissedAccesses, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
+        return vectors + rows + [countMissedAccesses, widenKeys, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
                                  benchZipfKeys, benchFillValues, benchSequenceKeys, benchPickKeys, benchKeyValues]
     }
 

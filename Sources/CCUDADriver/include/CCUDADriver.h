@@ -88,6 +88,7 @@ typedef CUresult (*hps_cuEventDestroy_t)(CUevent event);
 typedef CUresult (*hps_cuEventRecord_t)(CUevent event, CUstream stream);
 typedef CUresult (*hps_cuEventSynchronize_t)(CUevent event);
 typedef CUresult (*hps_cuEventElapsedTime_t)(float *milliseconds, CUevent start, CUevent end);
+typedef CUresult (*hps_cuStreamWaitEvent_t)(CUstream stream, CUevent event, unsigned int flags);
 typedef CUresult (*hps_cuModuleLoadData_t)(CUmodule *module, const void *image);
 typedef CUresult (*hps_cuModuleUnload_t)(CUmodule module);
 typedef CUresult (*hps_cuModuleGetFunction_t)(CUfunction *function, CUmodule module, const char *name);

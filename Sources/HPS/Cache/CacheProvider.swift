@@ -31,6 +31,15 @@ public struct CacheRequest: Sendable {
 public protocol CacheProvider: Sendable {
     /// A cache for `request`, or nil to let the CPU cache serve it (the provider logs why).
     func makeCache(_ request: CacheRequest, logger: HPSLogger) throws -> (any EmbeddingCache)?
+
+    /// The device-resident lookup of `request`'s table over `cache` (the session's cache of that table, nil
+    /// when `gpucache` is false), or nil when this provider serves no device memory for it.
+    /// - Throws: when the provider should serve it but cannot (the session then fails to build).
+    func makeDeviceLookup(_ request: CacheRequest, cache: (any EmbeddingCache)?, logger: HPSLogger) throws -> (any DeviceTableLookup)?
+}
+
+extension CacheProvider {
+    public func makeDeviceLookup(_ request: CacheRequest, cache: (any EmbeddingCache)?, logger: HPSLogger) throws -> (any DeviceTableLookup)? { nil }
 }
 
 /// The CPU caches: ``DynamicCache`` for dynamic (and stochastic), ``StaticCache`` for static and uvm.

@@ -16,6 +16,11 @@ public final class LookupSession: @unchecked Sendable {
     public let device: Int
     /// The cache of each table, or nil per table when `gpucache` is false.
     public let caches: [(any EmbeddingCache)?]
+    /// The device-resident lookup of each table, or nil per table when this session's device serves no
+    /// device memory (no accelerator).
+    public let deviceLookups: [(any DeviceTableLookup)?]
+    // Unowned: the server owns its sessions; front ends that hand sessions out (the C API) keep the server
+    // alive while any of its sessions is.
     private unowned let server: ParameterServer
     private let tables: [TableConfig]
     private let pool: WorkspacePool
@@ -33,14 +38,16 @@ public final class LookupSession: @unchecked Sendable {
         pool = WorkspacePool(count: model.workerBuffers, maxKeys: maxKeys, maxDimension: maxDim)
         inserter = DispatchQueue(label: "hps.inserter.\(model.name).\(device)")
         var caches: [(any EmbeddingCache)?] = []
+        var deviceLookups: [(any DeviceTableLookup)?] = []
         let wholeTable = cacheType == .static || cacheType == .uvm
         for table in tables {
-            guard model.deviceCache || wholeTable else {
-                caches.append(nil)
-                continue
-            }
             let directory = try TableDirectory(path: table.path, dimension: table.dimension)
             let request = CacheRequest(model: model, table: table, device: device, type: cacheType, tableRows: directory.rowCount)
+            guard model.deviceCache || wholeTable else {
+                caches.append(nil)
+                deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: nil, logger: server.logger))
+                continue
+            }
             let cache = try server.cacheProvider?.makeCache(request, logger: server.logger) ?? CPUCacheProvider().cache(for: request)
             if wholeTable {
                 try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: server.keyWidth)
@@ -51,8 +58,11 @@ public final class LookupSession: @unchecked Sendable {
                 server.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
             }
             caches.append(cache)
+            deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: cache, logger: server.logger))
         }
         self.caches = caches
+        self.deviceLookups = deviceLookups
+        deviceHosts = makeDeviceHosts()
         server.logger.info(
             "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
                 + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
@@ -91,6 +101,63 @@ public final class LookupSession: @unchecked Sendable {
         let ws = pool.acquire()
         for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
         run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+    }
+
+    /// Looks up keys that live in device memory and writes the vectors to device memory, enqueued on
+    /// `stream` (see ``DeviceLookupRequest``): the device-resident path of ``DeviceTableLookup``.
+    ///
+    /// - Parameters:
+    ///   - keys: device address of `count` keys (Int64, or Int32 read as uint32 when `int32Keys`).
+    ///   - output: device address of `count × dim` floats.
+    ///   - stream: the caller's `CUstream`, or nil to run on a stream of the lookup's own and return when done.
+    /// - Throws: ``HPSError`` — `.unknownTable` for a table index out of range, `.invalidArgument` for more
+    ///   keys than `max_batch_size × maxnum_catfeature_query_per_table_per_sample`, `.device` when this
+    ///   session's device serves no device memory or a device call fails.
+    public func lookupDevice(table: Int, keys: UInt64, int32Keys: Bool, count: Int, output: UInt64, stream: UnsafeMutableRawPointer?) throws {
+        let t = try tableConfig(table)
+        let limit = model.maxQueryLength(table: table)
+        guard count >= 0 && count <= limit else {
+            throw HPSError(
+                .invalidArgument, subject: "\(t.tag)",
+                "\(count) keys in one lookup exceed max_batch_size × maxnum_catfeature_query_per_table_per_sample = \(model.maxBatchSize) × \(t.maxKeysPerSample) = \(limit)")
+        }
+        guard let engine = deviceLookups[table] else {
+            throw HPSError(
+                .device, subject: "\(model.name) device \(device)",
+                "device-memory lookup, but no CUDA device serves model \(model.name) on device \(device) here (no usable GPU, HPS_DISABLE_CUDA set, or fewer devices than deployed_device_list); use host memory")
+        }
+        guard count > 0 else { return }
+        try engine.lookup(DeviceLookupRequest(keys: keys, int32Keys: int32Keys, count: count, output: output, stream: stream), host: deviceHosts[table])
+    }
+
+    /// What the device lookups of each table need from this session (made once at the end of init, never
+    /// written again, so calls read it without a lock and allocate nothing).
+    private var deviceHosts: [DeviceLookupHost] = []
+
+    private func makeDeviceHosts() -> [DeviceLookupHost] {
+      tables.map { table in
+        let server = self.server, pool = self.pool, inserter = self.inserter
+        let stats = server.statistics
+        return DeviceLookupHost(
+            hitRateThreshold: model.hitRateThreshold, defaultValue: table.defaultValue,
+            fetch: { [unowned server] keys, output in
+                let ws = pool.acquire()
+                server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses)
+                pool.release(ws)
+            },
+            lookupHost: { [unowned self] keys, output in
+                try self.lookup(table: table.index, keys: keys, into: UnsafeMutableBufferPointer(start: output, count: keys.count * table.dimension))
+            },
+            background: { work in inserter.async(execute: work) },
+            record: { keys, unique, misses, defaults in
+                stats.add(stats.lookups, 1)
+                stats.add(stats.keys, keys)
+                stats.add(stats.uniqueKeys, unique)
+                stats.add(stats.cacheHits, unique - misses)
+                stats.add(stats.cacheMisses, misses)
+                stats.add(stats.defaults, defaults)
+            })
+      }
     }
 
     /// Convenience for tools and tests: looks up an array of keys.

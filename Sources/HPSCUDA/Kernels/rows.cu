@@ -48,3 +48,9 @@ extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
         if (hps_lane() == 0 && mask) atomicAdd(counter, (u32)__popc(mask));
     }
 }
+
+// Widens int32 keys (models with supportlonglong false) to the int64 keys the caches hold, reading them as
+// uint32 as the host path does: out[i] = (i64)(u32)in[i].
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK) widen_keys_u32(const u32 *in, u32 n, i64 *out) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) out[i] = (i64)in[i];
+}

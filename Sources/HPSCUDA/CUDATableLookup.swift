@@ -1,0 +1,244 @@
+import CCUDADriver
+import Dispatch
+import HPS
+import Synchronization
+
+/// The device-resident lookup of one table on one CUDA device (``DeviceTableLookup``).
+///
+/// Dynamic cache (``CUDADynamicCache``), on the cache's stream after the caller's stream:
+/// 1. dedup the keys on the device (int32 keys are widened first);
+/// 2. query the cache with the distinct keys: hits are copied into the worker's distinct-vector buffer, the
+///    misses' keys and positions are compacted on the device;
+/// 3. the two counts cross to the host; when there are misses, only the distinct missed keys cross;
+/// 4. below `hit_rate_threshold` they are fetched from the host tiers, their rows cross back once, are merged
+///    into the distinct vectors and inserted into the cache; at or above it they get the default value now and
+///    are fetched and inserted in the background;
+/// 5. the distinct vectors are scattered into the output in input order.
+///
+/// Static and uvm tables (``CUDAStaticCache``) never leave the device: dedup → query (row of each distinct
+/// key) → one scatter from the table's rows into the output (default for absent keys), all on the caller's
+/// stream with no host synchronisation.
+///
+/// Every call of a dynamic cache runs on the cache's own stream, so the cache's kernels never overlap one
+/// another (queries, inserts and the host-pointer API stay ordered); the caller's stream waits for the call
+/// through an event. Buffers belong to workers, made on first use and reused (no allocation per call once
+/// warm); at most ``maxWorkers`` calls run at once, later ones wait for a worker.
+public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
+    // @unchecked Sendable: immutable after init except the worker pool, which a Mutex guards; device buffers
+    // are owned by one call at a time (a worker is held by exactly one caller).
+
+    public let cache: any CUDADeviceCache
+    /// Most keys one call takes.
+    public let maxKeys: Int
+    public let dimension: Int
+    /// Most calls in flight at once (workers).
+    public let maxWorkers: Int
+    let context: CUDAContext
+    let kernels: CUDAKernels
+    private let label: String
+    private let free = Mutex<[Worker]>([])
+    private let slots: DispatchSemaphore
+
+    public var device: Int { context.device }
+
+    /// A lookup for `cache` taking up to `maxKeys` keys per call, with up to `workers` calls in flight.
+    /// - Throws: ``CUDAError`` when the kernels cannot be loaded or `maxKeys` is out of range.
+    public init(cache: any CUDADeviceCache, maxKeys: Int, workers: Int, label: String) throws {
+        guard maxKeys > 0, maxKeys < 1 << 30 else {
+            throw CUDAError(.invalidArgument, what: "max keys \(maxKeys) of the device lookup of \(label)", detail: "must be in 1..<2^30")
+        }
+        self.cache = cache
+        self.maxKeys = maxKeys
+        self.dimension = cache.dimension
+        self.maxWorkers = max(1, workers)
+        self.context = cache.context
+        self.label = label
+        kernels = try cache.context.kernels()
+        slots = DispatchSemaphore(value: maxWorkers)
+    }
+
+    /// Device bytes one worker holds (for reports): the pipeline plus the widened keys and the fetched rows.
+    public var bytesPerWorker: Int {
+        let n = maxKeys, dim = dimension
+        let dedup = powerOfTwo(atLeast: max(64, 2 * n)).value * 12
+        return dedup + n * (8 + 4 + 4 + 4 + 8 + 1 + 4) + n * dim * 4 + n * 8 + (cache.holdsWholeTable ? 0 : n * dim * 4)
+    }
+
+    // MARK: Lookup
+
+    public func lookup(_ request: DeviceLookupRequest, host: DeviceLookupHost) throws {
+        let n = request.count
+        guard n > 0 else { return }
+        guard n <= maxKeys else {
+            throw HPSError(.invalidArgument, subject: label, "\(n) keys in one device lookup exceed the \(maxKeys) it was sized for")
+        }
+        guard request.keys != 0, request.output != 0 else {
+            throw HPSError(.invalidArgument, subject: label, "device lookup with a null \(request.keys == 0 ? "key" : "output") pointer")
+        }
+        let worker = try acquire()
+        defer { release(worker) }
+        do {
+            try context.makeCurrent()
+            if cache.holdsWholeTable {
+                try lookupWholeTable(request, worker: worker, host: host)
+            } else {
+                try lookupThroughCache(request, worker: worker, host: host)
+            }
+        } catch let error as CUDAError {
+            throw HPSError(.device, subject: label, "device lookup of \(n) keys on CUDA device \(context.device) failed", underlying: error.description)
+        }
+    }
+
+    /// Static and uvm tables: everything on the caller's stream, no host synchronisation.
+    private func lookupWholeTable(_ request: DeviceLookupRequest, worker: Worker, host: DeviceLookupHost) throws {
+        let n = request.count
+        let stream = request.stream.map { context.borrowStream($0) } ?? worker.stream
+        try worker.claim(for: stream)
+        let keys = try widenedKeys(request, worker: worker, stream: stream)
+        let p = worker.pipeline
+        try p.enqueueDedup(keys: keys, count: n, stream: stream)
+        try cache.enqueueQuery(
+            keys: p.uniqueKeys.pointer, count: n, countPointer: p.uniqueCount.pointer, output: 0, missing: 0, missingKeys: 0,
+            missCount: p.missCount.pointer, hitFlags: 0, slots: p.slots.pointer, stream: stream)
+        let source = cache.rowSource
+        try p.copyRows(
+            dst: request.output, dstIndex: 0, src: source.base, srcHigh: source.high, split: source.split, srcIndex: p.inverse.pointer,
+            srcIndex2: p.slots.pointer, count: n, countPointer: 0, fill: host.defaultValue, streaming: true, stream: stream)
+        try p.enqueueClear(maxCount: n, stream: stream)
+        try worker.done.record(on: stream)
+        if request.stream == nil { try stream.synchronize() }
+        host.record(n, 0, 0, 0)
+    }
+
+    /// Dynamic cache: on the cache's stream; the distinct misses go to the host tiers.
+    private func lookupThroughCache(_ request: DeviceLookupRequest, worker: Worker, host: DeviceLookupHost) throws {
+        let n = request.count, dim = dimension
+        let stream = cache.stream
+        let caller = request.stream.map { context.borrowStream($0) }
+        if let caller {
+            // The keys were written on the caller's stream: start after its work so far.
+            try worker.entered.record(on: caller)
+            try stream.wait(for: worker.entered)
+        }
+        try worker.claim(for: stream)
+        let keys = try widenedKeys(request, worker: worker, stream: stream)
+        let p = worker.pipeline
+        try p.enqueueDedup(keys: keys, count: n, stream: stream)
+        try cache.enqueueQuery(
+            keys: p.uniqueKeys.pointer, count: n, countPointer: p.uniqueCount.pointer, output: p.uniqueVectors.pointer, missing: p.missing.pointer,
+            missingKeys: p.missingKeys.pointer, missCount: p.missCount.pointer, hitFlags: 0, slots: 0, stream: stream)
+        let counts = worker.hostCounts.typed(UInt32.self)
+        try context.copy(toHost: worker.hostCounts.host, from: p.uniqueCount.pointer, bytes: 4, stream: stream)
+        try context.copy(toHost: worker.hostCounts.host + 4, from: p.missCount.pointer, bytes: 4, stream: stream)
+        try stream.synchronize()
+        let unique = Int(counts[0]), missing = Int(counts[1])
+        var defaults = 0
+        if missing > 0 {
+            try context.copy(toHost: worker.hostKeys.host, from: p.missingKeys.pointer, bytes: missing * 8, stream: stream)
+            try stream.synchronize()
+            let missedKeys = UnsafeBufferPointer(start: worker.hostKeys.typed(Int64.self), count: missing)
+            let hitRate = unique == 0 ? 1.0 : 1.0 - Double(missing) / Double(unique)
+            if hitRate >= host.hitRateThreshold {
+                // Default now; fetch and insert in the background (the keys are copied off the worker first).
+                try p.copyRows(
+                    dst: p.uniqueVectors.pointer, dstIndex: p.missing.pointer, src: 0, srcHigh: 0, split: .max, srcIndex: 0, srcIndex2: 0,
+                    count: missing, countPointer: 0, fill: host.defaultValue, streaming: false, stream: stream)
+                defaults = missing
+                let keysCopy = Array(missedKeys)
+                let cache = self.cache
+                host.background {
+                    var values = [Float](repeating: 0, count: keysCopy.count * dim)
+                    keysCopy.withUnsafeBufferPointer { k in
+                        values.withUnsafeMutableBufferPointer { v in host.fetch(k, v.baseAddress!) }
+                        values.withUnsafeBufferPointer { v in cache.replace(keys: k, values: v.baseAddress!) }
+                    }
+                }
+            } else {
+                let values = worker.hostValues.typed(Float.self)
+                host.fetch(missedKeys, values)
+                try context.copy(toDevice: worker.fetched.pointer, from: worker.hostValues.host, bytes: missing * dim * 4, stream: stream)
+                try p.copyRows(
+                    dst: p.uniqueVectors.pointer, dstIndex: p.missing.pointer, src: worker.fetched.pointer, srcHigh: 0, split: .max, srcIndex: 0,
+                    srcIndex2: 0, count: missing, countPointer: 0, fill: host.defaultValue, streaming: false, stream: stream)
+                try cache.enqueueReplace(keys: p.missingKeys.pointer, values: worker.fetched.pointer, count: missing, stream: stream)
+            }
+        }
+        try p.copyRows(
+            dst: request.output, dstIndex: 0, src: p.uniqueVectors.pointer, srcHigh: 0, split: .max, srcIndex: p.inverse.pointer, srcIndex2: 0,
+            count: n, countPointer: 0, fill: host.defaultValue, streaming: true, stream: stream)
+        try p.enqueueClear(maxCount: n, stream: stream)
+        try worker.done.record(on: stream)
+        if let caller {
+            try caller.wait(for: worker.done)
+        } else {
+            try stream.synchronize()
+        }
+        host.record(n, unique, missing, defaults)
+    }
+
+    /// The int64 keys of `request` on the device: the request's own, or its int32 keys widened into the worker.
+    private func widenedKeys(_ request: DeviceLookupRequest, worker: Worker, stream: CUDAStream) throws -> CUdeviceptr {
+        guard request.int32Keys else { return request.keys }
+        try kernels.launch(kernels.widenKeys, threads: request.count, stream: stream, [.pointer(request.keys), .count(request.count), .pointer(worker.keys.pointer)])
+        return worker.keys.pointer
+    }
+
+    // MARK: Workers
+
+    private func acquire() throws -> Worker {
+        slots.wait()
+        if let worker = free.withLock({ $0.popLast() }) { return worker }
+        do {
+            return try Worker(context: context, maxKeys: maxKeys, dimension: dimension, fetches: !cache.holdsWholeTable, label: label)
+        } catch {
+            slots.signal()
+            throw error
+        }
+    }
+
+    private func release(_ worker: Worker) {
+        free.withLock { $0.append(worker) }
+        slots.signal()
+    }
+
+    /// The buffers of one call in flight.
+    final class Worker: @unchecked Sendable {
+        // @unchecked Sendable: used by one caller at a time (handed out by the pool).
+        let pipeline: CUDALookupPipeline
+        /// Widened int32 keys.
+        let keys: CUDADeviceBuffer
+        /// Rows fetched from the host tiers (dynamic caches).
+        let fetched: CUDADeviceBuffer
+        let hostCounts: CUDAPinnedBuffer
+        let hostKeys: CUDAPinnedBuffer
+        let hostValues: CUDAPinnedBuffer
+        /// The worker's own stream, for calls without a stream.
+        let stream: CUDAStream
+        /// Recorded after the worker's last enqueued work.
+        let done: CUDAEvent
+        /// Recorded on a caller's stream when a call starts.
+        let entered: CUDAEvent
+        private var lastStream: CUstream?
+        private var used = false
+
+        init(context: CUDAContext, maxKeys: Int, dimension: Int, fetches: Bool, label: String) throws {
+            pipeline = try CUDALookupPipeline(context: context, maxKeys: maxKeys, dimension: dimension)
+            let what = "the device lookup of \(label)"
+            keys = try context.allocate(bytes: maxKeys * 8, what: "widened keys of \(what)")
+            fetched = try context.allocate(bytes: fetches ? maxKeys * dimension * 4 : 16, what: "fetched rows of \(what)")
+            hostCounts = try context.allocatePinned(bytes: 16, what: "counters of \(what)")
+            hostKeys = try context.allocatePinned(bytes: fetches ? maxKeys * 8 : 16, what: "missed keys of \(what)")
+            hostValues = try context.allocatePinned(bytes: fetches ? maxKeys * dimension * 4 : 16, what: "fetched rows of \(what)")
+            stream = try context.makeStream()
+            done = try context.makeEvent(timing: false)
+            entered = try context.makeEvent(timing: false)
+        }
+
+        /// Orders this call after the worker's previous one when that ran on another stream.
+        func claim(for stream: CUDAStream) throws {
+            if used && lastStream != stream.handle { try stream.wait(for: done) }
+            used = true
+            lastStream = stream.handle
+        }
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the C API: libhps.so (the Swift runtime linked in statically; it needs only glibc, RocksDB and
+# hiredis) for include/hps.h, and prints its path. The same release build folder as the Python package.
+#   scripts/build-capi.sh            # → .build-python/release/libhps.so
+set -euo pipefail
+cd "$(dirname "$0")/.."
+args=(-c release --product HPSCAPI -Xswiftc -static-stdlib --scratch-path .build-python)
+swift build "${args[@]}" >&2
+bin=$(swift build "${args[@]}" --show-bin-path)
+cp -f "$bin/libHPSCAPI.so" "$bin/libhps.so"
+echo "$bin/libhps.so"
