@@ -1,14 +1,18 @@
-"""Build step of the hierarchical_parameter_server wheel: compiles the Swift op library and ships it.
+"""Build step of the hierarchical_parameter_server wheel: compiles the Swift libraries and ships them.
 
 `pip install .` runs
 
     swift build -c release --product hierarchical_parameter_server -Xswiftc -static-stdlib --scratch-path .build-python
+    swift build -c release --product HPSCAPI -Xswiftc -static-stdlib --scratch-path .build-python
 
-in this directory and copies `libhierarchical_parameter_server.so` (self-contained: the Swift runtime is
-linked in statically; TensorFlow's C API is resolved when TensorFlow loads it) into the package's `lib/`.
+in this directory and copies into the package's `lib/`: `libhierarchical_parameter_server.so`, the TensorFlow
+op library (TensorFlow's C API is resolved when TensorFlow loads it), and `libhps.so`, the C API of
+include/hps.h that the PyTorch layers call through ctypes. Both are self-contained: the Swift runtime is linked
+in statically.
 
 Environment:
-    HPS_PREBUILT_LIBRARY=path   ship this .so instead of building (e.g. a CI artifact)
+    HPS_PREBUILT_LIBRARY=path   ship this op library instead of building (e.g. a CI artifact)
+    HPS_PREBUILT_C_LIBRARY=path ship this libhps.so instead of building
     HPS_SWIFT=path              the swift executable (default: `swift` on PATH)
     HPS_SWIFT_BUILD_ARGS="..."  extra arguments for `swift build`
 """
@@ -24,14 +28,15 @@ from setuptools.dist import Distribution
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = "libhierarchical_parameter_server.so"
+C_LIBRARY = "libhps.so"
 SCRATCH = os.path.join(ROOT, ".build-python")
 
 
-def build_library():
-    prebuilt = os.environ.get("HPS_PREBUILT_LIBRARY")
+def build_library(product="hierarchical_parameter_server", library=LIBRARY, prebuilt_variable="HPS_PREBUILT_LIBRARY"):
+    prebuilt = os.environ.get(prebuilt_variable)
     if prebuilt:
         if not os.path.isfile(prebuilt):
-            raise FileNotFoundError("HPS_PREBUILT_LIBRARY=%s does not exist" % prebuilt)
+            raise FileNotFoundError("%s=%s does not exist" % (prebuilt_variable, prebuilt))
         return prebuilt
     swift = os.environ.get("HPS_SWIFT") or shutil.which("swift")
     if not swift:
@@ -41,14 +46,14 @@ def build_library():
         )
     command = [
         swift, "build", "-c", "release",
-        "--product", "hierarchical_parameter_server",
+        "--product", product,
         "-Xswiftc", "-static-stdlib",
         "--scratch-path", SCRATCH,
     ] + shlex.split(os.environ.get("HPS_SWIFT_BUILD_ARGS", ""))
     print("building the op library:", " ".join(command), flush=True)
     subprocess.check_call(command, cwd=ROOT)
     bin_path = subprocess.check_output(command + ["--show-bin-path"], cwd=ROOT, text=True).strip().splitlines()[-1]
-    path = os.path.join(bin_path, LIBRARY)
+    path = os.path.join(bin_path, library)
     if not os.path.isfile(path):
         raise FileNotFoundError("swift build finished but %s is missing" % path)
     return path
@@ -59,10 +64,12 @@ class BuildPyWithLibrary(build_py):
 
     def run(self):
         super().run()
-        library = build_library()
+        op_library = build_library()
+        c_library = build_library("HPSCAPI", "libHPSCAPI.so", "HPS_PREBUILT_C_LIBRARY")
         target_dir = os.path.join(self.build_lib, "hierarchical_parameter_server", "lib")
         os.makedirs(target_dir, exist_ok=True)
-        shutil.copy2(library, os.path.join(target_dir, LIBRARY))
+        shutil.copy2(op_library, os.path.join(target_dir, LIBRARY))
+        shutil.copy2(c_library, os.path.join(target_dir, C_LIBRARY))
 
 
 class BinaryDistribution(Distribution):
