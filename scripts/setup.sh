@@ -30,5 +30,8 @@ if [ -f pyproject.toml ]; then
   .venv/bin/pip install -q --no-build-isolation .
 fi
 
+echo "setup: building the C API (libhps.so)"
+./scripts/build-capi.sh >/dev/null
+
 echo "setup: building hps (release)"
 swift build -c release --product hps
