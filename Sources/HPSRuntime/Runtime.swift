@@ -24,6 +24,7 @@ public enum HPSRuntime {
     public static func makeParameterServer(
         config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> ParameterServer {
+        try checkResources(config, logger: logger)
         let vdb = try makeVolatileDatabase(config.volatileDatabase, logger: logger)
         let pdb = try makePersistentDatabase(config.persistentDatabase, logger: logger)
         let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, logger: logger)
@@ -34,6 +35,32 @@ public enum HPSRuntime {
         try server.loadTables(progress: progress)
         try server.makeAllSessions()
         return server
+    }
+
+    /// Checks, before anything is allocated, that `config` is within ``ConfigLimits`` (a configuration made
+    /// in code skips the parser's checks) and that the lookup buffers of every session fit this machine's
+    /// memory; logs settings this build accepts but does not act on.
+    /// - Throws: ``ConfigValidationError`` listing sizes beyond the limits; ``HPSError`` `invalidConfig`
+    ///   naming the model's settings and the bytes asked for when the buffers exceed physical memory.
+    public static func checkResources(_ config: ParameterServerConfig, logger: HPSLogger = .standard) throws {
+        let issues = config.limitIssues()
+        guard issues.isEmpty else { throw ConfigValidationError(issues: issues) }
+        let memory = SystemInfo.physicalMemory
+        for (i, model) in config.models.enumerated() {
+            guard let perSession = model.sessionBufferBytes else { continue }  // limitIssues reports it
+            let (total, overflow) = perSession.multipliedReportingOverflow(by: max(1, model.deployedDevices.count))
+            if memory > 0 && (overflow || total > memory) {
+                throw HPSError(
+                    .invalidConfig, subject: "models[\(i)] (\(model.name))",
+                    "lookup buffers need \(overflow ? "more than Int.max" : String(total)) bytes "
+                        + "(\(perSession) per device × \(model.deployedDevices.count) device(s), from max_batch_size, maxnum_catfeature_query_per_table_per_sample, "
+                        + "embedding_vecsize_per_table and num_of_worker_buffer_in_pool), more than this machine's \(memory) bytes of memory")
+            }
+        }
+        if config.updateSource.type == .kafkaMessageQueue {
+            logger.warning(
+                "update_source: kafka_message_queue is not available in this build; the tables are served as loaded and no online updates are applied")
+        }
     }
 
     /// The volatile database `config` names, or nil when it is disabled.

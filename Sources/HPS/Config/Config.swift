@@ -117,8 +117,33 @@ public struct ModelConfig: Sendable, Equatable {
     }
 
     /// The most keys one lookup of `table` may carry: `max_batch_size × maxnum_catfeature_query…[table]`.
+    ///
+    /// Saturates at `Int.max` instead of overflowing; a validated configuration keeps it at most
+    /// ``ConfigLimits/maxKeysPerLookup``.
     public func maxQueryLength(table: Int) -> Int {
-        maxBatchSize * (table < maxKeysPerSample.count ? maxKeysPerSample[table] : 1)
+        let perSample = table >= 0 && table < maxKeysPerSample.count ? maxKeysPerSample[table] : 1
+        let (product, overflow) = maxBatchSize.multipliedReportingOverflow(by: perSample)
+        return overflow ? .max : product
+    }
+
+    /// Bytes one lookup buffer (a session's workspace) of this model takes: for the longest lookup of any
+    /// table, ``ConfigLimits/lookupBytesPerKey`` per key plus two vectors of the widest table per key.
+    /// Nil when the size does not fit an `Int`.
+    public var lookupBufferBytes: Int? {
+        let maxKeys = (0..<tableCount).map { maxQueryLength(table: $0) }.max() ?? 1
+        let maxDimension = embeddingVectorSizes.max() ?? 1
+        let (vectorBytes, o1) = maxDimension.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
+        let (perKey, o2) = vectorBytes.addingReportingOverflow(ConfigLimits.lookupBytesPerKey)
+        let (total, o3) = max(1, maxKeys).multipliedReportingOverflow(by: perKey)
+        return o1 || o2 || o3 ? nil : total
+    }
+
+    /// Bytes of every lookup buffer of one session of this model (`num_of_worker_buffer_in_pool` buffers).
+    /// Nil when the size does not fit an `Int`.
+    public var sessionBufferBytes: Int? {
+        guard let one = lookupBufferBytes else { return nil }
+        let (total, overflow) = one.multipliedReportingOverflow(by: max(1, workerBuffers))
+        return overflow ? nil : total
     }
 }
 

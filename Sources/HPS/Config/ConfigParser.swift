@@ -92,7 +92,7 @@ struct ConfigReader {
                         diagnostics.issue("models[\(i)]", "expected an object, found \(ConfigSection.describe(item))")
                         continue
                     }
-                    let model = readModel(ConfigSection(path: "models[\(i)]", object: object, diagnostics: diagnostics))
+                    let model = readModel(ConfigSection(path: "models[\(i)]", object: object, diagnostics: diagnostics), index: i)
                     if !model.name.isEmpty {
                         if let first = names[model.name] {
                             diagnostics.issue("models[\(i)].model", "duplicate model name \"\(model.name)\" (also models[\(first)])")
@@ -119,12 +119,45 @@ struct ConfigReader {
             config.updateSource = readUpdateSource(section)
         }
         top.reportUnknownKeys()
+        checkInitialCacheRate(config)
+        warnAboutCapacity(config)
+        for issue in config.limitIssues() { diagnostics.issue(issue.path, issue.message) }
         return config
+    }
+
+    /// `initial_cache_rate` below 1 loads only that share of each table into the volatile database; the
+    /// rest must come from the persistent database, so without one the setting would leave keys unanswerable.
+    private func checkInitialCacheRate(_ config: ParameterServerConfig) {
+        let rate = config.volatileDatabase.initialCacheRate
+        guard rate < 1, config.volatileDatabase.type != .disabled, config.persistentDatabase.type == .disabled else { return }
+        diagnostics.issue(
+            "volatile_db.initial_cache_rate",
+            "is \(rate): only that share of each table is loaded into the volatile database, and the rest must come from a persistent database, but persistent_db is disabled; configure persistent_db or use 1.0")
+    }
+
+    /// Warns about each table (of a model whose tables are loaded into the databases) that has more rows than
+    /// the volatile database can hold, when no persistent database holds the rest.
+    private func warnAboutCapacity(_ config: ParameterServerConfig) {
+        let v = config.volatileDatabase
+        guard v.type == .hashMap || v.type == .parallelHashMap || v.type == .redisCluster,
+            config.persistentDatabase.type == .disabled, v.overflowMargin != .max
+        else { return }
+        let (product, overflow) = v.overflowMargin.multipliedReportingOverflow(by: max(1, v.numPartitions))
+        let capacity = overflow ? Int.max : max(product, v.overflowMargin)
+        for table in diagnostics.tableRows where table.rows > capacity {
+            let model = config.models[table.model]
+            let type = model.useStaticTable ? .static : model.embeddingCacheType
+            guard type == .dynamic || type == .stochastic else { continue }
+            diagnostics.warn(
+                "\(table.path): the table has \(table.rows) rows but the volatile database holds at most \(capacity) per table "
+                    + "(volatile_db.overflow_margin \(v.overflowMargin) × num_partitions \(v.numPartitions)) and persistent_db is disabled: "
+                    + "at least \(table.rows - capacity) rows will be evicted and answer the default value; raise volatile_db.overflow_margin or configure persistent_db")
+        }
     }
 
     // MARK: Models
 
-    func readModel(_ s: ConfigSection) -> ModelConfig {
+    func readModel(_ s: ConfigSection, index: Int) -> ModelConfig {
         var m = ModelConfig()
         if s.has("model") {
             m.name = s.string("model", default: "")
@@ -211,7 +244,16 @@ struct ConfigReader {
         }
         m.maxKeysPerSample = maxKeys ?? []
         if let defaults {
-            m.defaultValues = defaults.map { Float($0) }
+            m.defaultValues = defaults.enumerated().map { i, value in
+                let narrowed = Float(value)
+                guard narrowed.isFinite else {
+                    diagnostics.issue(
+                        s.path("default_value_for_each_table") + "[\(i)]",
+                        "\(value) does not fit float32 (the largest finite float32 is ±\(Float.greatestFiniteMagnitude))")
+                    return 0
+                }
+                return narrowed
+            }
             if m.defaultValues.count < m.embeddingVectorSizes.count {
                 m.defaultValues += Array(repeating: 0, count: m.embeddingVectorSizes.count - m.defaultValues.count)
             }
@@ -235,19 +277,20 @@ struct ConfigReader {
             m.sparseFiles = sparseFiles.enumerated().map { i, file in
                 resolveLocalPath(file, path: s.path("sparse_files") + "[\(i)]", what: "table directory") ?? file
             }
-            if checkFiles { checkTables(m, sparseFiles: sparseFiles, section: s) }
+            if checkFiles { checkTables(m, modelIndex: index, sparseFiles: sparseFiles, section: s) }
         }
         s.reportUnknownKeys(foreign: Self.foreignModelKeys)
         return m
     }
 
     /// Opens every table directory whose path and dimension are valid and checks its files.
-    private func checkTables(_ m: ModelConfig, sparseFiles: [String], section s: ConfigSection) {
+    private func checkTables(_ m: ModelConfig, modelIndex: Int, sparseFiles: [String], section s: ConfigSection) {
         for (i, original) in sparseFiles.enumerated() where i < m.embeddingVectorSizes.count {
             let dimension = m.embeddingVectorSizes[i]
             guard dimension >= 1, !original.isEmpty, !Self.isRemote(original) else { continue }
             do {
-                _ = try TableDirectory(path: m.sparseFiles[i], dimension: dimension)
+                let directory = try TableDirectory(path: m.sparseFiles[i], dimension: dimension)
+                diagnostics.tableRows.append((s.path("sparse_files") + "[\(i)]", modelIndex, i, directory.rowCount))
             } catch let error as HPSError {
                 let subject = error.subject.map { "\($0): " } ?? ""
                 let underlying = error.underlying.map { " (\($0))" } ?? ""
@@ -320,6 +363,11 @@ struct ConfigReader {
             v.type = .disabled
         } else {
             v.type = s.choice("type", default: .disabled, what: "volatile database type", Self.volatileTypes)
+            if v.type == .multiProcessHashMap {
+                diagnostics.issue(
+                    s.path("type"),
+                    "multi_process_hash_map is not available in this implementation; use hash_map or parallel_hash_map (one process) or redis_cluster (shared between processes)")
+            }
         }
         v.numPartitions = s.int("num_partitions", default: v.numPartitions, .atLeast(1))
         v.maxBatchSize = s.int("max_batch_size", default: v.maxBatchSize, .atLeast(1))

@@ -8,6 +8,9 @@ final class ConfigDiagnostics {
     }
 
     func warn(_ message: String) { warnings.append(message) }
+
+    /// Rows of each table directory opened while checking files: its JSON path, model and table index.
+    var tableRows: [(path: String, model: Int, table: Int, rows: Int)] = []
 }
 
 /// A rule a number read from the configuration must satisfy.
@@ -258,7 +261,11 @@ final class ConfigSection {
         case .int(let n):
             return n
         case .double(let d):
-            guard d == d.rounded(.towardZero), d.isFinite else {
+            guard d.isFinite else {
+                diagnostics.issue(path, "the number is beyond the range of a double (read as \(d))")
+                return nil
+            }
+            guard d == d.rounded(.towardZero) else {
                 diagnostics.issue(path, "expected an integer, found the fraction \(d)")
                 return nil
             }
@@ -281,7 +288,12 @@ final class ConfigSection {
     static func number(_ value: JSONValue, path: String, diagnostics: ConfigDiagnostics) -> Double? {
         switch value {
         case .int(let n): return Double(n)
-        case .double(let d): return d
+        case .double(let d):
+            guard d.isFinite else {
+                diagnostics.issue(path, "the number is beyond the range of a double (read as \(d))")
+                return nil
+            }
+            return d
         default:
             diagnostics.issue(path, "expected a number, found \(describe(value))")
             return nil

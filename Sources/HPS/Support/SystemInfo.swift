@@ -11,6 +11,15 @@ public enum SystemInfo {
     /// Online processors, read once (sysconf reads a file each time, too slow for the lookup path).
     public static let processorCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
+    /// Bytes of physical memory (0 when unknown), read once.
+    public static let physicalMemory: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 0 }
+        let (bytes, overflow) = Int(pages).multipliedReportingOverflow(by: Int(pageSize))
+        return overflow ? .max : bytes
+    }()
+
     /// `$TMPDIR` or `/tmp`, without a trailing slash.
     public static var temporaryDirectory: String {
         var dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
