@@ -155,13 +155,45 @@ private func expectHPSError(
         #expect(keyChunks.flatMap { $0 } == sample.keys)
     }
 
-    @Test func uint32KeyWidthKeepsTheLowBits() throws {
+    /// With 32-bit keys a key outside 0 ... 2^32 - 1 is an error naming the key file, the row and the key:
+    /// truncating it would make key 5 answer the row of key 2^32 + 5.
+    @Test func uint32KeyWidthRejectsKeysThatDoNotFit() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try TableWriter.write(directory: dir.path, keys: [-1, (1 << 32) + 5, 7], vectors: [1, 2, 3], dimension: 1)
+        try TableWriter.write(directory: dir.file("big"), keys: [4_294_967_295, 7, (1 << 32) + 5], vectors: [1, 2, 3], dimension: 1)
+        try TableWriter.write(directory: dir.file("negative"), keys: [0, -1, 7], vectors: [1, 2, 3], dimension: 1)
+        let big = try TableDirectory(path: dir.file("big"))
+        expectHPSError(.invalidTable, containing: [dir.file("big/key"), "row 2 holds key 4294967301", "supportlonglong: false"]) {
+            _ = try readAll(big, keyWidth: .uint32)
+        }
+        expectHPSError(.invalidTable, containing: [dir.file("negative/key"), "row 1 holds key -1"]) {
+            try TableDirectory(path: dir.file("negative")).forEachKeyChunk(keyWidth: .uint32) { _ in }
+        }
+        #expect(try readAll(big, keyWidth: .int64).keys == [4_294_967_295, 7, (1 << 32) + 5])
+        let fits = try TableDirectory(path: dir.file("big"))
+        var firstChunk: [Int64] = []
+        try? fits.forEachKeyChunk(maxRows: 2, keyWidth: .uint32) { firstChunk += $0 }
+        #expect(firstChunk == [4_294_967_295, 7], "rows before the bad key are read unchanged")
+    }
+
+    /// Duplicate counting streams the key file: with room for only a few keys in memory it reads the file
+    /// in several passes and still counts exactly, and names the earliest repeated row.
+    @Test(arguments: [nil, 16, 40])
+    func duplicateCountIsExactWithBoundedMemory(maxKeysInMemory: Int?) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var keys: [Int64] = (0..<300).map { Int64($0) * 1_000_003 - 150_000_000 }
+        keys += [keys[17], keys[3], keys[17], keys[299], Int64.min, Int64.min]
+        try TableWriter.write(directory: dir.path, keys: keys, vectors: [Float](repeating: 0, count: keys.count), dimension: 1)
         let table = try TableDirectory(path: dir.path)
-        #expect(try readAll(table, keyWidth: .uint32).keys == [4_294_967_295, 5, 7])
-        #expect(try readAll(table, keyWidth: .int64).keys == [-1, (1 << 32) + 5, 7])
+        let scan = try table.scanKeys(maxKeysInMemory: maxKeysInMemory)
+        #expect(scan.duplicateCount == 5)
+        #expect(scan.firstDuplicate?.key == keys[17])
+        #expect(scan.firstDuplicate?.row == 300)
+        #expect(scan.minKey == Int64.min)
+        #expect(scan.maxKey == keys[299])
+        let stats = try table.statistics(maxKeysInMemory: maxKeysInMemory)
+        #expect(stats.duplicateKeyCount == 5)
     }
 
     @Test func invalidChunkSizeIsAnError() throws {

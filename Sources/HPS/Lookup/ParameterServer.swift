@@ -117,6 +117,9 @@ public final class ParameterServer: @unchecked Sendable {
             inserting.removeAll { $0 === pdb }
         }
         defer { bulk?.cancel() }  // after a failure; nothing once finished
+        // initial_cache_rate: the volatile database takes the first share of the rows; the rest is fetched
+        // from the persistent database (validation requires one when the rate is below 1).
+        var volatileRowsLeft = volatileRowLimit(rows: directory.rowCount)
         try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
             if let progress { progress(tag, done, total) }
             if total >= 1_000_000 && done >= nextReport && done < total {
@@ -126,7 +129,15 @@ public final class ParameterServer: @unchecked Sendable {
         }) { keys, vectors in
             let bytes = UnsafeRawBufferPointer(vectors)
             for db in inserting {
-                try db.insert(table: tag, keys: keys, values: bytes, valueSize: table.valueSize)
+                var n = keys.count
+                if let vdb = self.volatileDatabase, db === vdb {
+                    n = min(n, volatileRowsLeft)
+                    volatileRowsLeft -= n
+                }
+                guard n > 0 else { continue }
+                try db.insert(
+                    table: tag, keys: UnsafeBufferPointer(rebasing: keys[0..<n]),
+                    values: UnsafeRawBufferPointer(rebasing: bytes[0..<(n * table.valueSize)]), valueSize: table.valueSize)
             }
             try bulk?.add(keys: keys, values: bytes)
         }
@@ -139,6 +150,7 @@ public final class ParameterServer: @unchecked Sendable {
             let load = capacity == .max ? "unbounded" : "\(size) / \(capacity)"
             logger.info("Table: \(tag); cached \(size) / \(directory.rowCount) embeddings in \(db.name); load: \(load); \(String(format1: seconds)) s")
         }
+        try warnAboutDuplicateKeys(directory, tag: tag, loadedInto: targets)
     }
 
     // MARK: Sessions

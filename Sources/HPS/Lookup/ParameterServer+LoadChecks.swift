@@ -1,0 +1,25 @@
+extension ParameterServer {
+    /// Rows of a table of `rows` rows that go into the volatile database at startup:
+    /// `ceil(initial_cache_rate × rows)`.
+    func volatileRowLimit(rows: Int) -> Int {
+        let rate = config.volatileDatabase.initialCacheRate
+        guard rate < 1 else { return rows }
+        return min(rows, max(0, Int((rate * Double(rows)).rounded(.up))))
+    }
+
+    /// Warns, naming the key file and one repeated key, when a database that took every row of the table
+    /// (and had room for all of them) holds fewer rows than the file: the file repeats keys, and the later
+    /// row of each repeated key is the one served. Reads the key file again only in that case.
+    func warnAboutDuplicateKeys(_ directory: TableDirectory, tag: String, loadedInto targets: [any Database]) throws {
+        for db in targets {
+            if let vdb = volatileDatabase, db === vdb, volatileRowLimit(rows: directory.rowCount) < directory.rowCount { continue }
+            guard db.capacity(table: tag) >= directory.rowCount, let size = try? db.size(table: tag), size < directory.rowCount else { continue }
+            let scan = try directory.scanKeys(keyWidth: keyWidth)
+            guard let first = scan.firstDuplicate else { return }
+            logger.warning(
+                "Table \(tag): \(directory.keyFile) holds \(scan.duplicateCount) duplicate key(s), e.g. key \(first.key) again at row \(first.row); "
+                    + "the later row of each repeated key is served")
+            return
+        }
+    }
+}
