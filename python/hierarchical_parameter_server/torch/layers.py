@@ -53,7 +53,9 @@ class LookupLayer(torch.nn.Module):
         self.emb_vec_size = emb_vec_size
 
     def forward(self, ids):
-        return ops.lookup(ids, self.model_name, self.table_id, self.emb_vec_size, self.ps_config_file)
+        if not isinstance(ids, torch.Tensor):
+            raise ValueError("ids must be a torch.Tensor, got %s" % type(ids).__name__)
+        return ops.lookup_fast(ids, self.model_name, self.table_id, self.emb_vec_size, self.ps_config_file)
 
     def extra_repr(self):
         return "model_name=%r, table_id=%d, emb_vec_size=%d" % (self.model_name, self.table_id, self.emb_vec_size)
@@ -118,7 +120,7 @@ class SparseLookupLayer(torch.nn.Module):
                 raise ValueError("per_sample_weights must be float32 (the dtype of the vectors), got %s" % per_sample_weights.dtype)
             if per_sample_weights.requires_grad and torch.is_grad_enabled():
                 raise _no_gradient_error("per_sample_weights")
-        rows = ops.lookup(ids.reshape(-1), self.model_name, self.table_id, self.emb_vec_size, self.ps_config_file)
+        rows = ops.lookup_fast(ids.reshape(-1), self.model_name, self.table_id, self.emb_vec_size, self.ps_config_file)
         positions = torch.arange(ids.numel(), dtype=torch.int64, device=ids.device).reshape(ids.shape)
         if offsets is not None:
             offsets = offsets.to(torch.int64)

@@ -139,3 +139,47 @@ def _setup_context(ctx, inputs, output):
 
 
 lookup.register_autograd(_no_gradient, setup_context=_setup_context)
+
+
+def _make_plain_eager_check():
+    """A predicate: may a lookup of ``ids`` skip the dispatcher and run ``lookup_eager`` directly?
+
+    Only for a plain tensor with nothing watching: not under torch.compile / dynamo, no dispatch mode (fake
+    tensors, proxy tracing of make_fx / torch.export, functionalization), no torch-function mode, no
+    torch.jit tracing, no functorch wrapper (vmap, grad). Everything else goes through ``hps::lookup``, so
+    traces and compiled graphs always hold the op. Dispatching a custom op costs about 10 µs of Python per
+    call, as much as a whole small lookup. If this torch lacks one of the checks, every call dispatches."""
+    try:
+        is_compiling = torch.compiler.is_compiling
+        dispatch_stack = torch._C._len_torch_dispatch_stack
+        function_mode = torch._C._is_torch_function_mode_enabled
+        tracing_state = torch._C._get_tracing_state
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        tensor = torch.Tensor
+        is_compiling(), dispatch_stack(), function_mode(), tracing_state(), wrapped(torch.zeros(1))
+    except Exception:  # pragma: no cover - depends on the torch version
+        return lambda ids: False
+
+    def plain_eager(ids):
+        return (
+            type(ids) is tensor
+            and not ids.is_meta
+            and not is_compiling()
+            and dispatch_stack() == 0
+            and not function_mode()
+            and tracing_state() is None
+            and not wrapped(ids)
+        )
+
+    return plain_eager
+
+
+plain_eager = _make_plain_eager_check()
+
+
+def lookup_fast(ids, model_name, table_id, emb_vec_size, ps_config_file=""):
+    """``hps::lookup``, run directly when ``ids`` is a plain eager tensor (the same code the op runs),
+    through the dispatcher otherwise. What the layers call."""
+    if plain_eager(ids):
+        return lookup_eager(ids, model_name, table_id, emb_vec_size, ps_config_file)
+    return lookup(ids, model_name, table_id, emb_vec_size, ps_config_file)
