@@ -284,9 +284,9 @@ public enum DatabaseDump {
         default: throw HPSError(.invalidDump, subject: path, "is not a regular file")
         }
         // The C API has no SST reader: ingest a copy into a scratch database and read it there.
-        let scratch = try ScratchDatabase()
+        let scratch = try ScratchDatabase(source: path)
         do { try scratch.ingest(path) } catch {
-            throw HPSError(.invalidDump, subject: path, "is not a readable RocksDB SST file", underlying: error.message)
+            throw HPSError(.invalidDump, subject: path, "is not a readable RocksDB SST file", underlying: scratch.mentioningSource(error.message))
         }
 
         // Pass 1: check every entry before inserting anything.
@@ -343,15 +343,17 @@ public enum DatabaseDump {
         return entries
     }
 
-    /// A throwaway RocksDB directory used to read SST files.
+    /// A throwaway RocksDB directory used to read an SST file (`source`); its errors name `source`.
     private final class ScratchDatabase {
+        let source: String
         let directory: String
         let options: OpaquePointer
         let readOptions: OpaquePointer
         let db: OpaquePointer
         let handles: [OpaquePointer]
 
-        init() throws {
+        init(source: String) throws {
+            self.source = source
             do {
                 directory = try FileNative.makeTemporaryDirectory(in: SystemInfo.temporaryDirectory, prefix: "hps-sst-")
             } catch {
@@ -379,6 +381,22 @@ public enum DatabaseDump {
             FileNative.removeTree(directory)
         }
 
+        /// RocksDB's `message` with the path of the scratch copy replaced by the user's file.
+        func mentioningSource(_ message: String) -> String {
+            var text = ""
+            var rest = Substring(message)
+            // The copy is `<directory>/<number>.sst`; name the file the user gave instead.
+            while let found = rest.firstRange(of: directory) {
+                text += rest[..<found.lowerBound]
+                var end = found.upperBound
+                while end < rest.endIndex, rest[end] != " ", rest[end] != ":", rest[end] != "," { end = rest.index(after: end) }
+                text += source
+                rest = rest[end...]
+            }
+            text += rest
+            return text
+        }
+
         func ingest(_ file: String) throws(RocksStatus) {
             try RocksNative.ingest(db, family: nil, files: [file])
         }
@@ -392,7 +410,7 @@ public enum DatabaseDump {
                 RocksNative.next(iterator)
             }
             do { try RocksNative.iteratorStatus(iterator) } catch {
-                throw HPSError(.invalidDump, subject: directory, "cannot read the ingested SST file", underlying: error.message)
+                throw HPSError(.invalidDump, subject: source, "is a corrupted RocksDB SST file: reading its entries failed", underlying: mentioningSource(error.message))
             }
         }
     }

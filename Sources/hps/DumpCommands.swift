@@ -52,7 +52,7 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         let logger = HPSLogger.standard
         let parsed = try loadConfigForDatabases(target.config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target.table)
+        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target)
         let useVolatile: Bool
         switch from {
         case .auto:
@@ -151,7 +151,7 @@ struct LoadDumpCommand: ParsableCommand {
     func run() throws {
         let logger = HPSLogger.standard
         let parsed = try loadConfigForDatabases(target.config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target.table)
+        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target)
         let tag = tableConfig.tag
         let keySize: Int? = single.supportLongLong ? nil : 4
 
@@ -249,11 +249,11 @@ func loadConfigForDatabases(_ path: String, logger: HPSLogger) throws -> Paramet
 
 /// `config` reduced to table `table` of model `model` (so loading touches no other table), with a
 /// dynamic cache type so that the table is loaded into the databases; and that table.
-func singleTable(_ config: ParameterServerConfig, model name: String, table: String) throws -> (ParameterServerConfig, TableConfig) {
+func singleTable(_ config: ParameterServerConfig, model name: String, table: TableTarget) throws -> (ParameterServerConfig, TableConfig) {
     guard let model = config.model(named: name) else {
         throw HPSError(.unknownModel, subject: "--model \(name)", "no model of that name; the config has: \(config.models.map(\.name).joined(separator: ", "))")
     }
-    let index = try resolveTable(table, in: model)
+    let index = try table.resolve(in: model)
     let t = model.tables[index]
     var reduced = model
     reduced.sparseFiles = [t.path]

@@ -9,7 +9,9 @@ struct LookupCommand: ParsableCommand {
         abstract: "Look keys up through the whole hierarchy (cache, databases, default value).",
         discussion: """
             Prints one line per key: the vector's floats separated by single spaces, written so that they \
-            parse back to the identical float32. With --output, writes raw little-endian float32 \
+            parse back to the identical float32: the shortest decimal that rounds back to it, inf, -inf, \
+            nan for the quiet NaN 0x7fc00000, and nan:0x<8 hex digits> (the bit pattern) for every other \
+            NaN. With --output, writes raw little-endian float32 \
             (keys × dim) instead. --keys-file holds raw little-endian int64 keys (int32 when the config \
             has supportlonglong: false).
             """
@@ -36,7 +38,7 @@ struct LookupCommand: ParsableCommand {
     func run() throws {
         let server = try HPSRuntime.makeParameterServer(configFile: target.config)
         let modelConfig = try server.model(named: target.model)
-        let tableIndex = try resolveTable(target.table, in: modelConfig)
+        let tableIndex = try target.resolve(in: modelConfig)
         let tableConfig = modelConfig.tables[tableIndex]
         let keyList = try readKeys(longLong: server.config.supportLongLong)
         let session = try server.session(model: target.model, device: device ?? modelConfig.deployedDevices.first ?? 0)
@@ -51,7 +53,7 @@ struct LookupCommand: ParsableCommand {
             var text = ""
             let dim = tableConfig.dimension
             for i in 0..<keyList.count {
-                text += vectors[(i * dim)..<((i + 1) * dim)].map { $0.description }.joined(separator: " ")
+                text += vectors[(i * dim)..<((i + 1) * dim)].map(formatFloat).joined(separator: " ")
                 text += "\n"
                 if text.utf8.count > 1 << 16 { print(text, terminator: ""); text = "" }
             }
@@ -72,14 +74,14 @@ struct LookupCommand: ParsableCommand {
                 return key
             }
         }
-        let path = keysFile!
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw HPSError(.io, subject: path, "cannot read the keys file", underlying: "\(error)")
+        let path = keysFile ?? ""
+        let data: [UInt8]
+        do { data = try LocalFile.read(path) } catch let error as HPSError {
+            throw HPSError(.io, subject: "--keys-file \(path)", "cannot read the keys file: \(error.message)", underlying: error.underlying)
         }
         let width = longLong ? 8 : 4
         guard data.count % width == 0 else {
-            throw HPSError(.invalidArgument, subject: path, "size \(data.count) bytes is not a multiple of \(width) (\(longLong ? "int64" : "int32") keys)")
+            throw HPSError(.invalidArgument, subject: "--keys-file \(path)", "size \(data.count) bytes is not a multiple of \(width) (\(longLong ? "int64" : "int32") keys)")
         }
         return data.withUnsafeBytes { raw in
             (0..<(data.count / width)).map { i in
@@ -89,4 +91,15 @@ struct LookupCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// `value` as text that parses back to the identical float32: Swift's shortest round-trip decimal for
+/// numbers and infinities, `nan` for the canonical quiet NaN (0x7fc00000, what `float("nan")` gives), and
+/// `nan:0x` + the 8 hex digits of the bit pattern for every other NaN (sign, signalling bit, payload).
+func formatFloat(_ value: Float) -> String {
+    guard value.isNaN else { return value.description }
+    let bits = value.bitPattern
+    if bits == Float.nan.bitPattern { return "nan" }
+    let hex = String(bits, radix: 16)
+    return "nan:0x" + String(repeating: "0", count: 8 - hex.count) + hex
 }

@@ -139,13 +139,14 @@ public struct NumpyArray: Sendable, Equatable {
         }
     }
 
-    /// Reads elements `elements` (in C order) as `Float`, converting from `float64` when needed.
+    /// Reads elements `elements` (in C order) as `Float`, converting from `float64` when needed (rounded to
+    /// the nearest float32; a finite value beyond float32's range is an error, never `inf`).
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try read(elements: elements, into: buffer, file: try POSIXFile.openForReading(path))
     }
 
-    /// Reads elements `elements` (in C order) as `Int64`, widening `int32`/`uint32`; `uint64` values keep
-    /// their bit pattern.
+    /// Reads elements `elements` (in C order) as `Int64`, widening `int32`/`uint32`; a `uint64` value of
+    /// 2^63 or more is an error (it has no int64 key).
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Int64>) throws {
         try read(elements: elements, into: buffer, file: try POSIXFile.openForReading(path))
     }
@@ -159,7 +160,16 @@ public struct NumpyArray: Sendable, Equatable {
             for i in 0..<elements.count { buffer[i] = Float(bitPattern: UInt32(littleEndian: buffer[i].bitPattern)) }
             #endif
         case .float64:
-            try convert(elements, from: UInt64.self, into: buffer, file: file) { Float(Double(bitPattern: $0)) }
+            try convert(elements, from: UInt64.self, into: buffer, file: file) { bits, index in
+                let value = Double(bitPattern: bits)
+                let narrowed = Float(value)
+                guard narrowed.isFinite || !value.isFinite else {
+                    throw HPSError(
+                        .invalidTable, subject: path,
+                        "element \(index) (\(describe(index: index))) is \(value), which does not fit float32 (largest finite: ±\(Float.greatestFiniteMagnitude)); the table would answer inf")
+                }
+                return narrowed
+            }
         default:
             throw HPSError(
                 .invalidTable, subject: path,
@@ -176,11 +186,18 @@ public struct NumpyArray: Sendable, Equatable {
             for i in 0..<elements.count { buffer[i] = Int64(littleEndian: buffer[i]) }
             #endif
         case .uint64:
-            try convert(elements, from: UInt64.self, into: buffer, file: file) { Int64(bitPattern: $0) }
+            try convert(elements, from: UInt64.self, into: buffer, file: file) { value, index in
+                guard let key = Int64(exactly: value) else {
+                    throw HPSError(
+                        .invalidTable, subject: path,
+                        "element \(index) is the uint64 key \(value), which does not fit an int64 key (at most \(Int64.max))")
+                }
+                return key
+            }
         case .int32:
-            try convert(elements, from: UInt32.self, into: buffer, file: file) { Int64(Int32(bitPattern: $0)) }
+            try convert(elements, from: UInt32.self, into: buffer, file: file) { value, _ in Int64(Int32(bitPattern: value)) }
         case .uint32:
-            try convert(elements, from: UInt32.self, into: buffer, file: file) { Int64($0) }
+            try convert(elements, from: UInt32.self, into: buffer, file: file) { value, _ in Int64(value) }
         case .float32, .float64:
             throw HPSError(
                 .invalidTable, subject: path,
@@ -206,15 +223,22 @@ public struct NumpyArray: Sendable, Equatable {
             expectedFileSize: dataOffset + elementCount * size)
     }
 
-    /// Reads little-endian `Raw` words into a scratch buffer and converts each into `buffer`.
+    /// Reads little-endian `Raw` words into a scratch buffer and converts each into `buffer`; `transform`
+    /// gets each word and its element index.
     private func convert<Raw: FixedWidthInteger, Element>(
         _ elements: Range<Int>, from: Raw.Type, into buffer: UnsafeMutableBufferPointer<Element>, file: POSIXFile,
-        _ transform: (Raw) -> Element
+        _ transform: (Raw, Int) throws -> Element
     ) throws {
         let scratch = UnsafeMutableBufferPointer<Raw>.allocate(capacity: max(elements.count, 1))
         defer { scratch.deallocate() }
         try readRaw(elements, into: UnsafeMutableRawBufferPointer(scratch), file: file)
-        for i in 0..<elements.count { buffer[i] = transform(Raw(littleEndian: scratch[i])) }
+        for i in 0..<elements.count { buffer[i] = try transform(Raw(littleEndian: scratch[i]), elements.lowerBound + i) }
+    }
+
+    /// `row r, column c` of a rank-2 array for element `index` (C order), `index i` otherwise.
+    private func describe(index: Int) -> String {
+        guard rank == 2, shape[1] > 0 else { return "index \(index)" }
+        return "row \(index / shape[1]), column \(index % shape[1])"
     }
 }
 

@@ -193,3 +193,17 @@ private func retryingOnInterrupt(_ call: () -> Int32) -> Int32 {
 private func Glibc_write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }
 @inline(__always)
 private func Glibc_rename(_ from: String, _ to: String) -> Int32 { rename(from, to) }
+
+/// Whole-file reads for tools (small inputs such as key lists), with errors that name the file and the
+/// system's reason.
+public enum LocalFile {
+    /// The bytes of `path`.
+    /// - Throws: ``HPSError`` `io` naming `path`, with what failed (open, read) and `strerror`'s text, e.g.
+    ///   `cannot open for reading (No such file or directory)` or `… (Is a directory)`.
+    public static func read(_ path: String) throws -> [UInt8] {
+        if try POSIXFile.status(path)?.kind == .directory {
+            throw HPSError(.io, subject: path, "cannot read a directory", underlying: "Is a directory")
+        }
+        return try POSIXFile.readAll(path)
+    }
+}
