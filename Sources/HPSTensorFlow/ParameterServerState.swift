@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CTensorFlow
 import HPS
 import Synchronization
@@ -5,10 +10,13 @@ import Synchronization
 /// The process-wide parameter server the `Init` op builds once and every `Lookup` op uses.
 ///
 /// The first successful `Init` builds it; every later `Init` returns "OK" and changes nothing, whatever
-/// its arguments (as HPS's `std::call_once`). An `Init` that fails leaves nothing behind, so a corrected
-/// call may still succeed.
+/// its arguments (as HPS's `std::call_once`), but one naming a different configuration file logs a
+/// warning naming both files. An `Init` that fails leaves nothing behind, so a corrected call may still
+/// succeed.
 enum ParameterServerState {
     private static let server = Mutex<ParameterServer?>(nil)
+    /// The configuration file the server was built from.
+    private static let builtFrom = Mutex<String?>(nil)
     /// Serialises builds, so concurrent first `Init`s build the server once while lookups keep reading.
     private static let buildLock = Mutex<Void>(())
 
@@ -18,9 +26,9 @@ enum ParameterServerState {
     /// Builds the server from `configFile` unless it exists, after checking the arguments as HPS's
     /// `LookupManager::init_check` does.
     static func initialize(configFile: String, globalBatchSize: Int, replicaId: Int, replicaCount: Int, visibleDevices: [Int]) throws(TFError) {
-        if current != nil { return }
+        if current != nil { return warnIfDifferent(configFile) }
         try buildLock.withLock { (_: inout Void) throws(TFError) in
-            if current != nil { return }
+            if current != nil { return warnIfDifferent(configFile) }
             try checkArguments(configFile: configFile, globalBatchSize: globalBatchSize, replicaId: replicaId, replicaCount: replicaCount, visibleDevices: visibleDevices)
             let logger = HPSLogger.standard
             let made: ParameterServer
@@ -30,10 +38,28 @@ enum ParameterServerState {
                 throw .aborted("hierarchical parameter server initialization from \(configFile) failed: \(error)")
             }
             try checkModels(made.config, globalBatchSize: globalBatchSize, replicaCount: replicaCount, configFile: configFile)
+            builtFrom.withLock { $0 = configFile }
             server.withLock { $0 = made }
             let models = made.config.models.map { "\($0.name) (\($0.tableCount) table\($0.tableCount == 1 ? "" : "s"))" }
             logger.info("hierarchical parameter server initialized from \(configFile): \(models.joined(separator: ", "))")
         }
+    }
+
+    /// Logs a warning when a later `Init` names another configuration file than the one in use.
+    private static func warnIfDifferent(_ configFile: String) {
+        guard let first = builtFrom.withLock({ $0 }), !sameFile(first, configFile) else { return }
+        HPSLogger.standard.warning(
+            "hps.Init(ps_config_file=\(configFile)) is ignored: the parameter server is already initialized from \(first) and keeps serving that configuration (restart the process to use \(configFile))")
+    }
+
+    /// Whether two paths name the same file (same device and inode), or are equal strings when either
+    /// cannot be examined.
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        if a == b { return true }
+        var sa = stat()
+        var sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }
 
     private static func checkArguments(configFile: String, globalBatchSize: Int, replicaId: Int, replicaCount: Int, visibleDevices: [Int]) throws(TFError) {

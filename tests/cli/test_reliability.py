@@ -278,3 +278,19 @@ def test_table_named_like_an_index(tmp_path):
     neither = run("lookup", "--config", config, "--model", "m", "--keys", "1", check=False)
     assert neither.returncode == 64, neither.stderr  # a usage error
     assert "exactly one of --table or --table-name" in neither.stderr
+
+
+def test_corrupted_sst_dump_errors_name_the_users_file(tmp_path, small_table):
+    path, keys, vectors = small_table
+    config = write_config(
+        tmp_path / "ps.json", [(path, 4)], persistent={"type": "rocks_db", "path": str(tmp_path / "rocks"), "num_threads": 2}
+    )
+    dump = str(tmp_path / "d.sst")
+    run("dump", "--config", config, "--model", "m", "--table", "0", "--output", dump)
+    data = bytearray(open(dump, "rb").read())
+    for offset in range(40, min(len(data) // 2, 400)):  # inside the first data block
+        data[offset] ^= 0x5A
+    open(dump, "wb").write(bytes(data))
+    result = run("load-dump", "--config", config, "--model", "m", "--table", "0", "--input", dump, check=False)
+    assert_clean_failure(result, dump)
+    assert "hps-sst-" not in result.stderr, result.stderr
