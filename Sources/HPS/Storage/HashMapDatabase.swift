@@ -106,7 +106,11 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         let margin = config.overflowMargin
         let target = Int((Double(margin == .max ? 0 : margin) * config.overflowResolutionTarget).rounded())
         let base = values.baseAddress!
-        return scratch.withScratch(capacity: keys.count) { s in
+        // New keys a partition refused because it holds the most entries its index can address.
+        let refused = UnsafeMutableBufferPointer<Int>.allocate(capacity: t.partitions.count)
+        refused.initialize(repeating: 0)
+        defer { refused.deallocate() }
+        return try scratch.withScratch(capacity: keys.count) { s in
             group(keys, partitions: t.partitions.count, into: s)
             forEachPartition(count: keys.count, partitions: t.partitions.count) { pi in
                 let p = t.partitions[pi]
@@ -119,6 +123,10 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     let i = Int(s.order[j])
                     if margin != .max && p.count >= margin && p.find(key: keys[i], mixed: s.mixed[i]) < 0 {
                         gone += p.resolveOverflow(target: min(target, margin - 1), policy: policy, random: &local)
+                    }
+                    if p.count >= HashMapPartition.maxEntries && p.find(key: keys[i], mixed: s.mixed[i]) < 0 {
+                        refused[pi] += 1
+                        continue
                     }
                     if p.upsert(key: keys[i], mixed: s.mixed[i], value: base + i * valueSize, policy: policy, now: now) { n += 1 }
                 }
@@ -134,6 +142,12 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
             }
             if totalEvicted > 0 {
                 logger.debug("\(name): table \(tag): evicted \(totalEvicted) entries (\(policy.rawValue)) to stay within overflow_margin \(margin)")
+            }
+            let totalRefused = refused.reduce(0, +)
+            if totalRefused > 0 {
+                throw HPSError(
+                    .database, subject: tag,
+                    "\(totalRefused) keys were not inserted: a partition holds \(HashMapPartition.maxEntries) entries, the most one partition can index; raise volatile_db.num_partitions (now \(t.partitions.count))")
             }
             return totalInserted
         }

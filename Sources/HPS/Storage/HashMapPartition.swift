@@ -34,6 +34,9 @@ final class HashMapPartition: @unchecked Sendable {
     }()
 
     static let counterOffset = 8
+    /// The most entries one partition holds: slots are 32-bit and the index (at most 2^32 entries) stays at
+    /// most 3/4 full. ``HashMapDatabase`` refuses new keys beyond it with an error.
+    static let maxEntries = 3 << 30
     /// Where the value starts in a row: after the key, and after the counter when there is one.
     let valueOffset: Int
     let hasCounter: Bool
@@ -245,7 +248,6 @@ final class HashMapPartition: @unchecked Sendable {
         let oldCapacity = indexCapacity
         let old = index
         let newCapacity = oldCapacity * 2
-        precondition(newCapacity <= 1 << 32, "hash map partition index over 2^32 entries")
         index = .allocate(capacity: newCapacity)
         index.initialize(repeating: 0, count: newCapacity)
         indexShift -= 1

@@ -77,7 +77,9 @@ final class TableFileSink {
 
     /// Appends `keys.count` rows.
     func append(keys: UnsafeBufferPointer<Int64>, vectors: UnsafeBufferPointer<Float>) throws {
-        precondition(vectors.count == keys.count * dimension, "vector count must be keys × dimension")
+        guard vectors.count == keys.count * dimension else {
+            throw HPSError(.invalidArgument, subject: directory, "\(vectors.count) floats given for \(keys.count) keys × dimension \(dimension)")
+        }
         guard let keyFile, let vectorFile else {
             throw HPSError(.io, subject: directory, "table files were already committed or discarded")
         }
