@@ -6,8 +6,9 @@ script prints the median (p50) and p90 time per batch, the throughput in million
 ratio HPS / F.embedding in keys/s (above 1 means HPS is faster). F.embedding gathers from the table held
 as one torch tensor in the same process (in host memory for CPU ids, in device memory for CUDA ids),
 measured in the same run. The column "C API" is the same HPS lookup called straight through ctypes into a
-preallocated tensor, so "HPS layer" minus "C API" is what the torch layer (op dispatch, output allocation)
-adds.
+preallocated tensor, so "HPS layer" minus "C API" is what the torch layer (argument checks, output
+allocation) adds. The three are timed in turn on the same batch in every iteration (CUDA: synchronized
+after each call), so the cache warming up during the run favours none of them.
 
     python bench/torch_lookup.py                 # 1M×16 and 1M×128, batches 1024 and 65536, CPU (+ CUDA if present)
     python bench/torch_lookup.py --quick         # 100k rows, fewer iterations: a smoke run in seconds
@@ -78,20 +79,24 @@ def zipf_ids(rows, alpha, shape, rng, cdf_cache={}):
     return perm[np.minimum(ranks, rows - 1)].reshape(shape)
 
 
-def time_calls(fn, batches, warmup, iters, cuda):
+def time_interleaved(fns, batches, warmup, iters, cuda):
+    """Times each function of ``fns`` on the same batch, one after the other in every iteration, so a cache
+    that warms up during the run favours none of them. Returns one array of seconds per function."""
     for i in range(warmup):
-        fn(batches[i % len(batches)])
+        for fn in fns:
+            fn(batches[i % len(batches)])
     if cuda:
         torch.cuda.synchronize()
-    times = []
+    times = [[] for _ in fns]
     for i in range(iters):
         ids = batches[i % len(batches)]
-        start = time.perf_counter()
-        fn(ids)
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return np.array(times)
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn(ids)
+            if cuda:
+                torch.cuda.synchronize()
+            t.append(time.perf_counter() - start)
+    return [np.array(t) for t in times]
 
 
 def main():
@@ -145,14 +150,14 @@ def main():
                         stream = torch.cuda.current_stream().cuda_stream if cuda else None
                         hps_ops.lookup_into(ids, out, bound, memory, stream)
 
+                    def native(ids):
+                        F.embedding(ids, weight)
+
                     with torch.inference_mode():
                         if args.hit_rate_threshold >= 1.0:  # exact answers: check once
                             assert torch.equal(layer(batches[0]), F.embedding(batches[0], weight))
                         hps_torch.wait()  # no background cache inserts of an earlier case compete with the baseline
-                        t_native = time_calls(lambda ids: F.embedding(ids, weight), batches, args.warmup, args.iters, cuda)
-                        t_hps = time_calls(layer, batches, args.warmup, args.iters, cuda)
-                        hps_torch.wait()
-                        t_direct = time_calls(direct, batches, args.warmup, args.iters, cuda)
+                        t_native, t_hps, t_direct = time_interleaved([native, layer, direct], batches, args.warmup, args.iters, cuda)
                     row = {"device": device, "rows": args.rows, "dim": dim, "batch": batch, "unique_fraction": float(unique)}
                     for name, t in (("torch", t_native), ("hps", t_hps), ("capi", t_direct)):
                         row[name + "_p50_ms"] = float(np.median(t) * 1e3)

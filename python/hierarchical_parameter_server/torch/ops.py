@@ -50,8 +50,16 @@ def _resolve(ids, model_name, table_id, emb_vec_size, ps_config_file):
         _resolved[key] = found
     bound, memory = found
     if memory == _capi.HPS_MEMORY_DEVICE:
-        return bound, memory, torch.cuda.current_stream(bound.device).cuda_stream
+        return bound, memory, current_cuda_stream(bound.device)
     return bound, memory, None
+
+
+def current_cuda_stream(index):
+    """The raw ``cudaStream_t`` of ``torch.cuda.current_stream(index)``, as an int."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:  # a CUDA build of torch: one C call, no Stream object (the public way costs ~10 µs)
+        return raw(index)
+    return torch.cuda.current_stream(index).cuda_stream
 
 
 def _resolve_slow(device, dtype, model_name, table_id, emb_vec_size, ps_config_file):

@@ -1,6 +1,12 @@
 """Importing the PyTorch front end does not import TensorFlow, and the reverse."""
 
+import importlib.util
+
+import pytest
+
 from hps_torch_testing import run_script
+
+needs_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
 
 
 def test_torch_part_does_not_import_tensorflow():
@@ -18,6 +24,7 @@ def test_torch_part_does_not_import_tensorflow():
     assert "no-tensorflow" in out
 
 
+@needs_tensorflow
 def test_tensorflow_part_does_not_import_torch():
     out = run_script(
         """
@@ -51,6 +58,7 @@ def test_package_root_lists_the_lazy_names():
     assert "attribute-error" in out
 
 
+@needs_tensorflow
 def test_op_library_registers_when_tensorflow_comes_second():
     """A SavedModel with HPS ops needs the op library registered: it is, whether TensorFlow is imported
     before or after the package (and importing the package alone loads neither)."""
