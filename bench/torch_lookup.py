@@ -6,8 +6,8 @@ script prints the median (p50) and p90 time per batch, the throughput in million
 ratio HPS / F.embedding in keys/s (above 1 means HPS is faster). F.embedding gathers from the table held
 as one torch tensor in the same process (in host memory for CPU ids, in device memory for CUDA ids),
 measured in the same run. The column "C API" is the same HPS lookup called straight through ctypes into a
-preallocated tensor, so "HPS layer" minus "C API" is what the torch layer (argument checks, output
-allocation) adds. The three are timed in turn on the same batch in every iteration (CUDA: synchronized
+fresh ``torch.empty`` output (as the layer and F.embedding must allocate one), so "HPS layer" minus "C API"
+is what the Python layer (module call, argument checks, key cache) adds. The three are timed in turn on the same batch in every iteration (CUDA: synchronized
 after each call), so the cache warming up during the run favours none of them.
 
     python bench/torch_lookup.py                 # 1M×16 and 1M×128, batches 1024 and 65536, CPU (+ CUDA if present)
@@ -22,6 +22,7 @@ to be installed (`pip install --no-build-isolation .`), or PYTHONPATH=python and
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ def parse_args():
     p.add_argument("--dims", type=int, nargs="+", default=[16, 128])
     p.add_argument("--batches", type=int, nargs="+", default=[1024, 65536])
     p.add_argument("--alpha", type=float, default=1.05, help="Zipf exponent of the ids")
-    p.add_argument("--iters", type=int, default=50, help="timed batches per case")
+    p.add_argument("--iters", type=int, default=60, help="timed batches per case")
     p.add_argument("--warmup", type=int, default=10, help="untimed batches per case (fill the cache)")
     p.add_argument("--distinct-batches", type=int, default=20, help="distinct id batches cycled through")
     p.add_argument("--gpucacheper", type=float, default=0.2)
@@ -60,7 +61,7 @@ def parse_args():
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     args = p.parse_args()
     if args.quick:
-        args.rows, args.iters, args.warmup, args.distinct_batches = min(args.rows, 100_000), 10, 3, 5
+        args.rows, args.iters, args.warmup, args.distinct_batches = min(args.rows, 100_000), 12, 3, 5
     return args
 
 
@@ -80,22 +81,25 @@ def zipf_ids(rows, alpha, shape, rng, cdf_cache={}):
 
 
 def time_interleaved(fns, batches, warmup, iters, cuda):
-    """Times each function of ``fns`` on the same batch, one after the other in every iteration, so a cache
-    that warms up during the run favours none of them. Returns one array of seconds per function."""
+    """Times each function of ``fns`` on the same batch, one after the other in every iteration, cycling
+    through every order, so neither a cache that warms up during the run nor what one call leaves behind
+    for the next (torch's spinning intra-op threads, freed memory) favours any of them. Returns one array of
+    seconds per function."""
     for i in range(warmup):
         for fn in fns:
             fn(batches[i % len(batches)])
     if cuda:
         torch.cuda.synchronize()
     times = [[] for _ in fns]
+    orders = list(itertools.permutations(range(len(fns))))  # each follows each equally often
     for i in range(iters):
         ids = batches[i % len(batches)]
-        for fn, t in zip(fns, times):
+        for j in orders[i % len(orders)]:
             start = time.perf_counter()
-            fn(ids)
+            fns[j](ids)
             if cuda:
                 torch.cuda.synchronize()
-            t.append(time.perf_counter() - start)
+            times[j].append(time.perf_counter() - start)
     return [np.array(t) for t in times]
 
 
@@ -144,11 +148,9 @@ def main():
                                for _ in range(args.distinct_batches)]
                     unique = np.mean([torch.unique(b).numel() / batch for b in batches])
                     bound, memory, _ = hps_ops._resolve(batches[0], "bench%d" % dim, 0, dim, "")
-                    out = torch.empty(batch, dim, device=device)
-
                     def direct(ids):
                         stream = torch.cuda.current_stream().cuda_stream if cuda else None
-                        hps_ops.lookup_into(ids, out, bound, memory, stream)
+                        hps_ops.lookup_into(ids, torch.empty(batch, dim, device=device), bound, memory, stream)
 
                     def native(ids):
                         F.embedding(ids, weight)
