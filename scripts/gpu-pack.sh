@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds `hps` for the GPU machine (no GPU or CUDA needed here) and packs it into gpu-bin/ (git-ignored):
-# gpu-bin/hps-gpu.tar.gz holds the stripped binary and the shared libraries it links that a stock CUDA image
-# lacks (RocksDB, hiredis and their compression libraries), small enough to travel (< 64 MiB).
+# Builds `hps` and the C API (libhps.so) for the GPU machine (no GPU or CUDA needed here) and packs them into
+# gpu-bin/ (git-ignored): gpu-bin/hps-gpu.tar.gz holds the stripped binary, libhps.so and the shared libraries
+# they link that a stock CUDA image lacks (RocksDB, hiredis and their compression libraries), small enough to
+# travel (< 64 MiB).
 # scripts/gpu-run.sh unpacks it on the GPU machine. The CUDA kernels are embedded in the binary.
 #   scripts/gpu-pack.sh                 # SCRATCH=.build-cuda to use another build folder
 set -euo pipefail
@@ -12,9 +13,11 @@ rm -rf gpu-bin
 mkdir -p gpu-bin/stage/lib
 cp "$SCRATCH/release/hps" gpu-bin/stage/hps
 strip gpu-bin/stage/hps
-ldd gpu-bin/stage/hps | awk '/=> \// {print $3}' \
+cp "$(scripts/build-capi.sh)" gpu-bin/stage/libhps.so
+strip gpu-bin/stage/libhps.so
+ldd gpu-bin/stage/hps gpu-bin/stage/libhps.so | awk '/=> \// {print $3}' \
   | grep -Ev '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s)\.so|/ld-linux' \
-  | while read -r lib; do cp -L "$lib" gpu-bin/stage/lib/; done
+  | sort -u | while read -r lib; do cp -L "$lib" gpu-bin/stage/lib/; done
 tar -C gpu-bin/stage -czf gpu-bin/hps-gpu.tar.gz .
 rm -rf gpu-bin/stage
 ls -l gpu-bin

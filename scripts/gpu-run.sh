@@ -77,5 +77,21 @@ echo "== hps bench cache --device cuda"
 timeout 420 "$BIN" bench cache --device cuda --json "$OUT/bench-cache.json" ${HPS_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-cache.txt"
 bench=${PIPESTATUS[0]}
 
-echo "gpu-run: gpu-check exit $check, bench exit $bench"
-[ "$check" = 0 ] && [ "$bench" = 0 ]
+# The device-resident lookup path through the C API (needs PyTorch for device memory and streams).
+device=0
+if python3 -c "import torch, numpy; assert torch.cuda.is_available()" 2>/dev/null; then
+  export HPS_C_LIBRARY=$PWD/gpu-bin/libhps.so
+  echo "== device-path check (tests/gpu/device_path_check.py)"
+  timeout 400 python3 tests/gpu/device_path_check.py 2>&1 | tee "$OUT/device-path-check.txt"
+  device=${PIPESTATUS[0]}
+  if [ "${GPU_RUN_DEVICE_BENCH:-1}" != 0 ]; then
+    echo "== bench/device_lookup.py"
+    # shellcheck disable=SC2086
+    timeout 500 python3 bench/device_lookup.py --json "$OUT/device-lookup.json" ${HPS_DEVICE_BENCH_ARGS:-} 2>&1 | tee "$OUT/device-lookup.txt"
+  fi
+else
+  echo "gpu-run: no PyTorch with CUDA here; device-path checks skipped"
+fi
+
+echo "gpu-run: gpu-check exit $check, bench exit $bench, device-path check exit $device"
+[ "$check" = 0 ] && [ "$bench" = 0 ] && [ "$device" = 0 ]

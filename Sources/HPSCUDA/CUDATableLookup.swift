@@ -89,22 +89,21 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         }
     }
 
-    /// Static and uvm tables: everything on the caller's stream, no host synchronisation.
+    /// Static and uvm tables: everything on the caller's stream, no host synchronisation. The table is
+    /// read-only here, so the keys need no dedup: one kernel finds each key's row and copies it straight into
+    /// the output (hot rows come from L2), a second writes the default into the rows of absent keys.
     private func lookupWholeTable(_ request: DeviceLookupRequest, worker: Worker, host: DeviceLookupHost) throws {
         let n = request.count
         let stream = request.stream.map { context.borrowStream($0) } ?? worker.stream
         try worker.claim(for: stream)
         let keys = try widenedKeys(request, worker: worker, stream: stream)
         let p = worker.pipeline
-        try p.enqueueDedup(keys: keys, count: n, stream: stream)
         try cache.enqueueQuery(
-            keys: p.uniqueKeys.pointer, count: n, countPointer: p.uniqueCount.pointer, output: 0, missing: 0, missingKeys: 0,
-            missCount: p.missCount.pointer, hitFlags: 0, slots: p.slots.pointer, stream: stream)
-        let source = cache.rowSource
+            keys: keys, count: n, countPointer: 0, output: request.output, missing: p.missing.pointer, missingKeys: 0,
+            missCount: p.missCount.pointer, hitFlags: 0, slots: 0, stream: stream)
         try p.copyRows(
-            dst: request.output, dstIndex: 0, src: source.base, srcHigh: source.high, split: source.split, srcIndex: p.inverse.pointer,
-            srcIndex2: p.slots.pointer, count: n, countPointer: 0, fill: host.defaultValue, streaming: true, stream: stream)
-        try p.enqueueClear(maxCount: n, stream: stream)
+            dst: request.output, dstIndex: p.missing.pointer, src: 0, srcHigh: 0, split: .max, srcIndex: 0, srcIndex2: 0, count: n,
+            countPointer: p.missCount.pointer, fill: host.defaultValue, streaming: true, stream: stream)
         try worker.done.record(on: stream)
         if request.stream == nil { try stream.synchronize() }
         host.record(n, 0, 0, 0)
@@ -113,6 +112,8 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
     /// Dynamic cache: on the cache's stream; the distinct misses go to the host tiers.
     private func lookupThroughCache(_ request: DeviceLookupRequest, worker: Worker, host: DeviceLookupHost) throws {
         let n = request.count, dim = dimension
+        let clock = ContinuousClock()
+        var marks = (start: clock.now, counted: clock.now, keys: clock.now, fetched: clock.now)
         let stream = cache.stream
         let caller = request.stream.map { context.borrowStream($0) }
         if let caller {
@@ -131,11 +132,13 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         try context.copy(toHost: worker.hostCounts.host, from: p.uniqueCount.pointer, bytes: 4, stream: stream)
         try context.copy(toHost: worker.hostCounts.host + 4, from: p.missCount.pointer, bytes: 4, stream: stream)
         try stream.synchronize()
+        if profile != nil { marks.counted = clock.now; marks.keys = marks.counted; marks.fetched = marks.counted }
         let unique = Int(counts[0]), missing = Int(counts[1])
         var defaults = 0
         if missing > 0 {
             try context.copy(toHost: worker.hostKeys.host, from: p.missingKeys.pointer, bytes: missing * 8, stream: stream)
             try stream.synchronize()
+            if profile != nil { marks.keys = clock.now; marks.fetched = marks.keys }
             let missedKeys = UnsafeBufferPointer(start: worker.hostKeys.typed(Int64.self), count: missing)
             let hitRate = unique == 0 ? 1.0 : 1.0 - Double(missing) / Double(unique)
             if hitRate >= host.hitRateThreshold {
@@ -154,9 +157,8 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
                     }
                 }
             } else {
-                let values = worker.hostValues.typed(Float.self)
-                host.fetch(missedKeys, values)
-                try context.copy(toDevice: worker.fetched.pointer, from: worker.hostValues.host, bytes: missing * dim * 4, stream: stream)
+                try fetchAndUpload(missedKeys, worker: worker, host: host, stream: stream)
+                if profile != nil { marks.fetched = clock.now }
                 try p.copyRows(
                     dst: p.uniqueVectors.pointer, dstIndex: p.missing.pointer, src: worker.fetched.pointer, srcHigh: 0, split: .max, srcIndex: 0,
                     srcIndex2: 0, count: missing, countPointer: 0, fill: host.defaultValue, streaming: false, stream: stream)
@@ -174,7 +176,71 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
             try stream.synchronize()
         }
         host.record(n, unique, missing, defaults)
+        if let profile {
+            try stream.synchronize()
+            let end = clock.now
+            profile.add(
+                [marks.counted - marks.start, marks.keys - marks.counted, marks.fetched - marks.keys, end - marks.fetched], misses: missing, unique: unique)
+        }
     }
+
+    /// Phase times of dynamic-cache lookups, logged every 256 calls when `HPS_DEVICE_LOOKUP_PROFILE=1` (each
+    /// call then also waits for its stream, so the phases add up to the call's time).
+    private let profile: Profile? = FileSystem.environment("HPS_DEVICE_LOOKUP_PROFILE").map { _ in Profile() }
+
+    final class Profile: Sendable {
+        private let state = Mutex<(calls: Int, phases: [Duration], misses: Int, unique: Int)>((0, Array(repeating: .zero, count: 4), 0, 0))
+
+        func add(_ phases: [Duration], misses: Int, unique: Int) {
+            let line: String? = state.withLock { s in
+                s.calls += 1
+                for i in 0..<4 { s.phases[i] += phases[i] }
+                s.misses += misses
+                s.unique += unique
+                guard s.calls == 256 else { return nil }
+                let us = s.phases.map { d -> Int in let c = (d / s.calls).components; return Int(c.seconds) * 1_000_000 + Int(c.attoseconds / 1_000_000_000_000) }
+                let text = "device lookup profile (mean of 256 calls): dedup+query+counts \(us[0]) µs, missed keys to host \(us[1]) µs, "
+                    + "fetch+upload \(us[2]) µs, merge+insert+scatter \(us[3]) µs; \(s.unique / s.calls) distinct, \(s.misses / s.calls) missed per call"
+                s = (0, Array(repeating: .zero, count: 4), 0, 0)
+                return text
+            }
+            if let line { HPSLogger.standard.info(line) }
+        }
+    }
+
+    /// Fetches the rows of the distinct missed keys from the host tiers into the worker's pinned buffer and
+    /// copies them to the device. Large batches go in chunks on several threads, each chunk's copy enqueued as
+    /// soon as its rows are in, so the PCIe transfer overlaps the fetches of the other chunks.
+    private func fetchAndUpload(_ keys: UnsafeBufferPointer<Int64>, worker: Worker, host: DeviceLookupHost, stream: CUDAStream) throws {
+        let n = keys.count, dim = dimension
+        let values = worker.hostValues.typed(Float.self)
+        let chunks = n >= 2 * Self.fetchChunk ? min(SystemInfo.processorCount, (n + Self.fetchChunk - 1) / Self.fetchChunk) : 1
+        guard chunks > 1 else {
+            host.fetch(keys, values)
+            try context.copy(toDevice: worker.fetched.pointer, from: worker.hostValues.host, bytes: n * dim * 4, stream: stream)
+            return
+        }
+        let failure = Mutex<CUDAError?>(nil)
+        let job = UnsafeTransfer((keys, values))
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let (keys, values) = job.value
+            let lo = n * c / chunks, hi = n * (c + 1) / chunks
+            host.fetch(UnsafeBufferPointer(rebasing: keys[lo..<hi]), values + lo * dim)
+            do {
+                try context.makeCurrent()
+                try context.copy(
+                    toDevice: worker.fetched.pointer + CUdeviceptr(lo * dim * 4), from: UnsafeRawPointer(values + lo * dim), bytes: (hi - lo) * dim * 4,
+                    stream: stream)
+            } catch {
+                failure.withLock { $0 = $0 ?? (error as? CUDAError ?? CUDAError(.driverCall, what: "\(error)")) }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+
+    /// Fewest distinct missed keys per fetch chunk (below the hash map's own parallel threshold, so each chunk
+    /// is one thread's work); one chunk per core at most.
+    static let fetchChunk = 2048
 
     /// The int64 keys of `request` on the device: the request's own, or its int32 keys widened into the worker.
     private func widenedKeys(_ request: DeviceLookupRequest, worker: Worker, stream: CUDAStream) throws -> CUdeviceptr {

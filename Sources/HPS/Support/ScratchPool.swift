@@ -92,7 +92,7 @@ final class ScratchPool: @unchecked Sendable {
 
 /// Carries a value across a concurrency boundary that the compiler cannot check, where the caller
 /// guarantees the accesses do not race (e.g. each worker touches only its own partitions).
-struct UnsafeTransfer<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
+package struct UnsafeTransfer<Value>: @unchecked Sendable {
+    package let value: Value
+    package init(_ value: Value) { self.value = value }
 }
