@@ -89,6 +89,34 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         }
     }
 
+    public func lookupHostMemory(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, host: DeviceLookupHost) throws -> Bool {
+        let n = keys.count
+        guard n > 0, let base = keys.baseAddress else { return true }
+        guard n <= maxKeys else {
+            throw HPSError(.invalidArgument, subject: label, "\(n) keys in one lookup exceed the \(maxKeys) it was sized for")
+        }
+        let worker = try acquire()
+        defer { release(worker) }
+        do {
+            try context.makeCurrent()
+            let deviceOutput = try worker.output(context: context, bytes: maxKeys * dimension * 4, label: label)
+            // The work stream of the path below: the cache's (dynamic) or the worker's own (static, uvm).
+            let stream = cache.holdsWholeTable ? worker.stream : cache.stream
+            try context.copy(toDevice: worker.keys.pointer, from: UnsafeRawPointer(base), bytes: n * 8, stream: stream)
+            let request = DeviceLookupRequest(keys: worker.keys.pointer, int32Keys: false, count: n, output: deviceOutput.pointer, stream: nil)
+            if cache.holdsWholeTable {
+                try lookupWholeTable(request, worker: worker, host: host)
+            } else {
+                try lookupThroughCache(request, worker: worker, host: host)
+            }
+            try context.copy(toHost: UnsafeMutableRawPointer(output), from: deviceOutput.pointer, bytes: n * dimension * 4, stream: stream)
+            try stream.synchronize()
+            return true
+        } catch let error as CUDAError {
+            throw HPSError(.device, subject: label, "host-memory lookup of \(n) keys through CUDA device \(context.device) failed", underlying: error.description)
+        }
+    }
+
     /// Static and uvm tables: everything on the caller's stream, no host synchronisation. The table is
     /// read-only here, so the keys need no dedup: one kernel finds each key's row and copies it straight into
     /// the output (hot rows come from L2), a second writes the default into the rows of absent keys.
@@ -286,6 +314,15 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         let entered: CUDAEvent
         private var lastStream: CUstream?
         private var used = false
+        /// Device vectors of host-memory lookups, made on the first one.
+        private var deviceOutput: CUDADeviceBuffer?
+
+        func output(context: CUDAContext, bytes: Int, label: String) throws -> CUDADeviceBuffer {
+            if let deviceOutput { return deviceOutput }
+            let made = try context.allocate(bytes: bytes, what: "vectors of host-memory lookups of \(label)")
+            deviceOutput = made
+            return made
+        }
 
         init(context: CUDAContext, maxKeys: Int, dimension: Int, fetches: Bool, label: String) throws {
             pipeline = try CUDALookupPipeline(context: context, maxKeys: maxKeys, dimension: dimension)

@@ -1,4 +1,5 @@
 import CCUDADriver
+import HPS
 
 #if canImport(Glibc)
 import Glibc
@@ -130,9 +131,5 @@ enum FileSystem {
         return directoryName(string(fromCBuffer: buffer))
     }
 
-    static func environment(_ name: String) -> String? {
-        guard let value = getenv(name) else { return nil }
-        let text = String(cString: value)
-        return text.isEmpty ? nil : text
-    }
+    static func environment(_ name: String) -> String? { SystemInfo.environment(name) }
 }

@@ -66,6 +66,17 @@ public protocol DeviceTableLookup: AnyObject, Sendable {
     /// - Throws: ``HPSError`` with code ``HPSError/Code/device`` when a device call fails (the output is then
     ///   unspecified), ``HPSError/Code/invalidArgument`` for a batch larger than the lookup was sized for.
     func lookup(_ request: DeviceLookupRequest, host: DeviceLookupHost) throws
+
+    /// A host-memory lookup through the device path: the keys cross to the device once, the vectors come back
+    /// once. - Returns: false when this lookup does not serve host memory (the session then takes its host path).
+    /// - Throws: as ``lookup(_:host:)``.
+    func lookupHostMemory(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, host: DeviceLookupHost) throws -> Bool
+}
+
+extension DeviceTableLookup {
+    public func lookupHostMemory(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, host: DeviceLookupHost) throws -> Bool {
+        false
+    }
 }
 
 extension HPSError.Code {

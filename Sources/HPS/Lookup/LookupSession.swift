@@ -134,6 +134,11 @@ public final class LookupSession: @unchecked Sendable {
     /// written again, so calls read it without a lock and allocate nothing).
     private var deviceHosts: [DeviceLookupHost] = []
 
+    /// Whether host-memory lookups of a table with a device cache take the device path (keys to the device once,
+    /// vectors back once) rather than staging every cache call. `HPS_HOST_LOOKUPS_ON_DEVICE=0` (read when the
+    /// session is made) keeps the staged host path, for comparison.
+    private let hostLookupsOnDevice = SystemInfo.environment("HPS_HOST_LOOKUPS_ON_DEVICE") != "0"
+
     private func makeDeviceHosts() -> [DeviceLookupHost] {
       tables.map { table in
         let server = self.server, pool = self.pool, inserter = self.inserter
@@ -202,6 +207,18 @@ public final class LookupSession: @unchecked Sendable {
     }
 
     private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) {
+        if hostLookupsOnDevice, let engine = deviceLookups[table.index], n > 0 {
+            // A device cache: the keys cross to the device once and the vectors come back once (the device path);
+            // should the device fail, the host path below still answers (the cache then reports misses).
+            do {
+                if try engine.lookupHostMemory(keys: UnsafeBufferPointer(start: ws.keys, count: n), into: output, host: deviceHosts[table.index]) {
+                    pool.release(ws)
+                    return
+                }
+            } catch {
+                server.logger.error("device lookup of \(table.tag) failed, answering on the host path: \(error)")
+            }
+        }
         let stats = server.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)

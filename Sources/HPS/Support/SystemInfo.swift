@@ -20,6 +20,13 @@ public enum SystemInfo {
         return overflow ? .max : bytes
     }()
 
+    /// The value of environment variable `name`, or nil when it is unset or empty.
+    package static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        let text = String(cString: value)
+        return text.isEmpty ? nil : text
+    }
+
     /// `$TMPDIR` or `/tmp`, without a trailing slash.
     public static var temporaryDirectory: String {
         var dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"

@@ -110,7 +110,7 @@ __device__ __forceinline__ void st_query_impl(const StEntry *index, u32 mask, fl
                 move.src = st_row(deviceValues, hostValues, deviceRows, row, dim);
                 move.dst = out + i * dim;
             }
-            hps_warp_move_rows<W>(staging, move, 0.0f, dim / W, log2L, false);
+            hps_warp_move_rows<W>(staging, move, 0.0f, dim / W, log2L, true);  // evict-first stores: the index and hot rows stay in L2
         }
     }
 }
