@@ -93,8 +93,12 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
         (deviceValues.pointer, hostValues?.device ?? deviceValues.pointer, Int64(deviceRows))
     }
 
-    private func fatal(_ error: any Error) -> Never {
-        fatalError("CUDA \(kind.rawValue) table of \(label) failed: \(error). Its misses are final, so it cannot answer correctly any more.")
+    /// The error a failed device call turns into: the call fails (its misses are final, so answering them
+    /// with defaults would be silently wrong).
+    private func failure(_ error: any Error, _ operation: String) -> CUDAError {
+        var failure = error as? CUDAError ?? CUDAError(.driverCall, what: "\(error)")
+        failure.what = "\(operation) of the CUDA \(kind.rawValue) table of \(label): \(failure.what)"
+        return failure
     }
 
     // MARK: EmbeddingCache
@@ -102,10 +106,10 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
     public var unitCount: Int { lock.withLock { max(1, (rowCount + 63) / 64) } }
     public var count: Int { lock.withLock { rowCount } }
 
-    public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {
+    public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) throws -> Int {
         let n = input.count
         guard n > 0, let base = input.baseAddress else { return 0 }
-        return lock.withLock {
+        return try lock.withLock {
             do {
                 try context.makeCurrent()
                 return try staging.query(keys: base, count: n, into: output, missing: missing, context: context, stream: stream) { keys, m in
@@ -114,26 +118,26 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
                         missCount: staging.deviceCount.pointer, hitFlags: staging.deviceFlags.pointer, slots: 0, stream: stream)
                 }
             } catch {
-                fatal(error)
+                throw failure(error, "query")
             }
         }
     }
 
     /// Adds rows for new keys (in input order, while capacity lasts) and overwrites the rows of known keys;
     /// with duplicates the last vector wins. As the CPU StaticCache.
-    public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
-        write(keys: input, values: source, addNew: true)
+    public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) throws {
+        try write(keys: input, values: source, addNew: true)
     }
 
     /// Overwrites the rows of known keys; others are ignored.
-    public func update(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
-        write(keys: input, values: source, addNew: false)
+    public func update(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) throws {
+        try write(keys: input, values: source, addNew: false)
     }
 
-    private func write(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>, addNew: Bool) {
+    private func write(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>, addNew: Bool) throws {
         let n = input.count
         guard n > 0, let base = input.baseAddress else { return }
-        lock.withLock {
+        try lock.withLock {
             do {
                 try context.makeCurrent()
                 let dim = dimension
@@ -193,7 +197,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
                     try context.copy(toDevice: staging.deviceRows2.pointer, from: staging.hostRows2.host, bytes: order.count * 4, stream: stream)
                     try stream.synchronize()  // hostRows is reused for the source indices below
                     let sources = staging.hostRows.typed(Int32.self)
-                    for (j, row) in order.enumerated() { sources[j] = lastWriter[row]! }
+                    for (j, row) in order.enumerated() { sources[j] = lastWriter[row, default: 0] }
                     try context.copy(toDevice: staging.deviceRows.pointer, from: staging.hostRows.host, bytes: order.count * 4, stream: stream)
                     let width = writeWidth
                     try kernels.launch(
@@ -207,13 +211,13 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
                     rowCount += newKeys.count
                 }
             } catch {
-                fatal(error)
+                throw failure(error, addNew ? "replace" : "update")
             }
         }
     }
 
-    public func keys(inUnits range: Range<Int>) -> [Int64] {
-        lock.withLock {
+    public func keys(inUnits range: Range<Int>) throws -> [Int64] {
+        try lock.withLock {
             let lower = min(rowCount, max(0, range.lowerBound) * 64)
             let upper = min(rowCount, max(0, range.upperBound) * 64)
             guard upper > lower else { return [] }
@@ -225,7 +229,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
                 }
                 try stream.synchronize()
             } catch {
-                fatal(error)
+                throw failure(error, "key dump")
             }
             return result
         }
@@ -253,7 +257,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
         try hostKeys.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: keys, bytes: $0.count, stream: s) }
         try hostValues.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: source, bytes: $0.count, stream: s) }
         try s.synchronize()
-        hostKeys.withUnsafeBufferPointer { k in hostValues.withUnsafeBufferPointer { replace(keys: k, values: $0.baseAddress!) } }
+        try hostKeys.withUnsafeBufferPointer { k in try hostValues.withUnsafeBufferPointer { try replace(keys: k, values: $0.baseAddress!) } }
     }
 
     private func launchQuery(

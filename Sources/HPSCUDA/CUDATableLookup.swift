@@ -176,12 +176,16 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
                     count: missing, countPointer: 0, fill: host.defaultValue, streaming: false, stream: stream)
                 defaults = missing
                 let keysCopy = Array(missedKeys)
-                let cache = self.cache
+                let cache = self.cache, label = self.label
                 host.background {
                     var values = [Float](repeating: 0, count: keysCopy.count * dim)
                     keysCopy.withUnsafeBufferPointer { k in
                         values.withUnsafeMutableBufferPointer { v in host.fetch(k, v.baseAddress!) }
-                        values.withUnsafeBufferPointer { v in cache.replace(keys: k, values: v.baseAddress!) }
+                        do {
+                            try values.withUnsafeBufferPointer { v in try cache.replace(keys: k, values: v.baseAddress!) }
+                        } catch {
+                            HPSLogger.standard.error("background insert of \(k.count) keys into the GPU cache of \(label) failed: \(error)")
+                        }
                     }
                 }
             } else {

@@ -196,19 +196,25 @@ struct GPUChecker {
         var missing = [Int32](repeating: -1, count: keys.count)
         let n = keys.withUnsafeBufferPointer { k in
             values.withUnsafeMutableBufferPointer { v in
-                missing.withUnsafeMutableBufferPointer { m in cache.query(keys: k, into: v.baseAddress!, missing: m.baseAddress!) }
+                missing.withUnsafeMutableBufferPointer { m in try? cache.query(keys: k, into: v.baseAddress!, missing: m.baseAddress!) }
             }
         }
+        // A failed query (a device error) reports an impossible miss list, so every comparison flags it.
+        guard let n else { return (values, [-1]) }
         return (values, Array(missing[0..<n]))
     }
 
     static func write(_ cache: any EmbeddingCache, _ keys: [Int64], _ values: [Float], update: Bool) {
         keys.withUnsafeBufferPointer { k in
             values.withUnsafeBufferPointer { v in
-                if update { cache.update(keys: k, values: v.baseAddress!) } else { cache.replace(keys: k, values: v.baseAddress!) }
+                // A failed write (a device error) shows up in the comparisons that follow.
+                if update { try? cache.update(keys: k, values: v.baseAddress!) } else { try? cache.replace(keys: k, values: v.baseAddress!) }
             }
         }
     }
+
+    /// The keys of `cache` in units `range` (none when the device failed: the comparison then flags it).
+    static func dump(_ cache: any EmbeddingCache, _ range: Range<Int>) -> [Int64] { (try? cache.keys(inUnits: range)) ?? [] }
 
     /// Compares two query results: same misses, bit-identical vectors of hits.
     static func compare(_ what: String, keys: [Int64], dim: Int, cpu: (values: [Float], missing: [Int32]), gpu: (values: [Float], missing: [Int32]), into problems: inout [String]) {
@@ -268,7 +274,7 @@ struct GPUChecker {
             default:
                 let lo = random(cpu.unitCount)
                 let range = lo..<min(cpu.unitCount, lo + 1 + random(cpu.unitCount))
-                let c = cpu.keys(inUnits: range), g = gpu.keys(inUnits: range)
+                let c = Self.dump(cpu, range), g = Self.dump(gpu, range)
                 if c != g { problems.append("step \(step) keys(inUnits: \(range)): CPU \(c.count) keys, GPU \(g.count) keys, or a different order") }
                 if cpu.count != gpu.count { problems.append("step \(step) count: CPU \(cpu.count) GPU \(gpu.count)") }
                 ops.dump += 1
@@ -278,7 +284,7 @@ struct GPUChecker {
         // Final full comparison.
         let all = Self.query(cpu, keys), allGPU = Self.query(gpu, keys)
         Self.compare("final query of every key", keys: keys, dim: dim, cpu: all, gpu: allGPU, into: &problems)
-        if cpu.keys(inUnits: 0..<cpu.unitCount) != gpu.keys(inUnits: 0..<gpu.unitCount) { problems.append("final dump differs") }
+        if Self.dump(cpu, 0..<cpu.unitCount) != Self.dump(gpu, 0..<gpu.unitCount) { problems.append("final dump differs") }
         if let failure = gpu.failure { problems.append("cache failed: \(failure)") }
         return (problems, "\(ops.replace) replaces, \(ops.query) queries (\(ops.hits) hits, \(ops.misses) misses), \(ops.update) updates, \(ops.dump) dumps; \(cpu.count) / \(cpu.capacity) slots used")
     }
@@ -316,7 +322,7 @@ struct GPUChecker {
             let batch = (0..<(1 + random(keys.count))).map { _ in keys[random(keys.count)] }.filter { seen.insert($0).inserted }
             Self.compare("step \(step) query of \(batch.count) keys", keys: batch, dim: dim, cpu: Self.query(cpu, batch), gpu: Self.query(gpu, batch), into: &problems)
         }
-        for range in [0..<cpu.unitCount, 1..<3, 0..<1] where cpu.keys(inUnits: range) != gpu.keys(inUnits: range) {
+        for range in [0..<cpu.unitCount, 1..<3, 0..<1] where Self.dump(cpu, range) != Self.dump(gpu, range) {
             problems.append("keys(inUnits: \(range)) differ")
         }
         if cpu.unitCount != gpu.unitCount { problems.append("unitCount CPU \(cpu.unitCount) GPU \(gpu.unitCount)") }

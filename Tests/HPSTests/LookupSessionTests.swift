@@ -170,7 +170,7 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         #expect(cache.capacity == 1024)
         #expect(cache.count > 900 && cache.count <= 1024)
         let firstRows = Set((0..<1024).map { Int64($0) * 3 })
-        #expect(cache.keys(inUnits: 0..<cache.unitCount).allSatisfy(firstRows.contains))
+        #expect(try cache.keys(inUnits: 0..<cache.unitCount).allSatisfy(firstRows.contains))
         fixture.model.initializeCache = false
         let cold = try fixture.server().session(model: "demo", device: 0)
         #expect(cold.caches[0]!.count == 0)

@@ -2,6 +2,9 @@
 ///
 /// All methods may be called from many threads at once; a vector is never read while half-written.
 /// Keys passed to ``query(keys:into:missing:)`` must be unique (the session deduplicates first).
+///
+/// The CPU caches never throw. A cache on an accelerator throws when a device call fails (the call then
+/// answers nothing: the caller fails that lookup with the error, and never traps).
 public protocol EmbeddingCache: AnyObject, Sendable {
     /// Floats per vector.
     var dimension: Int { get }
@@ -13,19 +16,23 @@ public protocol EmbeddingCache: AnyObject, Sendable {
 
     /// Copies the vector of every cached key to `output[i × dimension ...]` and writes the positions of the
     /// keys that are not cached to `missing`. - Returns: the number of misses.
-    func query(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int
+    /// - Throws: a device error (accelerator caches only).
+    func query(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) throws -> Int
 
     /// Inserts (or refreshes) `keys[i] → values[i × dimension ...]`, evicting least recently used entries.
-    func replace(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>)
+    /// - Throws: a device error (accelerator caches only).
+    func replace(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>) throws
 
     /// Overwrites the vectors of those `keys` that are cached; others are ignored.
-    func update(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>)
+    /// - Throws: a device error (accelerator caches only).
+    func update(keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>) throws
 
     /// Number of refresh units (sets) the cache is walked in by ``keys(inUnits:)``.
     var unitCount: Int { get }
 
     /// The keys cached in units `range`.
-    func keys(inUnits range: Range<Int>) -> [Int64]
+    /// - Throws: a device error (accelerator caches only).
+    func keys(inUnits range: Range<Int>) throws -> [Int64]
 
     /// Number of vectors cached now.
     var count: Int { get }

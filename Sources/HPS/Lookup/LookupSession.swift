@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import CHPSSupport
 
 /// Looks up embeddings of one model on one device: deduplicate → device cache → (misses) databases →
@@ -75,7 +76,7 @@ public final class LookupSession: @unchecked Sendable {
         try directory.forEachChunk(maxRows: 65536, keyWidth: keyWidth) { keys, vectors in
             guard remaining > 0 else { return }
             let n = min(remaining, keys.count)
-            cache.replace(keys: UnsafeBufferPointer(rebasing: keys[0..<n]), values: vectors.baseAddress!)
+            try cache.replace(keys: UnsafeBufferPointer(rebasing: keys[0..<n]), values: vectors.baseAddress!)
             remaining -= n
         }
     }
@@ -92,7 +93,7 @@ public final class LookupSession: @unchecked Sendable {
         } else {
             for i in 0..<keys.count { ws.keys[i] = width.normalize(keys[i]) }
         }
-        run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+        try run(t, ws: ws, count: keys.count, output: output.baseAddress!)
     }
 
     /// Looks up int32 keys (models with `supportlonglong: false`; the values are read as uint32).
@@ -100,7 +101,7 @@ public final class LookupSession: @unchecked Sendable {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
         for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
-        run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+        try run(t, ws: ws, count: keys.count, output: output.baseAddress!)
     }
 
     /// Looks up keys that live in device memory and writes the vectors to device memory, enqueued on
@@ -206,13 +207,15 @@ public final class LookupSession: @unchecked Sendable {
         return t
     }
 
-    private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) {
+    /// - Throws: a device error of the table's cache (the lookup then fails; the workspace goes back to the pool).
+    private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws {
+        var handedOff = false
+        defer { if !handedOff { pool.release(ws) } }
         if hostLookupsOnDevice, let engine = deviceLookups[table.index], n > 0 {
             // A device cache: the keys cross to the device once and the vectors come back once (the device path);
             // should the device fail, the host path below still answers (the cache then reports misses).
             do {
                 if try engine.lookupHostMemory(keys: UnsafeBufferPointer(start: ws.keys, count: n), into: output, host: deviceHosts[table.index]) {
-                    pool.release(ws)
                     return
                 }
             } catch {
@@ -223,9 +226,8 @@ public final class LookupSession: @unchecked Sendable {
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
-        var handedOff = false
         if let cache = caches[table.index] {
-            let missing = query(cache, keys: uniqueKeys, dim: dim, ws: ws)
+            let missing = try query(cache, keys: uniqueKeys, dim: dim, ws: ws)
             stats.add(stats.cacheHits, unique - missing)
             stats.add(stats.cacheMisses, missing)
             if missing > 0 {
@@ -244,7 +246,11 @@ public final class LookupSession: @unchecked Sendable {
                     inserter.async { [server, pool] in
                         let (ws, cache, table) = job.value
                         server.fetch(table: table, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), into: ws.fetched, missScratch: ws.databaseMisses)
-                        cache.replace(keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), values: ws.fetched)
+                        do {
+                            try cache.replace(keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), values: ws.fetched)
+                        } catch {
+                            server.logger.error("background insert of \(missing) keys into the cache of \(table.tag) failed: \(error)")
+                        }
                         pool.release(ws)
                     }
                 } else {
@@ -252,12 +258,18 @@ public final class LookupSession: @unchecked Sendable {
                     let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
                     if cache.queriesScaleAcrossThreads {
                         // Insert and merge in parallel chunks (the cache locks per set).
+                        let failure = Mutex<(any Error)?>(nil)
                         Self.inChunks(missing, threshold: Self.parallelInsertThreshold) { lo, hi in
-                            cache.replace(keys: UnsafeBufferPointer(rebasing: missingKeys[lo..<hi]), values: fetched + lo * dim)
+                            do {
+                                try cache.replace(keys: UnsafeBufferPointer(rebasing: missingKeys[lo..<hi]), values: fetched + lo * dim)
+                            } catch {
+                                failure.withLock { $0 = $0 ?? error }
+                            }
                             for j in lo..<hi { hps_copy(vectors + Int(positions[j]) * dim, fetched + j * dim, dim * 4) }
                         }
+                        if let error = failure.withLock({ $0 }) { throw error }
                     } else {
-                        cache.replace(keys: missingKeys, values: fetched)
+                        try cache.replace(keys: missingKeys, values: fetched)
                         for j in 0..<missing { hps_copy(vectors + Int(positions[j]) * dim, fetched + j * dim, dim * 4) }
                     }
                 }
@@ -273,7 +285,6 @@ public final class LookupSession: @unchecked Sendable {
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, n)
         stats.add(stats.uniqueKeys, unique)
-        if !handedOff { pool.release(ws) }
     }
 
     /// Batches at least this large are queried and scattered on several threads.
@@ -299,12 +310,13 @@ public final class LookupSession: @unchecked Sendable {
 
     /// Queries the cache, in parallel chunks for large batches; the missing positions end up compacted
     /// in `ws.missing` in ascending order.
-    private func query(_ cache: any EmbeddingCache, keys: UnsafeBufferPointer<Int64>, dim: Int, ws: LookupWorkspace) -> Int {
+    private func query(_ cache: any EmbeddingCache, keys: UnsafeBufferPointer<Int64>, dim: Int, ws: LookupWorkspace) throws -> Int {
         let n = keys.count
         let workers = min(SystemInfo.processorCount, 8)
         guard n >= Self.parallelThreshold && workers > 1 && cache.queriesScaleAcrossThreads else {
-            return cache.query(keys: keys, into: ws.uniqueVectors, missing: ws.missing)
+            return try cache.query(keys: keys, into: ws.uniqueVectors, missing: ws.missing)
         }
+        let failure = Mutex<(any Error)?>(nil)
         // Each chunk writes its misses (as chunk-relative positions) at the start of its own region.
         var counts = (0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &counts) { raw in
@@ -313,10 +325,15 @@ public final class LookupSession: @unchecked Sendable {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let (cache, keys, ws, missCounts) = job.value
                 let lo = n * w / workers, hi = n * (w + 1) / workers
-                missCounts[w] = cache.query(
-                    keys: UnsafeBufferPointer(rebasing: keys[lo..<hi]), into: ws.uniqueVectors + lo * dim, missing: ws.missing + lo)
+                do {
+                    missCounts[w] = try cache.query(
+                        keys: UnsafeBufferPointer(rebasing: keys[lo..<hi]), into: ws.uniqueVectors + lo * dim, missing: ws.missing + lo)
+                } catch {
+                    failure.withLock { $0 = $0 ?? error }
+                }
             }
         }
+        if let error = failure.withLock({ $0 }) { throw error }
         var total = 0
         withUnsafeBytes(of: &counts) { raw in
             let missCounts = raw.bindMemory(to: Int.self)
@@ -353,18 +370,18 @@ public final class LookupSession: @unchecked Sendable {
             let step = pct > 0 ? max(1, Int(Double(cache.unitCount) * pct)) : cache.unitCount
             var unit = 0
             while unit < cache.unitCount {
-                let keys = cache.keys(inUnits: unit..<min(cache.unitCount, unit + step))
+                let keys = try cache.keys(inUnits: unit..<min(cache.unitCount, unit + step))
                 unit += step
                 guard !keys.isEmpty else { continue }
                 var values = [Float](repeating: 0, count: keys.count * table.dimension)
                 var scratch = [Int](repeating: 0, count: keys.count)
-                keys.withUnsafeBufferPointer { k in
+                try keys.withUnsafeBufferPointer { k in
                     values.withUnsafeMutableBufferPointer { v in
                         scratch.withUnsafeMutableBufferPointer { s in
                             server.fetch(table: table, keys: k, into: v.baseAddress!, missScratch: s.baseAddress!)
                         }
                     }
-                    values.withUnsafeBufferPointer { v in cache.update(keys: k, values: v.baseAddress!) }
+                    try values.withUnsafeBufferPointer { v in try cache.update(keys: k, values: v.baseAddress!) }
                 }
                 refreshed += keys.count
             }
