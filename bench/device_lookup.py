@@ -133,6 +133,13 @@ def main():
         results["a"] = base
         rows_out.append(("(a) torch F.embedding, table in HBM", base, 1.0))
         print("(a) %.0f M keys/s" % (base / 1e6), flush=True)
+        # The output alone: writing n × dim floats (fill) and copying them (read + write), the bounds of (b).
+        other = torch.empty(n, dim, device=dev)
+        fill = n * args.calls / time_calls(lambda k: out.fill_(1.0), batches, 10, args.calls)
+        copy = n * args.calls / time_calls(lambda k: out.copy_(other), batches, 10, args.calls)
+        results["write_limit"], results["copy_limit"] = fill, copy
+        print("output bounds: write-only fill %.0f M rows/s (%.2fx (a)), copy %.0f M rows/s (%.2fx (a))" % (fill / 1e6, fill / base, copy / 1e6, copy / base), flush=True)
+        del other
         del weight
         torch.cuda.empty_cache()
     else:

@@ -29,7 +29,8 @@ private func lookup(
     return guarded(function) {
         let (handle, config) = try sessionTable(pointer, table, function)
         let session = handle.session
-        let what = "\(function)(model \(session.model.name), table \(table) '\(config.name)', device \(session.device))"
+        // Built only for a message (a lookup that succeeds formats nothing).
+        var what: String { "\(function)(model \(session.model.name), table \(table) '\(config.name)', device \(session.device))" }
         guard count >= 0 else { throw CAPIError(.invalidArgument, "\(what): count \(count) is negative") }
         let limit = session.model.maxQueryLength(table: Int(table))
         guard count <= Int64(limit) else {

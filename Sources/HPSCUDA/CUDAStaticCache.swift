@@ -237,6 +237,13 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     // MARK: Device-pointer API
 
+    /// Writes the row of each of `keys[0 ..< count]` to `rows` (device Int32, -1 for an absent key): the first
+    /// half of a find-then-gather lookup (rows are read through ``rowSource``).
+    public func enqueueFind(keys: CUdeviceptr, count: Int, rows: CUdeviceptr, stream: CUDAStream? = nil) throws {
+        try context.makeCurrent()
+        try kernels.launch(kernels.stFind, threads: count, stream: stream ?? self.stream, [.pointer(index.pointer), .u32(indexMask), .pointer(keys), .count(count), .pointer(rows)])
+    }
+
     public func enqueueQuery(
         keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr = 0, output: CUdeviceptr = 0, missing: CUdeviceptr = 0,
         missingKeys: CUdeviceptr = 0, missCount: CUdeviceptr, hitFlags: CUdeviceptr = 0, slots: CUdeviceptr = 0, stream: CUDAStream? = nil

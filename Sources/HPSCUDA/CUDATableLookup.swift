@@ -126,12 +126,22 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         try worker.claim(for: stream)
         let keys = try widenedKeys(request, worker: worker, stream: stream)
         let p = worker.pipeline
-        try cache.enqueueQuery(
-            keys: keys, count: n, countPointer: 0, output: request.output, missing: p.missing.pointer, missingKeys: 0,
-            missCount: p.missCount.pointer, hitFlags: 0, slots: 0, stream: stream)
-        try p.copyRows(
-            dst: request.output, dstIndex: p.missing.pointer, src: 0, srcHigh: 0, split: .max, srcIndex: 0, srcIndex2: 0, count: n,
-            countPointer: p.missCount.pointer, fill: host.defaultValue, streaming: true, stream: stream)
+        if let table = cache as? CUDAStaticCache, Self.staticFindThenGather {
+            // One thread per key finds its row, then the row mover copies rows (or the default) into the output
+            // with evict-first stores, so hot rows and the index stay in L2.
+            let source = table.rowSource
+            try table.enqueueFind(keys: keys, count: n, rows: p.slots.pointer, stream: stream)
+            try p.copyRows(
+                dst: request.output, dstIndex: 0, src: source.base, srcHigh: source.high, split: source.split, srcIndex: p.slots.pointer, srcIndex2: 0,
+                count: n, countPointer: 0, fill: host.defaultValue, streaming: true, stream: stream)
+        } else {
+            try cache.enqueueQuery(
+                keys: keys, count: n, countPointer: 0, output: request.output, missing: p.missing.pointer, missingKeys: 0,
+                missCount: p.missCount.pointer, hitFlags: 0, slots: 0, stream: stream)
+            try p.copyRows(
+                dst: request.output, dstIndex: p.missing.pointer, src: 0, srcHigh: 0, split: .max, srcIndex: 0, srcIndex2: 0, count: n,
+                countPointer: p.missCount.pointer, fill: host.defaultValue, streaming: true, stream: stream)
+        }
         try worker.done.record(on: stream)
         if request.stream == nil { try stream.synchronize() }
         host.record(n, 0, 0, 0)
@@ -269,6 +279,11 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         }
         if let error = failure.withLock({ $0 }) { throw error }
     }
+
+    /// Static and uvm tables: query and copy in one kernel, then fill the misses (the default), or find every
+    /// key's row, then gather (`HPS_STATIC_LOOKUP=find-gather`). Same answers; on an H200 both reach about 2x
+    /// torch's in-HBM embedding (docs/benchmarks.md).
+    static let staticFindThenGather = SystemInfo.environment("HPS_STATIC_LOOKUP") == "find-gather"
 
     /// Fewest distinct missed keys per fetch chunk (below the hash map's own parallel threshold, so each chunk
     /// is one thread's work); one chunk per core at most.

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import INCLUDE, REPO, expected, make_model, write_config, write_table
+from capi_support import INCLUDE, REPO, expected, hps, library_path, make_model, write_config, write_table  # noqa: F401 (fixtures)
 
 OK, INVALID, CONFIG, TABLE_FILES, UNKNOWN_MODEL, UNKNOWN_TABLE, TOO_MANY, KEY_WIDTH, NO_DEVICE, CUDA, DATABASE, BUSY = range(12)
 HOST, DEVICE = 0, 1

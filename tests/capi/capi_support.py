@@ -1,4 +1,5 @@
-"""Fixtures for the C API tests: libhps.so (built by scripts/build-capi.sh, or HPS_C_LIBRARY), table
+"""Helpers and fixtures of the C API tests (imported by test_capi.py; not a conftest, so that the other test
+ folders keep their own `conftest` module): libhps.so (built by scripts/build-capi.sh, or HPS_C_LIBRARY), table
 directories written with NumPy (`key` int64 + `emb_vector` float32), and HPS JSON configs."""
 
 import ctypes
