@@ -122,7 +122,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
     /// the output (hot rows come from L2), a second writes the default into the rows of absent keys.
     private func lookupWholeTable(_ request: DeviceLookupRequest, worker: Worker, host: DeviceLookupHost) throws {
         let n = request.count
-        let stream = request.stream.map { context.borrowStream($0) } ?? worker.stream
+        let stream = request.stream.map { worker.borrowed($0, context: context) } ?? worker.stream
         try worker.claim(for: stream)
         let keys = try widenedKeys(request, worker: worker, stream: stream)
         let p = worker.pipeline
@@ -153,7 +153,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         let clock = ContinuousClock()
         var marks = (start: clock.now, counted: clock.now, keys: clock.now, fetched: clock.now)
         let stream = cache.stream
-        let caller = request.stream.map { context.borrowStream($0) }
+        let caller = request.stream.map { worker.borrowed($0, context: context) }
         if let caller {
             // The keys were written on the caller's stream: start after its work so far.
             try worker.entered.record(on: caller)
@@ -333,6 +333,16 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         let entered: CUDAEvent
         private var lastStream: CUstream?
         private var used = false
+        /// The wrapper of the caller's stream of the last call (calls on one stream allocate nothing).
+        private var callerStream: CUDAStream?
+
+        func borrowed(_ handle: UnsafeMutableRawPointer, context: CUDAContext) -> CUDAStream {
+            if let callerStream, callerStream.handle == OpaquePointer(handle) { return callerStream }
+            let made = context.borrowStream(handle)
+            callerStream = made
+            return made
+        }
+
         /// Device vectors of host-memory lookups, made on the first one.
         private var deviceOutput: CUDADeviceBuffer?
 
