@@ -49,13 +49,20 @@ let package = Package(
         // The C API every non-TensorFlow client builds on (include/hps.h): handles, status codes, thread-local
         // error messages, host- and device-memory lookups.
         .target(name: "HPSCAPI", dependencies: ["HPS", "HPSRuntime"]),
+        // What tests and `hps gpu-check` start: local Redis clusters, the benchmark workload's host twin, the
+        // GPU checker. Never a dependency of the TF op library or the C API.
+        .target(name: "HPSTestSupport", dependencies: ["HPS", "HPSRuntime", "HPSRedis", "HPSCUDA"]),
+        // Baselines and benchmark drivers of `hps bench`: raw hiredis and RocksDB C readers and loaders.
+        // Never a dependency of the TF op library or the C API. (The device-side workload kernels,
+        // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
+        .target(name: "HPSBench", dependencies: ["HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
         .executableTarget(
             name: "hps",
             dependencies: [
-                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA",
+                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport"]),
     ]
 )

@@ -1,5 +1,6 @@
 import CRocksDB
 import HPS
+import HPSRocksDB
 
 /// The load baseline of `hps bench persistent`: rows written into a fresh RocksDB directory with bare C
 /// calls — one `WriteBatch` of `put_cf` per chunk, the same tuned options as ``RocksDBDatabase`` — and

@@ -1,5 +1,6 @@
 import CRocksDB
 import HPS
+import HPSRocksDB
 
 /// The baseline of `hps bench persistent`: a RocksDB directory opened read-only with the same options as
 /// ``RocksDBDatabase`` (block cache, point-lookup tuning, threads), read with bare RocksDB C calls in a

@@ -1,4 +1,5 @@
 import HPS
+import HPSRedis
 
 /// The baseline `hps bench redis` compares ``RedisClusterDatabase`` with: the plainest fast way to read
 /// HPS's hashes from a cluster, written directly against hiredis. One connection per master; a batch

@@ -178,12 +178,12 @@ public enum CUDAPrimitives {
         return true
     }
 
-    /// Fills device `keys[0 ..< count]` with Zipf ranks (see Kernels/bench.cu and ``CUDAWorkload``).
+    /// Fills device `keys[0 ..< count]` with Zipf ranks (see Kernels/bench.cu and `CUDAWorkload` in HPSTestSupport).
     public static func zipfKeys(kernels: CUDAKernels, cdf: CUdeviceptr, rows: Int, seed: UInt64, first: UInt64, count: Int, keys: CUdeviceptr, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchZipfKeys, threads: count, stream: stream, [.pointer(cdf), .count(rows), .u64(seed), .u64(first), .count(count), .pointer(keys)])
     }
 
-    /// The benchmark vectors of `keys` (see ``CUDAWorkload/value(key:element:dimension:seed:)``).
+    /// The benchmark vectors of `keys` (see `CUDAWorkload.value(key:element:dimension:seed:)` in HPSTestSupport).
     public static func keyValues(kernels: CUDAKernels, keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, dimension: Int, seed: UInt64, output: CUdeviceptr, stream: CUDAStream) throws {
         try kernels.launch(
             kernels.benchKeyValues, threads: count * dimension, stream: stream,

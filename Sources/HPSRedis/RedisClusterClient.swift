@@ -70,16 +70,27 @@ extension Substring {
 }
 
 /// Connection settings shared by every node of a client.
-struct RedisClientSettings: Sendable {
-    var connectTimeoutMs: Int
-    var commandTimeoutMs: Int
+package struct RedisClientSettings: Sendable {
+    package var connectTimeoutMs: Int
+    package var commandTimeoutMs: Int
     /// After a connection to a node fails, the node is not tried again for this long; its commands fail
     /// at once (their keys become misses) instead of each waiting for a timeout.
-    var reconnectIntervalMs: Int
+    package var reconnectIntervalMs: Int
     /// Connections kept per node (`num_node_connections`).
-    var connectionsPerNode: Int
-    var userName: String
-    var password: String
+    package var connectionsPerNode: Int
+    package var userName: String
+    package var password: String
+
+    package init(
+        connectTimeoutMs: Int, commandTimeoutMs: Int, reconnectIntervalMs: Int, connectionsPerNode: Int, userName: String, password: String
+    ) {
+        self.connectTimeoutMs = connectTimeoutMs
+        self.commandTimeoutMs = commandTimeoutMs
+        self.reconnectIntervalMs = reconnectIntervalMs
+        self.connectionsPerNode = connectionsPerNode
+        self.userName = userName
+        self.password = password
+    }
 }
 
 /// Counters of a client, for logs and tests.
@@ -95,8 +106,8 @@ final class RedisClientCounters: Sendable {
 /// When a connection breaks (the node died, a reply timed out) every connection of the node is
 /// discarded (they most likely failed too) and the node is marked down for `reconnectIntervalMs`:
 /// during that time checkouts fail at once. After it, the next checkout reconnects.
-final class RedisNode: @unchecked Sendable {
-    let endpoint: RedisEndpoint
+package final class RedisNode: @unchecked Sendable {
+    package let endpoint: RedisEndpoint
     let address: String
     private let settings: RedisClientSettings
     private let counters: RedisClientCounters
@@ -220,7 +231,7 @@ enum RedisOutcome {
 ///
 /// Never blocks longer than its timeouts: connects are bounded by `connectTimeoutMs`, every read and
 /// write by `commandTimeoutMs`, and a node that failed is not retried for `reconnectIntervalMs`.
-final class RedisClusterClient: @unchecked Sendable {
+package final class RedisClusterClient: @unchecked Sendable {
     let seeds: [RedisEndpoint]
     let settings: RedisClientSettings
     let counters = RedisClientCounters()
@@ -238,7 +249,7 @@ final class RedisClusterClient: @unchecked Sendable {
 
     /// Connects to the first seed that answers and loads the slot map.
     /// - Throws: ``RedisFailure`` when no seed answers (the message lists each seed's failure).
-    init(seeds: [RedisEndpoint], settings: RedisClientSettings) throws(RedisFailure) {
+    package init(seeds: [RedisEndpoint], settings: RedisClientSettings) throws(RedisFailure) {
         self.seeds = seeds
         self.settings = settings
         SystemNative.ignoreBrokenPipeUnlessHandled()
@@ -246,7 +257,7 @@ final class RedisClusterClient: @unchecked Sendable {
     }
 
     /// Closes every idle connection.
-    func close() {
+    package func close() {
         let nodes = mapLock.withLock { Array(nodesByAddress.values) }
         for node in nodes { node.closeIdle() }
     }
@@ -267,10 +278,10 @@ final class RedisClusterClient: @unchecked Sendable {
     }
 
     /// The node serving `slot`, if the map knows one.
-    func owner(ofSlot slot: Int) -> RedisNode? { mapLock.withLock { owners[slot] } }
+    package func owner(ofSlot slot: Int) -> RedisNode? { mapLock.withLock { owners[slot] } }
 
     /// The masters that own slots, in slot order.
-    var masters: [RedisNode] { mapLock.withLock { mastersInMap } }
+    package var masters: [RedisNode] { mapLock.withLock { mastersInMap } }
 
     /// Reloads the slot map from the known masters, then the seeds, unless another thread reloaded it
     /// after `since` (a monotonic time in ns).

@@ -931,7 +931,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
 // MARK: - Command arguments
 
 /// A byte string that lives as long as its owner (a table's hash key, a stamp), as a command argument.
-struct HashKey: @unchecked Sendable {
+package struct HashKey: @unchecked Sendable {
     let pointer: UnsafePointer<CChar>
     let count: Int
     init(_ pointer: UnsafePointer<CChar>, _ count: Int) {
@@ -944,14 +944,14 @@ struct HashKey: @unchecked Sendable {
 }
 
 /// The hash keys and slots of each partition of one table.
-final class TableKeys: @unchecked Sendable {
+package final class TableKeys: @unchecked Sendable {
     let tag: String
-    let values: [HashKey]
+    package let values: [HashKey]
     let meta: [HashKey]
-    let slots: [Int]
+    package let slots: [Int]
     private let storage: UnsafeMutableRawBufferPointer
 
-    init(tag: String, partitions: Int) {
+    package init(tag: String, partitions: Int) {
         self.tag = tag
         let valueKeys = (0..<partitions).map { Array(RedisKeyLayout.hashKey(tag: tag, partition: $0, suffix: "v").utf8) }
         let metaKeys = (0..<partitions).map { Array(RedisKeyLayout.hashKey(tag: tag, partition: $0, suffix: "t").utf8) }
@@ -974,8 +974,8 @@ final class TableKeys: @unchecked Sendable {
 }
 
 /// Command names as static C strings.
-enum Verb {
-    static let hmget: StaticString = "HMGET"
+package enum Verb {
+    package static let hmget: StaticString = "HMGET"
     static let hset: StaticString = "HSET"
     static let hlen: StaticString = "HLEN"
     static let hdel: StaticString = "HDEL"
@@ -1005,7 +1005,7 @@ func set(_ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>, _ lengths: UnsafeM
 
 /// Appends `<verb> <hash> key_0 … key_{n-1}` where each key is 8 bytes at `key(j)`.
 @inline(__always)
-func appendKeyCommand(_ c: RedisConnection, _ verb: StaticString, _ hash: HashKey, count n: Int, key: (Int) -> UnsafeRawPointer) {
+package func appendKeyCommand(_ c: RedisConnection, _ verb: StaticString, _ hash: HashKey, count n: Int, key: (Int) -> UnsafeRawPointer) {
     c.append(argc: 2 + n) { argv, lengths in
         set(argv, lengths, 0, verb)
         set(argv, lengths, 1, hash)

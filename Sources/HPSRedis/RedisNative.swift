@@ -9,15 +9,15 @@ import Darwin
 #endif
 
 // Every C call of HPSRedis lives in this file: the hiredis blocking client (`RedisConnection`, reply
-// views), and the few POSIX calls the module needs (monotonic clock, SIGPIPE, worker threads, and the
-// process, socket and file calls of the local cluster launcher, `SystemNative`). Each wrapper is thin:
+// views), and the few POSIX calls the module needs (monotonic clock, SIGPIPE, worker threads:
+// `SystemNative`; the local cluster launcher's process, socket and file calls are in HPSTestSupport). Each wrapper is thin:
 // it converts Swift values to the C shapes, turns hiredis' `err`/`errstr` and `errno` into thrown
 // values, and frees what the C side allocated.
 
 /// Why a Redis command produced no reply: the node could not be reached, the connection broke or timed
 /// out, or the node is in its reconnect back-off after such a failure.
-struct RedisFailure: Error, CustomStringConvertible, Sendable {
-    enum Kind: Sendable, Equatable {
+package struct RedisFailure: Error, CustomStringConvertible, Sendable {
+    package enum Kind: Sendable, Equatable {
         /// The TCP connection could not be made (refused, unreachable, connect timeout).
         case connect
         /// AUTH was rejected.
@@ -34,12 +34,18 @@ struct RedisFailure: Error, CustomStringConvertible, Sendable {
         case protocolError
     }
 
-    var kind: Kind
+    package var kind: Kind
     /// `host:port` of the node.
-    var address: String
-    var message: String
+    package var address: String
+    package var message: String
 
-    var description: String { "\(address): \(message)" }
+    package init(kind: Kind, address: String, message: String) {
+        self.kind = kind
+        self.address = address
+        self.message = message
+    }
+
+    package var description: String { "\(address): \(message)" }
 
     /// Whether the connection that produced this failure can no longer be used.
     var breaksConnection: Bool {
@@ -82,11 +88,11 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A borrowed view of a hiredis reply; valid only inside the closure that receives it.
-struct RedisReplyView {
+package struct RedisReplyView {
     fileprivate let raw: UnsafeMutablePointer<redisReply>
 
     @inline(__always) var type: Int32 { raw.pointee.type }
-    @inline(__always) var isString: Bool { type == REDIS_REPLY_STRING }
+    @inline(__always) package var isString: Bool { type == REDIS_REPLY_STRING }
     @inline(__always) var isArray: Bool { type == REDIS_REPLY_ARRAY }
     @inline(__always) var isNil: Bool { type == REDIS_REPLY_NIL }
     @inline(__always) var isInteger: Bool { type == REDIS_REPLY_INTEGER }
@@ -95,14 +101,14 @@ struct RedisReplyView {
 
     @inline(__always) var integer: Int { Int(raw.pointee.integer) }
     /// The string, status or error bytes.
-    @inline(__always) var bytes: UnsafeRawBufferPointer {
+    @inline(__always) package var bytes: UnsafeRawBufferPointer {
         guard let str = raw.pointee.str else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: str, count: raw.pointee.len)
     }
     var text: String { String(decoding: bytes, as: UTF8.self) }
     /// Elements of an array reply.
-    @inline(__always) var count: Int { isArray ? raw.pointee.elements : 0 }
-    @inline(__always) subscript(i: Int) -> RedisReplyView { RedisReplyView(raw: raw.pointee.element[i]!) }
+    @inline(__always) package var count: Int { isArray ? raw.pointee.elements : 0 }
+    @inline(__always) package subscript(i: Int) -> RedisReplyView { RedisReplyView(raw: raw.pointee.element[i]!) }
 
     /// A deep copy.
     var value: RedisValue {
@@ -121,7 +127,7 @@ struct RedisReplyView {
 /// without copying keys or values (hiredis formats them into its own output buffer).
 ///
 /// Not thread-safe: a connection is used by one thread at a time (the node's pool hands it out).
-final class RedisConnection {
+package final class RedisConnection {
     let address: String
     /// The node's connection generation this connection belongs to (see ``RedisNode``).
     var generation = 0
@@ -149,7 +155,7 @@ final class RedisConnection {
     /// Connects within `connectTimeoutMs`, sets the command (socket) timeout and TCP keep-alive, and
     /// authenticates when `password` is not empty (`AUTH password`, or `AUTH user password` for a user
     /// other than `default`).
-    static func connect(
+    package static func connect(
         host: String, port: Int, connectTimeoutMs: Int, commandTimeoutMs: Int, userName: String = "", password: String = ""
     ) throws(RedisFailure) -> RedisConnection {
         let address = "\(host):\(port)"
@@ -184,7 +190,7 @@ final class RedisConnection {
     /// Appends one command of `argc` arguments to the output buffer; `fill` writes each argument's
     /// pointer and length. The pointed-to bytes need only live until `fill`'s caller returns.
     @inline(__always)
-    func append(argc: Int, _ fill: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) -> Void) {
+    package func append(argc: Int, _ fill: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) -> Void) {
         if argc > argvCapacity {
             argv.deallocate()
             lengths.deallocate()
@@ -219,7 +225,7 @@ final class RedisConnection {
 
     /// Writes every appended command to the socket now (instead of at the next read), so that several
     /// connections can be sent to before any reply is awaited.
-    func flush() throws(RedisFailure) {
+    package func flush() throws(RedisFailure) {
         var done: Int32 = 0
         while done == 0 {
             guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure() }
@@ -231,7 +237,7 @@ final class RedisConnection {
     /// Flushes pending commands if needed, reads the next reply and passes it to `body`; the reply is
     /// freed when `body` returns. Throws when the connection fails or times out (it is then broken).
     @inline(__always)
-    func readReply<T>(_ body: (RedisReplyView) -> T) throws(RedisFailure) -> T {
+    package func readReply<T>(_ body: (RedisReplyView) -> T) throws(RedisFailure) -> T {
         var reply: UnsafeMutableRawPointer? = nil
         guard redisGetReply(context, &reply) == REDIS_OK, let reply else {
             throw failure()
@@ -241,13 +247,13 @@ final class RedisConnection {
     }
 
     /// Sends one command and returns its reply, copied.
-    func command(_ args: [String]) throws(RedisFailure) -> RedisValue {
+    package func command(_ args: [String]) throws(RedisFailure) -> RedisValue {
         append(args)
         return try readReply { $0.value }
     }
 
     /// Sends one command of byte arguments and returns its reply, copied.
-    func command(bytes args: [[UInt8]]) throws(RedisFailure) -> RedisValue {
+    package func command(bytes args: [[UInt8]]) throws(RedisFailure) -> RedisValue {
         append(args)
         return try readReply { $0.value }
     }
@@ -283,11 +289,11 @@ extension timeval {
     }
 }
 
-/// POSIX calls: clock, signals, threads, processes, sockets and files.
-enum SystemNative {
+/// POSIX calls: clock, signals, threads.
+package enum SystemNative {
     /// Nanoseconds on the monotonic clock.
     @inline(__always)
-    static func monotonicNanoseconds() -> UInt64 {
+    package static func monotonicNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
@@ -352,154 +358,15 @@ enum SystemNative {
     }
 
     static func join(_ thread: Thread) { pthread_join(thread.handle, nil) }
-
-    // MARK: Processes
-
-    /// Starts `arguments[0]` (searched on `PATH`) with stdout and stderr appended to `logPath`.
-    /// - Returns: the child's process id.
-    static func spawn(_ arguments: [String], logPath: String) throws(SystemCallError) -> pid_t {
-        #if canImport(Darwin)
-        var actions: posix_spawn_file_actions_t? = nil
-        #else
-        var actions = posix_spawn_file_actions_t()
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        // The calling thread may block signals (Dispatch's workers do) or ignore SIGPIPE (this module
-        // does); the child starts with no blocked signals and default actions, so SIGTERM stops it.
-        #if canImport(Darwin)
-        var attributes: posix_spawnattr_t? = nil
-        #else
-        var attributes = posix_spawnattr_t()
-        #endif
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw SystemCallError(call: "posix_spawnp \(arguments[0])", errno: rc) }
-        return pid
-    }
-
-    /// Reaps `pid` if it has exited. - Returns: its exit status (128+signal when killed), or nil while
-    /// it runs.
-    static func poll(_ pid: pid_t) -> Int32? {
-        var status: Int32 = 0
-        let rc = waitpid(pid, &status, WNOHANG)
-        if rc == 0 { return nil }
-        if rc < 0 { return -1 }  // not our child any more (already reaped)
-        let signalled = status & 0x7f
-        return signalled == 0 ? (status >> 8) & 0xff : 128 + signalled
-    }
-
-    static func signal(_ pid: pid_t, _ sig: Int32) { _ = kill(pid, sig) }
-    static var terminate: Int32 { SIGTERM }
-    static var killSignal: Int32 { SIGKILL }
-    static var stopSignal: Int32 { SIGSTOP }
-    static var continueSignal: Int32 { SIGCONT }
-
-    static func sleep(milliseconds: Int) { usleep(UInt32(max(0, milliseconds)) * 1000) }
-
-    // MARK: Sockets
-
-    /// Whether a TCP listener can bind 127.0.0.1:`port` now.
-    static func canBind(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return rc == 0
-    }
-
-    // MARK: Files
-
-    static var processID: Int32 { getpid() }
-
-    /// Creates a fresh directory `<base>/<prefix>XXXXXX`.
-    static func makeTemporaryDirectory(base: String, prefix: String) throws(SystemCallError) -> String {
-        var template = Array((base + "/" + prefix + "XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw SystemCallError(call: "mkdtemp \(base)", errno: errno) }
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// The text of a file (empty when unreadable), at most `limit` bytes from its end.
-    static func readTail(_ path: String, limit: Int = 4096) -> String {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        let size = Int(lseek(fd, 0, SEEK_END))
-        let start = max(0, size - limit)
-        lseek(fd, off_t(start), SEEK_SET)
-        var bytes = [UInt8](repeating: 0, count: size - start)
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        return String(decoding: bytes.prefix(max(0, n)), as: UTF8.self)
-    }
-
-    /// The names in directory `path` (without `.` and `..`).
-    static func listDirectory(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    /// Removes a directory and everything in it (not following links).
-    static func removeTree(_ target: String) {
-        var info = stat()
-        guard lstat(target, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            if let dir = opendir(target) {
-                var children: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if name != "." && name != ".." { children.append(name) }
-                }
-                closedir(dir)
-                for child in children { removeTree(target + "/" + child) }
-            }
-            rmdir(target)
-        } else {
-            unlink(target)
-        }
-    }
-
-    /// Whether `name` is an executable file in a directory of `PATH`.
-    static func isOnPath(_ name: String) -> Bool {
-        guard let path = getenv("PATH").map({ String(cString: $0) }) else { return false }
-        return path.split(separator: ":").contains { access("\($0)/\(name)", X_OK) == 0 }
-    }
 }
 
 /// The text of a failed POSIX call: the call's name and `strerror(errno)`.
-struct SystemCallError: Error, CustomStringConvertible {
-    var call: String
-    var errno: Int32
-    var description: String { "\(call): \(String(cString: strerror(errno)))" }
+package struct SystemCallError: Error, CustomStringConvertible {
+    package var call: String
+    package var errno: Int32
+    package init(call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+    package var description: String { "\(call): \(String(cString: strerror(errno)))" }
 }

@@ -27,7 +27,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     public let maxBatchSize: Int
 
     /// Block cache for point lookups, in MiB (HPS uses 8; lookups that miss the volatile tier land here).
-    static let blockCacheMB: UInt64 = 64
+    package static let blockCacheMB: UInt64 = 64
     static let metaKeyPrefix = "hps.meta."
     static let fingerprintKeyPrefix = "hps.fingerprint."
     /// Bulk loads write SST files of about this many bytes of rows (keys + values), one sorted buffer each.
@@ -724,7 +724,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         }
     }
 
-    static func openError(path: String, _ status: RocksStatus) -> HPSError {
+    package static func openError(path: String, _ status: RocksStatus) -> HPSError {
         let text = status.message
         if text.contains("lock") && (text.contains("Resource temporarily unavailable") || text.contains("lock hold by current process")) {
             return HPSError(

@@ -13,20 +13,20 @@ import Darwin
 // turns `char** errptr` / `errno` into a thrown status, and frees what the C side allocated.
 
 /// The text of a failed RocksDB call (what RocksDB put into `errptr`), e.g. `IO error: lock …`.
-struct RocksStatus: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+package struct RocksStatus: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }
 
 /// The text of a failed POSIX call: the call's name and `strerror(errno)`.
-struct SystemCallError: Error, CustomStringConvertible {
-    var call: String
-    var errno: Int32
-    var description: String { "\(call): \(String(cString: strerror(errno)))" }
+package struct SystemCallError: Error, CustomStringConvertible {
+    package var call: String
+    package var errno: Int32
+    package var description: String { "\(call): \(String(cString: strerror(errno)))" }
 }
 
 /// Thin wrappers over the RocksDB C API. Handles are `OpaquePointer`s owned by the caller.
-enum RocksNative {
+package enum RocksNative {
     /// Runs `body` with an `errptr` and throws its message, if RocksDB set one.
     @inline(__always)
     static func check<T>(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> T) throws(RocksStatus) -> T {
@@ -44,7 +44,7 @@ enum RocksNative {
 
     /// Database and column family options. `tuned` applies HPS's choices: point-lookup tuning with a block
     /// cache of `blockCacheMB`, level-style compaction, `numThreads` background threads.
-    static func makeOptions(createIfMissing: Bool, tuned: Bool, numThreads: Int, blockCacheMB: UInt64) -> OpaquePointer {
+    package static func makeOptions(createIfMissing: Bool, tuned: Bool, numThreads: Int, blockCacheMB: UInt64) -> OpaquePointer {
         let options = rocksdb_options_create()!
         rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
         rocksdb_options_set_create_missing_column_families(options, 1)
@@ -57,7 +57,7 @@ enum RocksNative {
         return options
     }
 
-    static func destroyOptions(_ options: OpaquePointer) { rocksdb_options_destroy(options) }
+    package static func destroyOptions(_ options: OpaquePointer) { rocksdb_options_destroy(options) }
 
     /// A copy of `options` for writing SST files that are ingested right away: the same table format
     /// (bloom filters, block index) and comparator, no compression on any level (vectors of floats barely
@@ -88,7 +88,7 @@ enum RocksNative {
 
     // MARK: Open, close, column families
 
-    static func listColumnFamilies(_ options: OpaquePointer, path: String) throws(RocksStatus) -> [String] {
+    package static func listColumnFamilies(_ options: OpaquePointer, path: String) throws(RocksStatus) -> [String] {
         var count = 0
         let list = try check { rocksdb_list_column_families(options, path, &count, $0) }
         guard let list else { return [] }
@@ -100,7 +100,7 @@ enum RocksNative {
 
     /// Opens `path` with every family in `families` (all with `options`); returns the database and one
     /// handle per family, in order.
-    static func open(
+    package static func open(
         _ options: OpaquePointer, path: String, families: [String], readOnly: Bool
     ) throws(RocksStatus) -> (db: OpaquePointer, handles: [OpaquePointer]) {
         let names = families.map { strdup($0) }
@@ -303,13 +303,13 @@ enum RocksNative {
     // MARK: SST files
 
     /// An `SstFileWriter` with default options (bytewise key order), and what it borrows.
-    final class SstWriter {
+    package final class SstWriter {
         let writer: OpaquePointer
         private let envOptions: OpaquePointer
         private let options: OpaquePointer
 
         /// A writer with `options` (copied; nil: RocksDB's defaults).
-        init(options source: OpaquePointer? = nil) {
+        package init(options source: OpaquePointer? = nil) {
             envOptions = rocksdb_envoptions_create()!
             options = source.map { rocksdb_options_create_copy($0)! } ?? rocksdb_options_create()!
             writer = rocksdb_sstfilewriter_create(envOptions, options)!
@@ -321,12 +321,12 @@ enum RocksNative {
             rocksdb_envoptions_destroy(envOptions)
         }
 
-        func open(_ path: String) throws(RocksStatus) {
+        package func open(_ path: String) throws(RocksStatus) {
             try RocksNative.check { rocksdb_sstfilewriter_open(writer, path, $0) }
         }
 
         /// Appends an entry; keys must come in strictly increasing bytewise order.
-        func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(RocksStatus) {
+        package func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(RocksStatus) {
             let k = key.baseAddress!.assumingMemoryBound(to: CChar.self)
             let v = value.baseAddress?.assumingMemoryBound(to: CChar.self) ?? k
             try RocksNative.check { rocksdb_sstfilewriter_put(writer, k, key.count, v, value.count, $0) }
@@ -350,7 +350,7 @@ enum RocksNative {
             }
         }
 
-        func finish() throws(RocksStatus) {
+        package func finish() throws(RocksStatus) {
             try RocksNative.check { rocksdb_sstfilewriter_finish(writer, $0) }
         }
     }
@@ -358,7 +358,7 @@ enum RocksNative {
     /// Ingests SST files into `family` (nil: the default column family). With `move` the files are
     /// hard-linked into the database and their names removed (they must be on the database's file system);
     /// without, they are copied and stay.
-    static func ingest(_ db: OpaquePointer, family: OpaquePointer?, files: [String], move: Bool = false) throws(RocksStatus) {
+    package static func ingest(_ db: OpaquePointer, family: OpaquePointer?, files: [String], move: Bool = false) throws(RocksStatus) {
         let options = rocksdb_ingestexternalfileoptions_create()!
         defer { rocksdb_ingestexternalfileoptions_destroy(options) }
         rocksdb_ingestexternalfileoptions_set_move_files(options, move ? 1 : 0)
@@ -376,7 +376,7 @@ enum RocksNative {
 }
 
 /// Thin wrappers over the POSIX file calls of HPSRocksDB.
-enum FileNative {
+package enum FileNative {
     enum Kind { case missing, directory, regularFile, other }
 
     static func kind(_ path: String) -> Kind {
@@ -390,7 +390,7 @@ enum FileNative {
     }
 
     /// `mkdir -p`.
-    static func makeDirectories(_ path: String) throws(SystemCallError) {
+    package static func makeDirectories(_ path: String) throws(SystemCallError) {
         var prefix = path.hasPrefix("/") ? "/" : ""
         for component in path.split(separator: "/") {
             prefix += component
@@ -423,7 +423,7 @@ enum FileNative {
     }
 
     /// `rm -r`, best effort (errors are ignored).
-    static func removeTree(_ path: String) {
+    package static func removeTree(_ path: String) {
         if kind(path) == .directory {
             for name in directoryEntries(path) { removeTree(path + "/" + name) }
             rmdir(path)
@@ -488,7 +488,7 @@ enum FileNative {
         guard rename(from, to) == 0 else { throw SystemCallError(call: "rename", errno: errno) }
     }
 
-    static func removeFile(_ path: String) { _ = unlink(path) }
+    package static func removeFile(_ path: String) { _ = unlink(path) }
 
     static var processID: Int32 { getpid() }
 }

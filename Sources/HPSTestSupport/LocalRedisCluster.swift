@@ -1,4 +1,5 @@
 import HPS
+import HPSRedis
 import Synchronization
 
 /// A throw-away Redis Cluster on 127.0.0.1 for tests and benchmarks: `nodes` `redis-server` processes
@@ -30,7 +31,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
     private var stopped = false
 
     /// Whether `redis-server` and `redis-cli` are on `PATH`.
-    public static var isAvailable: Bool { SystemNative.isOnPath("redis-server") && SystemNative.isOnPath("redis-cli") }
+    public static var isAvailable: Bool { ProcessNative.isOnPath("redis-server") && ProcessNative.isOnPath("redis-cli") }
 
     /// Starts the nodes, creates the cluster and waits until every node reports `cluster_state:ok`.
     ///
@@ -49,7 +50,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         self.password = password
         self.extraArguments = extraArguments
         do {
-            directory = try SystemNative.makeTemporaryDirectory(base: SystemInfo.temporaryDirectory, prefix: "hps-redis-")
+            directory = try ProcessNative.makeTemporaryDirectory(base: SystemInfo.temporaryDirectory, prefix: "hps-redis-")
         } catch {
             throw HPSError(.io, subject: SystemInfo.temporaryDirectory, "cannot create a directory for the Redis nodes", underlying: error.description)
         }
@@ -71,7 +72,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                     shutdown()
                     throw error
                 }
-                for name in SystemNative.listDirectory(directory) { SystemNative.removeTree("\(directory)/\(name)") }
+                for name in ProcessNative.listDirectory(directory) { ProcessNative.removeTree("\(directory)/\(name)") }
                 ports = Self.freePorts(nodes)
             }
         }
@@ -90,19 +91,19 @@ public final class LocalRedisCluster: @unchecked Sendable {
     /// Kills node `i` at once (SIGKILL), as a crash would.
     public func kill(node i: Int) {
         guard let pid = lock.withLock({ pids[i] }) else { return }
-        SystemNative.signal(pid, SystemNative.killSignal)
+        ProcessNative.signal(pid, ProcessNative.killSignal)
         reap(pid, graceMs: 5000)
         lock.withLock { pids[i] = nil }
     }
 
     /// Freezes node `i` (SIGSTOP): it keeps its connections but answers nothing, as a hung host would.
     public func pause(node i: Int) {
-        if let pid = lock.withLock({ pids[i] }) { SystemNative.signal(pid, SystemNative.stopSignal) }
+        if let pid = lock.withLock({ pids[i] }) { ProcessNative.signal(pid, ProcessNative.stopSignal) }
     }
 
     /// Resumes a paused node (SIGCONT).
     public func resume(node i: Int) {
-        if let pid = lock.withLock({ pids[i] }) { SystemNative.signal(pid, SystemNative.continueSignal) }
+        if let pid = lock.withLock({ pids[i] }) { ProcessNative.signal(pid, ProcessNative.continueSignal) }
     }
 
     /// Starts node `i` again on its port and directory (after ``kill(node:)``); it rejoins with the
@@ -169,7 +170,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
             if SystemNative.monotonicNanoseconds() > deadline {
                 throw HPSError(.database, subject: "redis cluster", "not ready within \(timeoutMs) ms", underlying: last)
             }
-            SystemNative.sleep(milliseconds: 50)
+            ProcessNative.sleep(milliseconds: 50)
         }
     }
 
@@ -181,7 +182,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
         guard first else { return }
         stopNodes()
-        SystemNative.removeTree(directory)
+        ProcessNative.removeTree(directory)
     }
 
     /// Stops every running node (SIGTERM, then SIGKILL after 5 s).
@@ -192,8 +193,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
             return list
         }
         for pid in running {
-            SystemNative.signal(pid, SystemNative.continueSignal)
-            SystemNative.signal(pid, SystemNative.terminate)
+            ProcessNative.signal(pid, ProcessNative.continueSignal)
+            ProcessNative.signal(pid, ProcessNative.terminate)
         }
         for pid in running { reap(pid, graceMs: 5000) }
     }
@@ -211,7 +212,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         if !password.isEmpty { arguments += ["--requirepass", password, "--masterauth", password] }
         arguments += extraArguments
         do {
-            let pid = try SystemNative.spawn(arguments, logPath: "\(directory)/redis-\(port).log")
+            let pid = try ProcessNative.spawn(arguments, logPath: "\(directory)/redis-\(port).log")
             lock.withLock { pids[i] = pid }
         } catch {
             throw HPSError(.database, subject: "redis-server", "cannot start a node on port \(port)", underlying: error.description)
@@ -231,16 +232,16 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 }
                 return
             }
-            if let pid = pid(ofNode: i), SystemNative.poll(pid) != nil {
+            if let pid = pid(ofNode: i), ProcessNative.poll(pid) != nil {
                 lock.withLock { pids[i] = nil }
                 throw HPSError(.database, subject: address(ofNode: i), "redis-server exited at start",
-                               underlying: SystemNative.readTail("\(directory)/redis-\(ports[i]).log"))
+                               underlying: ProcessNative.readTail("\(directory)/redis-\(ports[i]).log"))
             }
             if SystemNative.monotonicNanoseconds() > deadline {
                 throw HPSError(.database, subject: address(ofNode: i), "redis-server did not answer within \(timeoutMs) ms",
-                               underlying: SystemNative.readTail("\(directory)/redis-\(ports[i]).log"))
+                               underlying: ProcessNative.readTail("\(directory)/redis-\(ports[i]).log"))
             }
-            SystemNative.sleep(milliseconds: 20)
+            ProcessNative.sleep(milliseconds: 20)
         }
     }
 
@@ -250,24 +251,24 @@ public final class LocalRedisCluster: @unchecked Sendable {
         let log = "\(directory)/cluster-create.log"
         let pid: Int32
         do {
-            pid = try SystemNative.spawn(arguments, logPath: log)
+            pid = try ProcessNative.spawn(arguments, logPath: log)
         } catch {
             throw HPSError(.database, subject: "redis-cli", "cannot run redis-cli --cluster create", underlying: error.description)
         }
         let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
         while true {
-            if let status = SystemNative.poll(pid) {
+            if let status = ProcessNative.poll(pid) {
                 guard status == 0 else {
-                    throw HPSError(.database, subject: "redis-cli --cluster create", "exited with status \(status)", underlying: SystemNative.readTail(log))
+                    throw HPSError(.database, subject: "redis-cli --cluster create", "exited with status \(status)", underlying: ProcessNative.readTail(log))
                 }
                 return
             }
             if SystemNative.monotonicNanoseconds() > deadline {
-                SystemNative.signal(pid, SystemNative.killSignal)
+                ProcessNative.signal(pid, ProcessNative.killSignal)
                 reap(pid, graceMs: 2000)
-                throw HPSError(.database, subject: "redis-cli --cluster create", "did not finish within \(timeoutMs) ms", underlying: SystemNative.readTail(log))
+                throw HPSError(.database, subject: "redis-cli --cluster create", "did not finish within \(timeoutMs) ms", underlying: ProcessNative.readTail(log))
             }
-            SystemNative.sleep(milliseconds: 20)
+            ProcessNative.sleep(milliseconds: 20)
         }
     }
 
@@ -275,12 +276,12 @@ public final class LocalRedisCluster: @unchecked Sendable {
     private func reap(_ pid: Int32, graceMs: Int) {
         let deadline = SystemNative.monotonicNanoseconds() + UInt64(graceMs) * 1_000_000
         var killed = false
-        while SystemNative.poll(pid) == nil {
+        while ProcessNative.poll(pid) == nil {
             if !killed && SystemNative.monotonicNanoseconds() > deadline {
-                SystemNative.signal(pid, SystemNative.killSignal)
+                ProcessNative.signal(pid, ProcessNative.killSignal)
                 killed = true
             }
-            SystemNative.sleep(milliseconds: 5)
+            ProcessNative.sleep(milliseconds: 5)
         }
     }
 
@@ -290,10 +291,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
         var ports: [Int] = []
         while ports.count < count {
             let candidate = 20000 + (nextPort.add(1, ordering: .relaxed).newValue % 20000)
-            if SystemNative.canBind(port: candidate) && SystemNative.canBind(port: candidate + 10000) { ports.append(candidate) }
+            if ProcessNative.canBind(port: candidate) && ProcessNative.canBind(port: candidate + 10000) { ports.append(candidate) }
         }
         return ports
     }
 
-    private static let nextPort = Atomic<Int>(Int((SystemNative.monotonicNanoseconds() / 1000 &+ UInt64(SystemNative.processID) &* 7919) % 20000))
+    private static let nextPort = Atomic<Int>(Int((SystemNative.monotonicNanoseconds() / 1000 &+ UInt64(ProcessNative.processID) &* 7919) % 20000))
 }

@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import HPS
 import HPSCUDA
+import HPSTestSupport
 
 /// `hps bench cache`: the device cache beside a raw gather of the same rows, and HugeCTR's cache workload.
 struct CacheBench: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HPS
+import HPSBench
 import HPSRocksDB
 
 /// `hps bench persistent`: the RocksDB tier beside raw RocksDB MultiGet, and loading from table files.

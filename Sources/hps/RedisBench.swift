@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import HPS
+import HPSBench
 import HPSRedis
+import HPSTestSupport
 
 /// `hps bench redis`: the Redis Cluster volatile tier beside a raw pipelined HMGET loop.
 struct RedisBench: ParsableCommand {

@@ -2,6 +2,7 @@ import Foundation
 import HPS
 import HPSCUDA
 import HPSRuntime
+import HPSTestSupport
 import Testing
 
 /// What can be checked of the CUDA caches without a GPU: NVRTC compiles every kernel, errors say what

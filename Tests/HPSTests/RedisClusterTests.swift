@@ -1,5 +1,6 @@
 import HPS
 import HPSRedis
+import HPSTestSupport
 import Testing
 
 /// The Redis Cluster backend against real 3-node clusters on 127.0.0.1 (each test starts its own and

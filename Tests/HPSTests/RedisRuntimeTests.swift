@@ -1,6 +1,7 @@
 import HPS
 import HPSRedis
 import HPSRuntime
+import HPSTestSupport
 import Testing
 
 /// The Redis tier inside a whole parameter server built by HPSRuntime from a config.

@@ -1,5 +1,6 @@
 import HPS
 import HPSRedis
+import HPSTestSupport
 
 #if canImport(Glibc)
 import Glibc
