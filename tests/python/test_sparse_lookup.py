@@ -90,3 +90,82 @@ def test_sparse_lookup_argument_errors(hps, tables):
         layer(tf.constant([[1, 2]], tf.int64), None)
     with pytest.raises(TypeError, match="sp_weights"):
         layer(sp_ids, tf.constant([1.0]))
+
+
+# Empty rows: tf.nn.embedding_lookup_sparse combines with segment ops, so its result has
+# max(row with an id) + 1 rows: an empty row in the middle is a zero row, trailing empty rows are dropped,
+# and with no id at all the result has 0 rows. The layer returns exactly that, eagerly and in tf.function.
+EMPTY_ROW_CASES = {
+    # name: (dense_shape, rows that hold ids)
+    "issue_3x2_row2_empty": ([3, 2], [0, 1]),
+    "first_empty": ([4, 3], [1, 2, 3]),
+    "middle_empty": ([5, 3], [0, 1, 3, 4]),
+    "last_two_empty": ([5, 3], [0, 1, 2]),
+    "first_middle_last_empty": ([7, 2], [1, 2, 4, 5]),
+    "single_row_nonempty": ([6, 4], [3]),
+    "all_empty": ([4, 3], []),
+    "zero_rows": ([0, 3], []),
+}
+
+
+def _sparse_ids_rows(num_ids, dense_shape, rows, seed, dtype=tf.int64):
+    rng = np.random.RandomState(seed)
+    indices, values = [], []
+    for r in rows:
+        for c in range(rng.randint(1, dense_shape[1] + 1)):
+            indices.append([r, c])
+            values.append(rng.randint(0, num_ids))
+    return tf.SparseTensor(
+        indices=np.array(indices, np.int64).reshape(-1, 2),
+        values=tf.constant(values, dtype=dtype),
+        dense_shape=dense_shape,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_ROW_CASES))
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_lookup_empty_rows_eager(hps, tables, case, combiner, weighted):
+    dense_shape, rows = EMPTY_ROW_CASES[case]
+    array = tables[("bar", 1)][1]
+    sp_ids = _sparse_ids_rows(array.shape[0], dense_shape, rows, seed=len(case))
+    sp_weights = _weights(sp_ids, 5) if weighted else None
+    got = _layer(hps, "bar", 1, tables)(sp_ids, sp_weights, combiner=combiner)
+    want = tf.nn.embedding_lookup_sparse(array, sp_ids, sp_weights, combiner=combiner)
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("static_rows", [False, True])
+def test_sparse_lookup_empty_rows_in_tf_function(hps, tables, weighted, static_rows):
+    array = tables[("bar", 1)][1]
+    layer = _layer(hps, "bar", 1, tables)
+    reference = tf.constant(array)
+    ids_spec = tf.SparseTensorSpec([7 if static_rows else None, 2], tf.int64)
+    weights_spec = tf.SparseTensorSpec([7 if static_rows else None, 2], tf.float32)
+
+    if weighted:
+        @tf.function(input_signature=[ids_spec, weights_spec])
+        def serve(sp_ids, sp_weights):
+            got = layer(sp_ids, sp_weights, combiner="mean")
+            want = tf.nn.embedding_lookup_sparse(reference, sp_ids, sp_weights, combiner="mean")
+            # The static shapes agree too: neither claims the 7 rows of dense_shape.
+            assert got.shape.as_list() == want.shape.as_list(), (got.shape, want.shape)
+            return got, want
+    else:
+        @tf.function(input_signature=[ids_spec])
+        def serve(sp_ids):
+            got = layer(sp_ids, None, combiner="mean")
+            want = tf.nn.embedding_lookup_sparse(reference, sp_ids, None, combiner="mean")
+            assert got.shape.as_list() == want.shape.as_list(), (got.shape, want.shape)
+            return got, want
+
+    for case in ["first_middle_last_empty", "all_empty", "single_row_nonempty"]:
+        _, rows = EMPTY_ROW_CASES[case]
+        sp_ids = _sparse_ids_rows(array.shape[0], [7, 2], [r for r in rows if r < 7], seed=3)
+        args = (sp_ids, _weights(sp_ids, 6)) if weighted else (sp_ids,)
+        got, want = serve(*args)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -19,8 +19,8 @@ class SparseLookupLayer(HPSLayerBase):
         """Combines the embeddings of each row of ``sp_ids``.
 
         Args:
-            sp_ids: ``N x M`` ``tf.SparseTensor`` of int32/int64 ids, indices in canonical row-major order,
-                no empty row.
+            sp_ids: ``N x M`` ``tf.SparseTensor`` of int32/int64 ids, indices in canonical row-major order.
+                Empty rows are allowed and treated as ``tf.nn.embedding_lookup_sparse`` treats them.
             sp_weights: None (all weights 1) or a ``tf.SparseTensor`` of float weights with the indices of
                 ``sp_ids``.
             name: name scope of the ops.
@@ -28,7 +28,9 @@ class SparseLookupLayer(HPSLayerBase):
             max_norm: if not None, each embedding is clipped to this L2 norm before combining.
 
         Returns:
-            float32 ``[N, emb_vec_size]``.
+            float32 ``[R, emb_vec_size]`` where ``R`` is 1 + the last row of ``sp_ids`` holding an id (0 when
+            there is none), exactly as ``tf.nn.embedding_lookup_sparse``: an empty row before it is a zero
+            row, empty rows after it are not in the result. ``R == N`` when the last row holds an id.
 
         Raises:
             TypeError: ``sp_ids`` is not a SparseTensor, or ``sp_weights`` neither None nor a SparseTensor.
@@ -99,8 +101,11 @@ class SparseLookupLayer(HPSLayerBase):
                     embeddings = tf.sparse.segment_mean(embeddings, idx, segment_ids)
                 else:  # sqrtn
                     embeddings = tf.sparse.segment_sqrt_n(embeddings, idx, segment_ids)
-            embeddings.set_shape([sp_ids.get_shape()[0], self.emb_vec_size])
+            # As in tf.nn.embedding_lookup_sparse, the segment ops give max(row with an id) + 1 rows: fewer
+            # than dense_shape[0] when trailing rows are empty (0 when all are), so the row count is not static.
+            embeddings.set_shape([None, self.emb_vec_size])
         return embeddings
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.emb_vec_size)
+        # Rows: max(row with an id) + 1, known only at run time (trailing empty rows are dropped, as TF does).
+        return (None, self.emb_vec_size)
