@@ -334,7 +334,9 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
                 let nodes = byNode.keys.sorted().map { "\($0) (\(byNode[$0]!.keys) keys: \(byNode[$0]!.message))" }
                 let summary = "stored \(keys.count - failed) of \(keys.count) keys; \(failed) keys were not stored because \(byNode.count == 1 ? "a node" : "\(byNode.count) nodes") failed: \(nodes.joined(separator: "; "))"
                 logger.error("redis_cluster: insert into \(tag): \(summary)")
-                throw HPSError(.database, subject: tag, "insert into Redis Cluster incomplete: \(summary)", underlying: byNode.values.first?.message)
+                throw HPSError(
+                    .database, subject: tag, "insert into Redis Cluster incomplete: \(summary)", underlying: byNode.values.first?.message,
+                    unwrittenKeysByNode: byNode.mapValues(\.keys))
             }
             return inserted
         }

@@ -2,6 +2,7 @@ import HPS
 import HPSRedis
 import HPSRuntime
 import HPSTestSupport
+import Synchronization
 import Testing
 
 /// The Redis tier inside a whole parameter server built by HPSRuntime from a config.
@@ -32,6 +33,94 @@ struct RedisRuntimeTests {
         #expect(try session.lookup(table: 0, keys: keys).map(\.bitPattern) == expected)
         #expect(vdb.statistics.failedLookupKeys > 0)
         #expect(try session.lookup(table: 1, keys: [1, 4, 5]).map(\.bitPattern) == fixture.expected(table: 1, keys: [1, 4, 5]).map(\.bitPattern))
+    }
+
+    /// Issue 17, item 9: a node down at startup, RocksDB behind Redis holding every key. The server starts,
+    /// names the node and the keys it could not write, and answers exactly (Redis, then RocksDB).
+    @Test func startsWithARedisNodeDownAndAnswersFromRocksDB() throws {
+        let cluster = try LocalRedisCluster()
+        defer { cluster.shutdown() }
+        var fixture = try Fixture(rows: [3000, 500])
+        defer { fixture.directory.remove() }
+        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
+        fixture.config.persistentDatabase.type = .rocksDB
+        fixture.config.persistentDatabase.path = fixture.directory.file("rocks")
+        fixture.config.persistentDatabase.numThreads = 2
+        fixture.model.deviceCache = false
+        let dead = 1
+        let owners = try cluster.partitionOwners(tag: "hps_et.demo.t0", partitions: 6)
+        #expect(owners.contains(dead))
+        cluster.kill(node: dead)
+
+        let log = LogCapture()
+        let server = try HPSRuntime.makeParameterServer(config: fixture.config, logger: log.logger)
+        let warnings = log.all.filter { $0.contains("could not take") }
+        #expect(warnings.count == 2, "one warning per table: \(warnings)")
+        let t0 = try #require(warnings.first { $0.contains("hps_et.demo.t0") })
+        #expect(t0.contains(cluster.address(ofNode: dead)))
+        #expect(t0.contains("rocks_db"))
+        // The count is the number of keys of the dead node's partitions.
+        let keys0 = (0..<3000).map { Int64($0) * 3 }
+        let deadKeys = keys0.filter { owners[Int(hpsKeyMix($0) % 6)] == dead }.count
+        #expect(deadKeys > 0)
+        #expect(t0.contains("could not take \(deadKeys) of 3000 keys"), "\(t0)")
+
+        let session = try server.session(model: "demo", device: 0)
+        let keys: [Int64] = keys0 + [1, 2, 999_999]
+        #expect(try session.lookup(table: 0, keys: keys).map(\.bitPattern) == fixture.expected(table: 0, keys: keys).map(\.bitPattern))
+        let keys1 = (0..<500).map { Int64($0) * 3 + 1 } + [0, 3]
+        #expect(try session.lookup(table: 1, keys: keys1).map(\.bitPattern) == fixture.expected(table: 1, keys: keys1).map(\.bitPattern))
+        #expect(server.statistics.persistentHits.load(ordering: .relaxed) >= deadKeys)
+    }
+
+    /// Without a persistent database the keys of a dead node would get the default value: the start fails
+    /// and names the node.
+    @Test func aRedisNodeDownWithoutPersistentDatabaseFailsTheStart() throws {
+        let cluster = try LocalRedisCluster()
+        defer { cluster.shutdown() }
+        var fixture = try Fixture(rows: [3000, 500])
+        defer { fixture.directory.remove() }
+        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
+        fixture.model.deviceCache = false
+        cluster.kill(node: 1)
+        do {
+            _ = try fixture.server()
+            Issue.record("expected the start to fail")
+        } catch let error as HPSError {
+            #expect(error.code == .database)
+            #expect(error.message.contains(cluster.address(ofNode: 1)))
+        }
+    }
+
+    /// A table Redis already holds (loaded by an earlier start or another process) is not written again;
+    /// after the table was evicted (its size no longer matches the record) it is.
+    @Test func aSecondStartDoesNotRewriteWhatRedisHolds() throws {
+        let cluster = try LocalRedisCluster()
+        defer { cluster.shutdown() }
+        var fixture = try Fixture(rows: [3000, 500])
+        defer { fixture.directory.remove() }
+        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
+        fixture.model.deviceCache = false
+        let first = try fixture.server()
+        let vdb = try #require(first.volatileDatabase as? RedisClusterDatabase)
+        // A marker only a rewrite would overwrite: key 0 of table 0 (dimension 8) now holds 9s.
+        let marker = [Float](repeating: 9, count: 8)
+        try [Int64(0)].withUnsafeBufferPointer { k in
+            try marker.withUnsafeBytes { v in _ = try vdb.insert(table: "hps_et.demo.t0", keys: k, values: v, valueSize: 32) }
+        }
+
+        let log = LogCapture()
+        let second = try HPSRuntime.makeParameterServer(config: fixture.config, logger: log.logger)
+        #expect(log.count("already holds these table files (loaded by this or another process)") == 2)
+        #expect(try second.session(model: "demo", device: 0).lookup(table: 0, keys: [0, 3]) == marker + fixture.expected(table: 0, keys: [3]))
+
+        _ = try vdb.evict(table: "hps_et.demo.t0")
+        let log3 = LogCapture()
+        let third = try HPSRuntime.makeParameterServer(config: fixture.config, logger: log3.logger)
+        #expect(log3.count("already holds these table files (loaded by this or another process)") == 1)
+        let keys = (0..<3000).map { Int64($0) * 3 }
+        #expect(try third.session(model: "demo", device: 0).lookup(table: 0, keys: keys).map(\.bitPattern) == fixture.expected(table: 0, keys: keys).map(\.bitPattern))
+        #expect(try vdb.size(table: "hps_et.demo.t0") == 3000)
     }
 
     @Test func runtimeReportsAnUnreachableCluster() {

@@ -36,12 +36,16 @@ public struct HPSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var message: String
     /// The lower-level error text, if any (e.g. `strerror(errno)` or a C library's message).
     public var underlying: String?
+    /// For a write to a database of several nodes that stored only part of its keys: how many keys each
+    /// failed node did not take (nil for every other error).
+    public var unwrittenKeysByNode: [String: Int]?
 
-    public init(_ code: Code, subject: String? = nil, _ message: String, underlying: String? = nil) {
+    public init(_ code: Code, subject: String? = nil, _ message: String, underlying: String? = nil, unwrittenKeysByNode: [String: Int]? = nil) {
         self.code = code
         self.subject = subject
         self.message = message
         self.underlying = underlying
+        self.unwrittenKeysByNode = unwrittenKeysByNode
     }
 
     public var description: String {

@@ -77,19 +77,35 @@ public final class ParameterServer: @unchecked Sendable {
         let directory = try TableDirectory(path: table.path, dimension: table.dimension)
         let tag = table.tag
         var targets: [any Database] = []
+        // A shared volatile database (Redis) that another process (or an earlier start) filled with these
+        // table files is not written again; see ParameterServer+SharedVolatile.swift.
+        var sharedVolatileLoad = false
         if let vdb = volatileDatabase, config.volatileDatabase.initializeAfterStartup {
-            targets.append(vdb)
+            if vdb.isShared, sharedVolatileHolds(vdb, directory: directory, tag: tag) {
+                logger.info("Table \(tag): \(vdb.name) already holds these table files (loaded by this or another process); not rewriting.")
+            } else {
+                targets.append(vdb)
+                if vdb.isShared {
+                    sharedVolatileLoad = true
+                    try? vdb.recordLoadedFingerprint(nil, table: tag)
+                }
+            }
         }
         var record: LoadedTableRecord?
+        // Whether the persistent database holds every row of the table once loading is done: then keys a
+        // volatile-database node could not take are still answered exactly (from the persistent database).
+        var persistentHoldsTable = false
         if let pdb = persistentDatabase, config.persistentDatabase.initializeAfterStartup {
             let stamp = try directory.fileStamp()
             let stored = try pdb.loadedFingerprint(table: tag).flatMap(LoadedTableRecord.init)
             if let stored, stored.stamp == stamp {
                 logger.info("Table \(tag): \(pdb.name) already holds these table files (same sizes and modification times); not reloading.")
+                persistentHoldsTable = true
             } else {
                 let content = try directory.fingerprint()
                 if let stored, stored.content == content {
                     logger.info("Table \(tag): \(pdb.name) already holds these table files (same content); not reloading.")
+                    persistentHoldsTable = true
                     if !config.persistentDatabase.readOnly {
                         try pdb.recordLoadedFingerprint(LoadedTableRecord(content: content, stamp: stamp).text, table: tag)
                     }
@@ -100,6 +116,7 @@ public final class ParameterServer: @unchecked Sendable {
                     try pdb.evict(table: tag)
                     record = LoadedTableRecord(content: content, stamp: stamp)
                     targets.append(pdb)
+                    persistentHoldsTable = true
                 }
             }
         }
@@ -120,6 +137,9 @@ public final class ParameterServer: @unchecked Sendable {
         // initial_cache_rate: the volatile database takes the first share of the rows; the rest is fetched
         // from the persistent database (validation requires one when the rate is below 1).
         var volatileRowsLeft = volatileRowLimit(rows: directory.rowCount)
+        // Keys a volatile-database node did not take, by node (only while the persistent database holds
+        // the table: otherwise a failed write fails the load).
+        var unwritten: [String: Int] = [:]
         try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
             if let progress { progress(tag, done, total) }
             if total >= 1_000_000 && done >= nextReport && done < total {
@@ -135,14 +155,28 @@ public final class ParameterServer: @unchecked Sendable {
                     volatileRowsLeft -= n
                 }
                 guard n > 0 else { continue }
-                try db.insert(
-                    table: tag, keys: UnsafeBufferPointer(rebasing: keys[0..<n]),
-                    values: UnsafeRawBufferPointer(rebasing: bytes[0..<(n * table.valueSize)]), valueSize: table.valueSize)
+                do {
+                    try db.insert(
+                        table: tag, keys: UnsafeBufferPointer(rebasing: keys[0..<n]),
+                        values: UnsafeRawBufferPointer(rebasing: bytes[0..<(n * table.valueSize)]), valueSize: table.valueSize)
+                } catch let error as HPSError where persistentHoldsTable && db !== self.persistentDatabase && error.unwrittenKeysByNode != nil {
+                    for (node, count) in error.unwrittenKeysByNode ?? [:] { unwritten[node, default: 0] += count }
+                }
             }
             try bulk?.add(keys: keys, values: bytes)
         }
         if let bulk { _ = try bulk.finish() }
         if let record, let pdb = persistentDatabase { try pdb.recordLoadedFingerprint(record.text, table: tag) }
+        if let vdb = volatileDatabase, let pdb = persistentDatabase, !unwritten.isEmpty {
+            let nodes = unwritten.keys.sorted().map { "\($0) (\(unwritten[$0] ?? 0) keys)" }.joined(separator: ", ")
+            let total = unwritten.values.reduce(0, +)
+            logger.warning(
+                "Table \(tag): \(vdb.name) could not take \(total) of \(volatileRowLimit(rows: directory.rowCount)) keys: node(s) \(nodes) failed; "
+                    + "starting anyway: lookups of those keys are answered by \(pdb.name), which holds the whole table. "
+                    + "The next start writes the table again.")
+        } else if sharedVolatileLoad, let vdb = volatileDatabase {
+            recordSharedVolatileLoad(vdb, directory: directory, tag: tag, contentFingerprint: record?.content)
+        }
         let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
         for db in targets {
             let size = (try? db.size(table: tag)) ?? 0

@@ -63,7 +63,8 @@ public protocol Database: AnyObject, Sendable {
     ) throws
 
     /// The fingerprint of the table files last loaded completely into `table`, if the database keeps one
-    /// (persistent databases do, so a restart can skip reloading unchanged tables).
+    /// (persistent databases do, so a restart can skip reloading unchanged tables; so does Redis, shared by
+    /// processes, so that one process does not rewrite what another loaded).
     func loadedFingerprint(table: String) throws -> String?
 
     /// Records that `table` now holds exactly the files described by `fingerprint`.
