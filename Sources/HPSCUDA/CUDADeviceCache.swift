@@ -100,6 +100,9 @@ final class CUDAStaging: @unchecked Sendable {
         return misses
     }
 
+    /// Device bytes of the staging buffers for `chunk` keys (keys, vectors, flags, two row arrays, counters).
+    static func deviceBytes(chunk: Int, dimension: Int) -> Int { chunk * 8 + chunk * dimension * 4 + chunk + 2 * chunk * 4 + 16 }
+
     /// Keys per chunk for vectors of `dimension` floats: the largest batch expected (at least 1024), at most
     /// what fits in 256 MiB of staged vectors. Larger calls (a table fill) are processed in chunks.
     static func chunkSize(maxBatch: Int, dimension: Int) -> Int {

@@ -104,6 +104,16 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         try stream.synchronize()
     }
 
+    /// Device bytes a cache of `capacity` slots takes (what ``deviceBytes`` reports once made): tags, slot keys
+    /// and stamps, vectors, the grouping scratch of inserts and the staging buffers of host-pointer calls.
+    public static func estimatedDeviceBytes(capacity: Int, dimension: Int, maxBatch: Int) -> Int {
+        let sets = max(1, (max(capacity, slotsPerSet) + slotsPerSet - 1) / slotsPerSet)
+        let slots = sets * slotsPerSet
+        let chunk = CUDAStaging.chunkSize(maxBatch: maxBatch, dimension: dimension)
+        let group = powerOfTwo(atLeast: max(64, 2 * chunk)).value
+        return slots * (1 + 16 + dimension * 4) + 8 + group * 8 + chunk * 8 + CUDAStaging.deviceBytes(chunk: chunk, dimension: dimension)
+    }
+
     /// Bytes of device memory the cache holds.
     public var deviceBytes: Int {
         [tags, slots, values, occupied, groupSet, groupHead, next, keySet, staging.deviceKeys, staging.deviceValues,

@@ -79,6 +79,18 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
         try stream.synchronize()
     }
 
+    /// Device and pinned host bytes a table of `capacity` rows takes (what ``deviceBytes`` / ``hostBytes``
+    /// report once made): the index (16-byte entries, a power of two ≥ 2 × rows), row keys, the rows on the
+    /// device (all for static, `deviceFraction` for uvm, the rest pinned on the host) and the staging buffers.
+    public static func estimatedBytes(kind: Kind, capacity: Int, dimension: Int, deviceFraction: Double, maxBatch: Int) -> (device: Int, pinnedHost: Int) {
+        let rows = max(1, capacity)
+        let onDevice = kind == .static ? rows : min(rows, max(0, Int((deviceFraction * Double(rows)).rounded(.down))))
+        let index = powerOfTwo(atLeast: max(16, 2 * rows)).value
+        let chunk = CUDAStaging.chunkSize(maxBatch: maxBatch, dimension: dimension)
+        let device = index * 16 + rows * 8 + max(1, onDevice) * dimension * 4 + CUDAStaging.deviceBytes(chunk: chunk, dimension: dimension)
+        return (device, (rows - onDevice) * dimension * 4)
+    }
+
     public var deviceBytes: Int {
         [index, rowKeys, deviceValues, staging.deviceKeys, staging.deviceValues, staging.deviceFlags, staging.deviceRows, staging.deviceRows2, staging.deviceCount]
             .reduce(0) { $0 + $1.byteCount }

@@ -58,10 +58,14 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
     }
 
     /// Device bytes one worker holds (for reports): the pipeline plus the widened keys and the fetched rows.
-    public var bytesPerWorker: Int {
-        let n = maxKeys, dim = dimension
+    public var bytesPerWorker: Int { Self.estimatedBytesPerWorker(maxKeys: maxKeys, dimension: dimension, wholeTable: cache.holdsWholeTable) }
+
+    /// Device bytes of one worker (one call in flight) of a lookup taking `maxKeys` keys, made on first use:
+    /// the dedup table and per-key arrays of ``CUDALookupPipeline``, its distinct vectors, the widened keys and,
+    /// for a dynamic cache, the rows fetched from the host tiers.
+    public static func estimatedBytesPerWorker(maxKeys n: Int, dimension dim: Int, wholeTable: Bool) -> Int {
         let dedup = powerOfTwo(atLeast: max(64, 2 * n)).value * 12
-        return dedup + n * (8 + 4 + 4 + 4 + 8 + 1 + 4) + n * dim * 4 + n * 8 + (cache.holdsWholeTable ? 0 : n * dim * 4)
+        return dedup + n * (8 + 4 + 4 + 4 + 8 + 1 + 4) + n * dim * 4 + n * 8 + (wholeTable ? 0 : n * dim * 4)
     }
 
     // MARK: Lookup

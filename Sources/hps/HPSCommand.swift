@@ -16,7 +16,7 @@ struct HPSCommand: ParsableCommand {
         version: HPSVersion.string,
         subcommands: [
             DemoCommand.self, ValidateCommand.self, InspectCommand.self, ConvertCommand.self, LookupCommand.self,
-            DumpCommand.self, LoadDumpCommand.self, BenchCommand.self, GPUCheckCommand.self,
+            DumpCommand.self, LoadDumpCommand.self, PlanCommand.self, BenchCommand.self, GPUCheckCommand.self,
         ]
     )
 }
