@@ -20,6 +20,7 @@ struct Fixture {
         model.embeddingVectorSizes = dims
         model.defaultValues = defaults
         model.tableNames = dims.indices.map { "t\($0)" }
+        model.cpuCache = true  // these tests exercise the cache; LookupSessionDirectTests covers the direct path
         var tables: [[Int64: [Float]]] = []
         for (t, n) in rows.enumerated() {
             let keys = (0..<n).map { Int64($0) * 3 + Int64(t) }  // gaps: keys ≡ t (mod 3)
@@ -295,5 +296,80 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         let after = server.statistics.snapshot
         #expect(after.uniqueKeys - before.uniqueKeys == Set(keys).count)
         #expect(after.keys - before.keys == keys.count)
+    }
+}
+
+/// Sessions on the CPU whose hash map holds every row look it up directly, with no CPU cache.
+@Suite struct LookupSessionDirectTests {
+    func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
+
+    func fixture() throws -> Fixture {
+        var fixture = try Fixture()
+        fixture.model.cpuCache = false
+        fixture.model.hitRateThreshold = 0.9  // HPS's default: would answer defaults through a cache
+        fixture.model.deviceCachePercentage = 0.5
+        return fixture
+    }
+
+    @Test func answersExactlyInOnePassWithoutACache() throws {
+        let fixture = try fixture()
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        #expect(session.direct == [true, true])
+        #expect(session.caches.allSatisfy { $0 == nil })
+        var rng = SplitMix64(seed: 23)
+        let before = server.statistics.snapshot
+        for round in 0..<30 {
+            for table in 0..<2 {
+                let n = [1, 17, 64 * fixture.model.maxKeysPerSample[table]][round % 3]
+                let keys = mixedBatch(&rng, count: n, knownRows: fixture.tables[table].count, table: table)
+                #expect(bits(try session.lookup(table: table, keys: keys)) == bits(fixture.expected(table: table, keys: keys)))
+            }
+        }
+        let after = server.statistics.snapshot
+        #expect(after.cacheHits == before.cacheHits && after.cacheMisses == before.cacheMisses)
+        #expect(after.lookups - before.lookups == 60)
+        #expect(try session.lookup(table: 0, keys: []).isEmpty)
+    }
+
+    @Test func largeBatchesAndInt32KeysStayExact() throws {
+        var fixture = try Fixture(rows: [40000], dims: [5], defaults: [3], maxBatch: 40000, keysPerSample: [1])
+        fixture.model.cpuCache = false
+        fixture.config.supportLongLong = false
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        #expect(session.direct == [true])
+        var rng = SplitMix64(seed: 7)
+        let keys: [Int32] = (0..<40000).map { _ in Int32(rng.next() % 41000) * 3 }
+        var output = [Float](repeating: .nan, count: keys.count * 5)
+        try keys.withUnsafeBufferPointer { k in
+            try output.withUnsafeMutableBufferPointer { try session.lookup(table: 0, keys: k, into: $0) }
+        }
+        #expect(bits(output) == bits(fixture.expected(table: 0, keys: keys.map { Int64($0) })))
+    }
+
+    @Test func aCacheIsKeptWhenAskedForOrWhenTheHashMapMayNotHoldEveryRow() throws {
+        var asked = try fixture()
+        asked.model.cpuCache = true
+        #expect(try asked.server().session(model: "demo", device: 0).direct == [false, false])
+
+        var bounded = try fixture()
+        bounded.config.volatileDatabase.overflowMargin = 1000  // table 0 has 2000 rows, table 1 500
+        #expect(try bounded.server().session(model: "demo", device: 0).direct == [false, true])
+
+        var partial = try fixture()
+        partial.config.volatileDatabase.initialCacheRate = 0.5
+        partial.config.persistentDatabase = rocksConfig(partial.directory.file("rocksdb"))
+        #expect(try partial.server().session(model: "demo", device: 0).direct == [false, false])
+    }
+
+    @Test func cpuCacheKeyParses() throws {
+        let json = """
+            {"models": [{"model": "m", "sparse_files": ["t"], "deployed_device_list": [0],
+              "maxnum_catfeature_query_per_table_per_sample": [1], "embedding_vecsize_per_table": [4],
+              "default_value_for_each_table": [0], "cpu_cache": true}]}
+            """
+        #expect(try ParameterServerConfig.parse(json: json, checkFiles: false).models.first?.cpuCache == true)
+        #expect(try ParameterServerConfig.parse(json: json.replacingOccurrences(of: ", \"cpu_cache\": true", with: ""), checkFiles: false).models.first?.cpuCache == false)
     }
 }

@@ -61,6 +61,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var tableNames: [String] = []
     /// `gpucache`: use the device cache; false sends every lookup to the databases.
     public var deviceCache: Bool = true
+    /// `cpu_cache` (ours, not HPS's): on a CPU device whose volatile database is the in-process hash map
+    /// holding every row of a table, lookups of that table go straight to the hash map (one exact pass) unless
+    /// this is true, which keeps HPS's CPU "device cache" in front of it. Ignored for GPU caches.
+    public var cpuCache: Bool = false
     /// `gpucacheper`: dynamic cache capacity as a fraction of table rows.
     public var deviceCachePercentage: Double = 0.2
     /// `hit_rate_threshold`: at or above it, misses get the default now and are inserted in the background.

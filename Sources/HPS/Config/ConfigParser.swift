@@ -185,6 +185,7 @@ struct ConfigReader {
         let names = s.stringList("embedding_table_names")
 
         m.deviceCache = s.bool("gpucache", default: true)
+        m.cpuCache = s.bool("cpu_cache", default: false)
         m.deviceCachePercentage = s.double("gpucacheper", default: 0.2, .within(0, 1))
         m.hitRateThreshold = s.double("hit_rate_threshold", default: 0.9, .atLeast(0))
         m.workerBuffers = s.int("num_of_worker_buffer_in_pool", default: 1, .within(1, 256))

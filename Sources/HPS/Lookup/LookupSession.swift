@@ -8,7 +8,8 @@ import CHPSSupport
 /// With `hit_rate_threshold` h, a batch whose cache hit rate is at least h answers its misses with the
 /// default value at once and inserts them into the cache in the background; below h the misses are
 /// fetched from the databases now, inserted, and answered exactly. `gpucache: false` sends every lookup
-/// to the databases.
+/// to the databases. On the CPU, a table the in-process hash map holds whole is looked up there directly
+/// (one pass, exact) unless the model sets `cpu_cache: true` (see ``direct``).
 ///
 /// Many threads may call ``lookup(table:keys:into:)`` at once. Buffers come from a pool sized by
 /// `num_of_worker_buffer_in_pool`; a lookup allocates nothing once the pool is warm.
@@ -40,6 +41,7 @@ public final class LookupSession: @unchecked Sendable {
         inserter = DispatchQueue(label: "hps.inserter.\(model.name).\(device)")
         var caches: [(any EmbeddingCache)?] = []
         var deviceLookups: [(any DeviceTableLookup)?] = []
+        var direct: [Bool] = []
         let wholeTable = cacheType == .static || cacheType == .uvm
         for table in tables {
             let directory = try TableDirectory(path: table.path, dimension: table.dimension)
@@ -47,9 +49,19 @@ public final class LookupSession: @unchecked Sendable {
             guard model.deviceCache || wholeTable else {
                 caches.append(nil)
                 deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: nil, logger: server.logger))
+                direct.append(false)
                 continue
             }
-            let cache = try server.cacheProvider?.makeCache(request, logger: server.logger) ?? CPUCacheProvider().cache(for: request)
+            let deviceCache = try server.cacheProvider?.makeCache(request, logger: server.logger)
+            if deviceCache == nil, !wholeTable, !model.cpuCache, Self.hashMapHoldsEveryRow(server: server, table: table, rows: directory.rowCount) {
+                // A CPU "device cache" would copy rows out of the same memory the hash map holds them in: look
+                // the hash map up directly (exact, one pass; `cpu_cache: true` keeps the cache).
+                caches.append(nil)
+                deviceLookups.append(nil)
+                direct.append(true)
+                continue
+            }
+            let cache = deviceCache ?? CPUCacheProvider().cache(for: request)
             if wholeTable {
                 try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: server.keyWidth)
                 server.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows")
@@ -60,14 +72,30 @@ public final class LookupSession: @unchecked Sendable {
             }
             caches.append(cache)
             deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: cache, logger: server.logger))
+            direct.append(false)
         }
         self.caches = caches
         self.deviceLookups = deviceLookups
+        self.direct = direct
         deviceHosts = makeDeviceHosts()
         server.logger.info(
             "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
+                + "\(direct.filter { $0 }.count) table(s) looked up in the hash map directly, "
                 + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
                 + "i64 keys \(server.config.supportLongLong), worker buffers \(model.workerBuffers)")
+    }
+
+    /// Whether each table's host lookups go straight to the volatile hash map (no CPU cache in front of it).
+    public let direct: [Bool]
+
+    /// Whether the volatile database is the in-process hash map and holds every row of `table`: it took every
+    /// row at startup (`initialize_after_startup`, `initial_cache_rate` 1), no partition can overflow (its
+    /// `overflow_margin` is at least the table's rows), and the table has been loaded.
+    static func hashMapHoldsEveryRow(server: ParameterServer, table: TableConfig, rows: Int) -> Bool {
+        guard let vdb = server.volatileDatabase as? HashMapDatabase else { return false }
+        let config = server.config.volatileDatabase
+        guard config.initializeAfterStartup, server.volatileRowLimit(rows: rows) == rows, config.overflowMargin >= rows else { return false }
+        return rows == 0 || ((try? vdb.size(table: table.tag)) ?? 0) > 0
     }
 
     /// Inserts the first `rows` rows of the table files into `cache`.
@@ -88,6 +116,11 @@ public final class LookupSession: @unchecked Sendable {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
         let width = server.keyWidth
+        if width == .int64 && direct[table] && deviceLookups[table] == nil {
+            defer { pool.release(ws) }
+            lookupDirect(t, keys: keys, ws: ws, output: output.baseAddress!)
+            return
+        }
         if width == .int64 {
             if let base = keys.baseAddress { ws.keys.update(from: base, count: keys.count) }
         } else {
@@ -222,6 +255,10 @@ public final class LookupSession: @unchecked Sendable {
                 server.logger.error("device lookup of \(table.tag) failed, answering on the host path: \(error)")
             }
         }
+        if direct[table.index] {
+            lookupDirect(table, keys: UnsafeBufferPointer(start: ws.keys, count: n), ws: ws, output: output)
+            return
+        }
         let stats = server.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
@@ -285,6 +322,16 @@ public final class LookupSession: @unchecked Sendable {
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, n)
         stats.add(stats.uniqueKeys, unique)
+    }
+
+    /// The hash map holds every row: one fetch writes the rows in input order (duplicates included) straight
+    /// into `output`; keys it lacks go on to the persistent database, then get the default value.
+    private func lookupDirect(_ table: TableConfig, keys: UnsafeBufferPointer<Int64>, ws: LookupWorkspace, output: UnsafeMutablePointer<Float>) {
+        if keys.count > 0 { server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses) }
+        let stats = server.statistics
+        stats.add(stats.lookups, 1)
+        stats.add(stats.keys, keys.count)
+        stats.add(stats.uniqueKeys, keys.count)  // not deduplicated: every key goes to the hash map
     }
 
     /// Batches at least this large are queried and scattered on several threads.
