@@ -4,15 +4,22 @@
 
     swift build -c release --product hierarchical_parameter_server -Xswiftc -static-stdlib --scratch-path .build-python
     swift build -c release --product HPSCAPI -Xswiftc -static-stdlib --scratch-path .build-python
+    swift build -c release --product hps -Xswiftc -static-stdlib --scratch-path .build-python
 
 in this directory and copies into the package's `lib/`: `libhierarchical_parameter_server.so`, the TensorFlow
 op library (TensorFlow's C API is resolved when TensorFlow loads it), and `libhps.so`, the C API of
-include/hps.h that the PyTorch layers call through ctypes. Both are self-contained: the Swift runtime is linked
-in statically.
+include/hps.h that the PyTorch layers call through ctypes — and `bin/hps`, the CLI (the `hps` console script runs
+it), and `include/hps.h`. All are self-contained as far as Swift goes: the Swift runtime and Foundation are linked
+in statically. They still link RocksDB and hiredis (and their compression libraries): `scripts/build-wheel.sh`
+bundles those with `auditwheel repair`, so the wheel it makes needs nothing outside glibc and libstdc++.
+
+The wheel is tagged `py3-none-<platform>`: nothing links libpython.
 
 Environment:
     HPS_PREBUILT_LIBRARY=path   ship this op library instead of building (e.g. a CI artifact)
     HPS_PREBUILT_C_LIBRARY=path ship this libhps.so instead of building
+    HPS_PREBUILT_CLI=path       ship this hps executable instead of building
+    HPS_STRIP=1                 strip the shipped binaries
     HPS_SWIFT=path              the swift executable (default: `swift` on PATH)
     HPS_SWIFT_BUILD_ARGS="..."  extra arguments for `swift build`
 """
@@ -25,6 +32,11 @@ import subprocess
 from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70
+    from wheel.bdist_wheel import bdist_wheel
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = "libhierarchical_parameter_server.so"
@@ -66,10 +78,17 @@ class BuildPyWithLibrary(build_py):
         super().run()
         op_library = build_library()
         c_library = build_library("HPSCAPI", "libHPSCAPI.so", "HPS_PREBUILT_C_LIBRARY")
-        target_dir = os.path.join(self.build_lib, "hierarchical_parameter_server", "lib")
-        os.makedirs(target_dir, exist_ok=True)
-        shutil.copy2(op_library, os.path.join(target_dir, LIBRARY))
-        shutil.copy2(c_library, os.path.join(target_dir, C_LIBRARY))
+        cli = build_library("hps", "hps", "HPS_PREBUILT_CLI")
+        package = os.path.join(self.build_lib, "hierarchical_parameter_server")
+        for folder in ("lib", "bin", "include"):
+            os.makedirs(os.path.join(package, folder), exist_ok=True)
+        shutil.copy2(op_library, os.path.join(package, "lib", LIBRARY))
+        shutil.copy2(c_library, os.path.join(package, "lib", C_LIBRARY))
+        shutil.copy2(cli, os.path.join(package, "bin", "hps"))
+        shutil.copy2(os.path.join(ROOT, "include", "hps.h"), os.path.join(package, "include", "hps.h"))
+        if os.environ.get("HPS_STRIP") == "1":  # scripts/build-wheel.sh: a smaller wheel (symbols for debugging dropped)
+            for path in (os.path.join(package, "lib", LIBRARY), os.path.join(package, "lib", C_LIBRARY), os.path.join(package, "bin", "hps")):
+                subprocess.check_call(["strip", "--strip-unneeded", path])
 
 
 class BinaryDistribution(Distribution):
@@ -79,4 +98,12 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildPyWithLibrary}, distclass=BinaryDistribution)
+class PlatformWheel(bdist_wheel):
+    """Tags the wheel py3-none-<platform>: native code, but no link to libpython, so any CPython 3 takes it."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
+setup(cmdclass={"build_py": BuildPyWithLibrary, "bdist_wheel": PlatformWheel}, distclass=BinaryDistribution)

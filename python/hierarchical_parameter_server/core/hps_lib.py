@@ -3,13 +3,11 @@
 ``init`` and ``lookup`` are the generated wrappers of the ops ``Init`` and ``Lookup``, whose inputs,
 outputs and attributes are those of NVIDIA's plugin.
 
-The library is searched, in order, at ``$HPS_LIBRARY_PATH`` (a file, or a directory holding it), in
-this package's ``lib/`` directory, in ``/usr/local/lib``, and in ``<entry>/hierarchical_parameter_server/lib``
-for each ``sys.path`` entry.
+The library is loaded from ``$HPS_LIBRARY_PATH`` (a file, or a directory holding it) when set, else only from
+this package's own ``lib/`` directory, so a stale copy elsewhere is never picked.
 """
 
 import os
-import sys
 import warnings
 
 import tensorflow as tf
@@ -50,12 +48,9 @@ def _candidates():
     env = os.environ.get("HPS_LIBRARY_PATH")
     if env:
         yield os.path.join(env, LIBRARY_NAME) if os.path.isdir(env) else env
+    # Only this package's own folder: a stale copy elsewhere (/usr/local/lib, another site-packages) is never picked.
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     yield os.path.join(here, "lib", LIBRARY_NAME)
-    yield os.path.join("/usr/local/lib", LIBRARY_NAME)
-    for entry in sys.path:
-        if entry:
-            yield os.path.join(entry, "hierarchical_parameter_server", "lib", LIBRARY_NAME)
 
 
 def library_path():
