@@ -68,7 +68,7 @@ public enum RawRocksDBLoader {
             do { try FileNative.makeDirectories(scratch) } catch {
                 throw HPSError(.io, subject: scratch, "cannot create a directory for SST files", underlying: error.description)
             }
-            defer { FileNative.removeTree(scratch) }
+            defer { FileTree.remove(scratch) }
             var chunk = 0
             var order: [Int] = []
             try rows { keys, values in

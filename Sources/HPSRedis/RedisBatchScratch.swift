@@ -94,24 +94,16 @@ final class RedisBatchScratch: @unchecked Sendable {
 }
 
 /// A free list of ``RedisBatchScratch``.
-final class RedisScratchPool: @unchecked Sendable {
-    private let lock = Lock()
-    private var free: [RedisBatchScratch] = []
+final class RedisScratchPool: Sendable {
+    private let free = FreeList<RedisBatchScratch>()
     private let partitions: Int
 
     init(partitions: Int) { self.partitions = partitions }
 
     func with<T>(capacity: Int, _ body: (RedisBatchScratch) throws -> T) rethrows -> T {
-        let scratch = lock.withLock { free.popLast() } ?? RedisBatchScratch(capacity: capacity, partitions: partitions)
-        scratch.reserve(capacity)
-        defer { lock.withLock { free.append(scratch) } }
-        return try body(scratch)
+        try free.with(orMake: { RedisBatchScratch(capacity: capacity, partitions: partitions) }) { scratch in
+            scratch.reserve(capacity)
+            return try body(scratch)
+        }
     }
-}
-
-/// Carries a value into worker tasks where the caller guarantees the accesses do not race (each task
-/// touches only its own partition's slots).
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

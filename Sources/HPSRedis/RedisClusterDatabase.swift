@@ -807,7 +807,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
             metadataDropped.add(hits, ordering: .relaxed)
             return
         }
-        let work = UncheckedSendable(perPartition)
+        let work = UnsafeTransfer(perPartition)
         let queued = hits
         metadataQueue.async { [self] in
             touch(t, work.value)
@@ -1015,33 +1015,5 @@ package func appendKeyCommand(_ c: RedisConnection, _ verb: StaticString, _ hash
             argv[2 + j] = key(j).assumingMemoryBound(to: CChar.self)
             lengths[2 + j] = 8
         }
-    }
-}
-
-/// Warnings that may repeat (a node that stays down): each `key` is logged at most once per interval,
-/// with the number of messages held back since.
-final class RateLimitedLog: Sendable {
-    private let logger: HPSLogger
-    private let intervalNs: UInt64
-    private let state = Mutex<[String: (last: UInt64, suppressed: Int)]>([:])
-
-    init(logger: HPSLogger, intervalMs: Int) {
-        self.logger = logger
-        intervalNs = UInt64(max(0, intervalMs)) * 1_000_000
-    }
-
-    func warning(key: String, _ message: @autoclosure () -> String) {
-        let now = SystemNative.monotonicNanoseconds()
-        let suppressed: Int? = state.withLock { map in
-            if let entry = map[key], now &- entry.last < intervalNs {
-                map[key] = (entry.last, entry.suppressed + 1)
-                return nil
-            }
-            let held = map[key]?.suppressed ?? 0
-            map[key] = (now, 0)
-            return held
-        }
-        guard let suppressed else { return }
-        logger.warning(message() + (suppressed > 0 ? " (\(suppressed) similar messages suppressed)" : ""))
     }
 }

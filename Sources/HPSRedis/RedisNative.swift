@@ -359,14 +359,3 @@ package enum SystemNative {
 
     static func join(_ thread: Thread) { pthread_join(thread.handle, nil) }
 }
-
-/// The text of a failed POSIX call: the call's name and `strerror(errno)`.
-package struct SystemCallError: Error, CustomStringConvertible {
-    package var call: String
-    package var errno: Int32
-    package init(call: String, errno: Int32) {
-        self.call = call
-        self.errno = errno
-    }
-    package var description: String { "\(call): \(String(cString: strerror(errno)))" }
-}

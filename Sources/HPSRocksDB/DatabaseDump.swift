@@ -368,7 +368,7 @@ public enum DatabaseDump {
             } catch {
                 RocksNative.destroyOptions(options)
                 RocksNative.destroyReadOptions(readOptions)
-                FileNative.removeTree(directory)
+                FileTree.remove(directory)
                 throw HPSError(.database, subject: directory, "cannot create a scratch database to read an SST file", underlying: error.message)
             }
         }
@@ -378,7 +378,7 @@ public enum DatabaseDump {
             RocksNative.close(db)
             RocksNative.destroyOptions(options)
             RocksNative.destroyReadOptions(readOptions)
-            FileNative.removeTree(directory)
+            FileTree.remove(directory)
         }
 
         /// RocksDB's `message` with the path of the scratch copy replaced by the user's file.

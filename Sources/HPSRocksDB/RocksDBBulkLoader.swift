@@ -134,7 +134,7 @@ final class RocksDBBulkLoader: BulkLoader {
         done = true
         buffered = 0
         runs = []
-        if let directory { FileNative.removeTree(directory) }
+        if let directory { FileTree.remove(directory) }
         directory = nil
     }
 

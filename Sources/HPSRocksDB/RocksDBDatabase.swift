@@ -149,7 +149,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         if !config.readOnly {
             for name in FileNative.directoryEntries(path) where name.hasPrefix(Self.bulkDirectoryPrefix) {
                 logger.info("RocksDB: removing \(name), left by an interrupted bulk load")
-                FileNative.removeTree(path + "/" + name)
+                FileTree.remove(path + "/" + name)
             }
         }
 

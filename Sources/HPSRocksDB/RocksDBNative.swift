@@ -1,4 +1,5 @@
 import CRocksDB
+import HPS
 
 #if canImport(Glibc)
 import Glibc
@@ -16,13 +17,6 @@ import Darwin
 package struct RocksStatus: Error, CustomStringConvertible {
     package var message: String
     package var description: String { message }
-}
-
-/// The text of a failed POSIX call: the call's name and `strerror(errno)`.
-package struct SystemCallError: Error, CustomStringConvertible {
-    package var call: String
-    package var errno: Int32
-    package var description: String { "\(call): \(String(cString: strerror(errno)))" }
 }
 
 /// Thin wrappers over the RocksDB C API. Handles are `OpaquePointer`s owned by the caller.
@@ -420,16 +414,6 @@ package enum FileNative {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
-    }
-
-    /// `rm -r`, best effort (errors are ignored).
-    package static func removeTree(_ path: String) {
-        if kind(path) == .directory {
-            for name in directoryEntries(path) { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
     }
 
     static func openForReading(_ path: String) throws(SystemCallError) -> Int32 {

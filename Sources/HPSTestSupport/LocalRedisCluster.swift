@@ -72,7 +72,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                     shutdown()
                     throw error
                 }
-                for name in ProcessNative.listDirectory(directory) { ProcessNative.removeTree("\(directory)/\(name)") }
+                for name in ProcessNative.listDirectory(directory) { FileTree.remove("\(directory)/\(name)") }
                 ports = Self.freePorts(nodes)
             }
         }
@@ -182,7 +182,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         }
         guard first else { return }
         stopNodes()
-        ProcessNative.removeTree(directory)
+        FileTree.remove(directory)
     }
 
     /// Stops every running node (SIGTERM, then SIGKILL after 5 s).

@@ -1,4 +1,4 @@
-import HPSRedis
+import HPS
 
 #if canImport(Glibc)
 import Glibc
@@ -121,28 +121,6 @@ enum ProcessNative {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
-    }
-
-    /// Removes a directory and everything in it (not following links).
-    static func removeTree(_ target: String) {
-        var info = stat()
-        guard lstat(target, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            if let dir = opendir(target) {
-                var children: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if name != "." && name != ".." { children.append(name) }
-                }
-                closedir(dir)
-                for child in children { removeTree(target + "/" + child) }
-            }
-            rmdir(target)
-        } else {
-            unlink(target)
-        }
     }
 
     /// Whether `name` is an executable file in a directory of `PATH`.

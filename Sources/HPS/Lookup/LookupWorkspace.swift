@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The buffers one lookup needs, sized once from `max_batch_size × maxnum_catfeature_query…` and the
 /// widest table, and reused: a session keeps a pool of them (`num_of_worker_buffer_in_pool`), so lookups
 /// allocate nothing.
@@ -93,25 +95,27 @@ final class LookupWorkspace: @unchecked Sendable {
 
 /// A free list of workspaces. Acquiring from an empty pool makes a new workspace (and the pool keeps
 /// it), instead of spinning as HPS does when "memory pool is empty".
-final class WorkspacePool: @unchecked Sendable {
-    private let lock = Lock()
-    private var free: [LookupWorkspace]
+final class WorkspacePool: Sendable {
+    private let free: FreeList<LookupWorkspace>
     private let maxKeys: Int
     private let maxDimension: Int
-    private(set) var created: Int
+    private let made: Atomic<Int>
+    /// Workspaces made so far (those made at the start included).
+    var created: Int { made.load(ordering: .relaxed) }
 
     init(count: Int, maxKeys: Int, maxDimension: Int) {
         self.maxKeys = maxKeys
         self.maxDimension = maxDimension
-        free = (0..<max(1, count)).map { _ in LookupWorkspace(maxKeys: maxKeys, maxDimension: maxDimension) }
-        created = free.count
+        let first = (0..<max(1, count)).map { _ in LookupWorkspace(maxKeys: maxKeys, maxDimension: maxDimension) }
+        free = FreeList(first)
+        made = Atomic(first.count)
     }
 
     func acquire() -> LookupWorkspace {
-        if let ws = lock.withLock({ free.popLast() }) { return ws }
-        lock.withLock { created += 1 }
+        if let ws = free.take() { return ws }
+        made.add(1, ordering: .relaxed)
         return LookupWorkspace(maxKeys: maxKeys, maxDimension: maxDimension)
     }
 
-    func release(_ ws: LookupWorkspace) { lock.withLock { free.append(ws) } }
+    func release(_ ws: LookupWorkspace) { free.giveBack(ws) }
 }

@@ -324,32 +324,6 @@ public final class ParameterServer: @unchecked Sendable {
     }
 }
 
-/// Logs errors at most once per second per logger, with a count of those suppressed, so a failing node
-/// does not flood the log.
-final class RateLimitedLog: @unchecked Sendable {
-    private let logger: HPSLogger
-    private let lock = Lock()
-    private var last = ContinuousClock.now - .seconds(10)
-    private var suppressed = 0
-
-    init(logger: HPSLogger) { self.logger = logger }
-
-    func error(_ message: @autoclosure () -> String) {
-        let now = ContinuousClock.now
-        let (emit, skipped): (Bool, Int) = lock.withLock {
-            if now - last >= .seconds(1) {
-                last = now
-                defer { suppressed = 0 }
-                return (true, suppressed)
-            }
-            suppressed += 1
-            return (false, 0)
-        }
-        guard emit else { return }
-        logger.error(message() + (skipped > 0 ? " (\(skipped) similar errors suppressed)" : ""))
-    }
-}
-
 extension String {
     init(format1 value: Double) {
         let scaled = (value * 10).rounded() / 10

@@ -75,18 +75,17 @@ final class BulkScratch: @unchecked Sendable {
 }
 
 /// A free list of ``BulkScratch`` buffers.
-final class ScratchPool: @unchecked Sendable {
-    private let lock = Lock()
-    private var free: [BulkScratch] = []
+final class ScratchPool: Sendable {
+    private let free = FreeList<BulkScratch>()
     private let partitions: Int
 
     init(partitions: Int) { self.partitions = partitions }
 
     func withScratch<T>(capacity: Int, views: Int = 0, _ body: (BulkScratch) throws -> T) rethrows -> T {
-        let scratch = lock.withLock { free.popLast() } ?? BulkScratch(capacity: capacity, partitions: partitions)
-        scratch.reserve(capacity, views: views)
-        defer { lock.withLock { free.append(scratch) } }
-        return try body(scratch)
+        try free.with(orMake: { BulkScratch(capacity: capacity, partitions: partitions) }) { scratch in
+            scratch.reserve(capacity, views: views)
+            return try body(scratch)
+        }
     }
 }
 

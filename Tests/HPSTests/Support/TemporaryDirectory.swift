@@ -1,3 +1,5 @@
+import HPS
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -33,7 +35,7 @@ struct TemporaryDirectory {
     func file(_ name: String) -> String { path + "/" + name }
 
     /// Removes the directory and everything in it.
-    func remove() { Self.removeTree(path) }
+    func remove() { FileTree.remove(path) }
 
     /// Creates `<path>/<name>` (and parents) and returns its path.
     @discardableResult
@@ -81,27 +83,6 @@ struct TemporaryDirectory {
             if entryName != "." && entryName != ".." { names.append(entryName) }
         }
         return names.sorted()
-    }
-
-    private static func removeTree(_ target: String) {
-        var info = stat()
-        guard lstat(target, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            if let dir = opendir(target) {
-                var children: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if name != "." && name != ".." { children.append(name) }
-                }
-                closedir(dir)
-                for child in children { removeTree(target + "/" + child) }
-            }
-            rmdir(target)
-        } else {
-            unlink(target)
-        }
     }
 }
 
