@@ -297,6 +297,24 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         #expect(after.uniqueKeys - before.uniqueKeys == Set(keys).count)
         #expect(after.keys - before.keys == keys.count)
     }
+
+    @Test(arguments: [8, 40000])
+    func cacheHitsCountDistinctKeysInEveryChunk(batch: Int) throws {
+        // Keys repeat across the chunks a large batch is queried in: hits count each distinct key once.
+        var fixture = try Fixture(rows: [4000], dims: [4], defaults: [0], maxBatch: 40000, keysPerSample: [1])
+        fixture.model.hitRateThreshold = 1.0
+        fixture.model.deviceCachePercentage = 1.0
+        let server = try fixture.server()
+        let session = try server.session(model: "demo", device: 0)
+        let keys: [Int64] = (0..<batch).map { Int64(($0 * 7) % 1000) * 3 }  // 1000 keys: no set of 64 overflows
+        #expect(bits(try session.lookup(table: 0, keys: keys)) == bits(fixture.expected(table: 0, keys: keys)))
+        let before = server.statistics.snapshot
+        #expect(bits(try session.lookup(table: 0, keys: keys)) == bits(fixture.expected(table: 0, keys: keys)))
+        let after = server.statistics.snapshot
+        #expect(after.cacheHits - before.cacheHits == Set(keys).count)
+        #expect(after.cacheMisses == before.cacheMisses)
+        #expect(after.uniqueKeys - before.uniqueKeys == Set(keys).count)
+    }
 }
 
 /// Sessions on the CPU whose hash map holds every row look it up directly, with no CPU cache.

@@ -89,10 +89,23 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
     }
 
     public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {
-        let now = hps_atomic_add_u64(clock, 1)
+        query(keys: input, into: output, missing: missing, stamp: beginQuery()).misses
+    }
+
+    /// A fresh stamp for ``query(keys:into:missing:stamp:)``: calls that share one stamp act as one query.
+    @inline(__always)
+    func beginQuery() -> UInt64 { hps_atomic_add_u64(clock, 1) }
+
+    /// ``query(keys:into:missing:)`` of keys that may repeat, with the recency stamp `stamp` (from
+    /// ``beginQuery()``; calls sharing it, e.g. chunks of one batch on several threads, count as one query).
+    /// Each hit is copied into `output` under its set's lock, so no concurrent insert can tear it.
+    /// - Returns: the misses (positions in `missing`, ascending) and the distinct keys among the hits: a hit
+    ///   whose slot already carries `stamp` repeats a key this query hit before.
+    func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>, stamp now: UInt64) -> (misses: Int, distinctHits: Int) {
         let dim = dimension
         let bytes = dim * 4
         var misses = 0
+        var distinctHits = 0
         // Placements are computed once, `ahead` keys early, kept in a small ring, and their tag lines and
         // lock words prefetched.
         let ahead = 16
@@ -141,7 +154,10 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                     if s >= 0 {
                         let index = set * Self.slotsPerSet + s
                         hps_copy(output + i * dim, values + index * dim, bytes)
-                        stamps[index] = now
+                        if stamps[index] != now {
+                            stamps[index] = now
+                            distinctHits += 1
+                        }
                         hps_spin_unlock(locks + set)
                     } else {
                         hps_spin_unlock(locks + set)
@@ -149,7 +165,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                         misses += 1
                     }
                 }
-                return misses
+                return (misses, distinctHits)
             }
         }
     }

@@ -259,6 +259,10 @@ public final class LookupSession: @unchecked Sendable {
             lookupDirect(table, keys: UnsafeBufferPointer(start: ws.keys, count: n), ws: ws, output: output)
             return
         }
+        if let cache = caches[table.index] as? DynamicCache {
+            handedOff = try runInInputOrder(table, cache: cache, ws: ws, count: n, output: output)
+            return
+        }
         let stats = server.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
@@ -322,6 +326,83 @@ public final class LookupSession: @unchecked Sendable {
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, n)
         stats.add(stats.uniqueKeys, unique)
+    }
+
+    /// The CPU dynamic cache: one query of every key in input order copies each hit straight from its cache
+    /// row into `output` (under the set's lock: no torn vectors, no unique-vector buffer, no scatter pass);
+    /// only the missed keys are deduplicated. The distinct hits come from the query itself (a hit whose slot
+    /// already carries this batch's stamp repeats a key), so hit rate, statistics, threshold decision and
+    /// insert order are those of HPS's dedup-first flow.
+    /// - Returns: whether the workspace went to a background insert (which releases it).
+    private func runInInputOrder(_ table: TableConfig, cache: DynamicCache, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws -> Bool {
+        let stats = server.statistics
+        let dim = table.dimension
+        let keys = ws.keys, missing = ws.missing
+        let stamp = cache.beginQuery()
+        var misses = 0
+        var distinctHits = 0
+        let workers = min(SystemInfo.processorCount, 8)
+        if n >= Self.parallelThreshold && workers > 1 {
+            // Each chunk writes its misses (chunk-relative positions) at the start of its own region of `missing`.
+            var counts = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &counts) { raw in
+                let perChunk = raw.bindMemory(to: Int.self).baseAddress!
+                let job = UnsafeTransfer((cache, keys, missing, output, perChunk))
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let (cache, keys, missing, output, perChunk) = job.value
+                    let lo = n * w / workers, hi = n * (w + 1) / workers
+                    let r = cache.query(
+                        keys: UnsafeBufferPointer(start: keys + lo, count: hi - lo), into: output + lo * dim, missing: missing + lo, stamp: stamp)
+                    perChunk[2 * w] = r.misses
+                    perChunk[2 * w + 1] = r.distinctHits
+                }
+                for w in 0..<workers {
+                    let lo = n * w / workers
+                    for j in 0..<perChunk[2 * w] { missing[misses + j] = Int32(truncatingIfNeeded: lo) + missing[lo + j] }
+                    misses += perChunk[2 * w]
+                    distinctHits += perChunk[2 * w + 1]
+                }
+            }
+        } else {
+            (misses, distinctHits) = cache.query(keys: UnsafeBufferPointer(start: keys, count: n), into: output, missing: missing, stamp: stamp)
+        }
+        // The missed keys, deduplicated in first-seen order (`ws.unique`; `ws.inverse[j]` for the j-th miss).
+        for j in 0..<misses { ws.missingKeys[j] = keys[Int(missing[j])] }
+        let missed = misses == 0 ? 0 : ws.deduplicate(ws.missingKeys, count: misses)
+        let unique = distinctHits + missed
+        stats.add(stats.cacheHits, distinctHits)
+        stats.add(stats.cacheMisses, missed)
+        stats.add(stats.lookups, 1)
+        stats.add(stats.keys, n)
+        stats.add(stats.uniqueKeys, unique)
+        guard missed > 0 else { return false }
+        let missedKeys = UnsafeBufferPointer(start: UnsafePointer(ws.unique), count: missed)
+        let inverse = ws.inverse
+        let hitRate = 1.0 - Double(missed) / Double(unique)
+        if hitRate >= model.hitRateThreshold {
+            // Answer with the default now; fetch and insert in the background, keeping the workspace.
+            for j in 0..<misses { (output + Int(missing[j]) * dim).update(repeating: table.defaultValue, count: dim) }
+            stats.add(stats.defaults, missed)
+            let job = UnsafeTransfer((ws, cache, table))
+            inserter.async { [server, pool] in
+                let (ws, cache, table) = job.value
+                let keys = UnsafeBufferPointer(start: UnsafePointer(ws.unique), count: missed)
+                server.fetch(table: table, keys: keys, into: ws.fetched, missScratch: ws.databaseMisses)
+                cache.replace(keys: keys, values: ws.fetched)
+                pool.release(ws)
+            }
+            return true
+        }
+        server.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+        let fetched = ws.fetched
+        // Insert in parallel chunks (the cache locks per set), then answer every missed position.
+        Self.inChunks(missed, threshold: Self.parallelInsertThreshold) { lo, hi in
+            cache.replace(keys: UnsafeBufferPointer(rebasing: missedKeys[lo..<hi]), values: fetched + lo * dim)
+        }
+        Self.inChunks(misses, threshold: Self.parallelInsertThreshold) { lo, hi in
+            for j in lo..<hi { hps_copy(output + Int(missing[j]) * dim, fetched + Int(inverse[j]) * dim, dim * 4) }
+        }
+        return false
     }
 
     /// The hash map holds every row: one fetch writes the rows in input order (duplicates included) straight
