@@ -15,12 +15,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // Small C helpers the hot path needs and Swift does not expose: prefetch, spin locks on raw words.
         .target(name: "CHPSSupport"),
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
-        .target(name: "HPS", dependencies: ["CHPSSupport"]),
+        .target(name: "HPS", dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log")]),
         // Wiring: builds a parameter server from a config with every linked backend.
         .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
         // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).
@@ -63,6 +64,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport"]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),
     ]
 )

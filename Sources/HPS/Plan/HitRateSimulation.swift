@@ -34,7 +34,7 @@ public struct HitRateSimulation: Sendable {
         var counts: [Int32] = []
         var output = [Float](repeating: 0, count: batchSize)
         var missing = [Int32](repeating: 0, count: batchSize)
-        var ones = [Float](repeating: 0, count: batchSize)
+        let ones = [Float](repeating: 0, count: batchSize)
         var distinct = 0, distinctHits = 0, accesses = 0, accessHits = 0, batches = 0
         var start = 0, batch = 0
         while start < trace.count {
