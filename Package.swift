@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // Small C helpers the hot path needs and Swift does not expose: prefetch, spin locks on raw words.
@@ -57,10 +58,12 @@ let package = Package(
         // Never a dependency of the TF op library or the C API. (The device-side workload kernels,
         // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
         .target(name: "HPSBench", dependencies: ["HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
+        // `hps serve`: the KServe v2 / Triton HTTP protocol over Hummingbird, lookups through LookupSession.
+        .target(name: "HPSServer", dependencies: ["HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "hps",
             dependencies: [
-                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench",
+                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -2,7 +2,7 @@ import ArgumentParser
 import HPS
 
 @main
-struct HPSCommand: ParsableCommand {
+struct HPSCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hps",
         abstract: "Hierarchical Parameter Server: serve embedding tables larger than device memory.",
@@ -17,6 +17,7 @@ struct HPSCommand: ParsableCommand {
         subcommands: [
             DemoCommand.self, ValidateCommand.self, InspectCommand.self, ConvertCommand.self, LookupCommand.self,
             DumpCommand.self, LoadDumpCommand.self, PlanCommand.self, BenchCommand.self, GPUCheckCommand.self,
+            ServeCommand.self,
         ]
     )
 }
