@@ -20,10 +20,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import tensorflow, tf_keras, torch, pytest, numpy, nvidia.cu13" >/dev/null 2>&1; then
-  echo "setup: installing tensorflow-cpu, tf-keras, torch (CPU), numpy, pytest and NVRTC (to compile-check the CUDA kernels) into .venv (a few minutes)"
+if ! .venv/bin/python -c "import tensorflow, tf_keras, torch, pytest, numpy, nvidia.cu13, tritonclient.http" >/dev/null 2>&1; then
+  echo "setup: installing tensorflow-cpu, tf-keras, torch (CPU), numpy, pytest and NVRTC (to compile-check the CUDA kernels) and tritonclient[http] (tests/server) into .venv (a few minutes)"
   .venv/bin/pip install -q --upgrade pip setuptools wheel
-  .venv/bin/pip install -q "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" "torch==2.13.0+cpu" numpy pytest "nvidia-cuda-nvrtc==13.*"
+  .venv/bin/pip install -q "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" "torch==2.13.0+cpu" numpy pytest "nvidia-cuda-nvrtc==13.*" "tritonclient[http]==2.73.*"
 fi
 if [ -f pyproject.toml ]; then
   echo "setup: building and installing the hierarchical_parameter_server package into .venv"
