@@ -84,9 +84,16 @@ package enum RocksNative {
 
     package static func listColumnFamilies(_ options: OpaquePointer, path: String) throws(RocksStatus) -> [String] {
         var count = 0
-        let list = try check { rocksdb_list_column_families(options, path, &count, $0) }
+        var error: UnsafeMutablePointer<CChar>? = nil
+        // RocksDB returns an allocated (empty) list even when it fails: free it before throwing.
+        let list = rocksdb_list_column_families(options, path, &count, &error)
+        defer { if let list { rocksdb_list_column_families_destroy(list, count) } }
+        if let error {
+            let message = String(cString: error)
+            rocksdb_free(error)
+            throw RocksStatus(message: message)
+        }
         guard let list else { return [] }
-        defer { rocksdb_list_column_families_destroy(list, count) }
         var names: [String] = []
         for i in 0..<count { if let name = list[i] { names.append(String(cString: name)) } }
         return names
