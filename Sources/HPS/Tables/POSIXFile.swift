@@ -157,6 +157,26 @@ final class POSIXFile {
         return head.isEmpty ? "/" : String(head)
     }
 
+    /// The last component of `path`.
+    static func baseName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    /// The names in directory `path` (without `.` and `..`), in no particular order.
+    static func directoryEntries(_ path: String) throws -> [String] {
+        guard let stream = opendir(path) else { throw POSIXFile.error(.io, path, "cannot list the directory") }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// `base/relative`, or `relative` unchanged when it is absolute or `base` is empty.
     static func join(_ base: String, _ relative: String) -> String {
         if relative.hasPrefix("/") || base.isEmpty { return relative }

@@ -4,6 +4,12 @@
 /// - `emb_vector`: little-endian float32 vectors, row-major, `rows × dimension`, in the order of `key`;
 /// - optionally `meta` (and HugeCTR's `slot_id`), which are ignored.
 ///
+/// A directory written by SOK's `sok.Saver.dump_to_file` is read unchanged: when it holds neither `key` nor
+/// `emb_vector`, the one `<variable>_keys.file` / `<variable>_values.file` pair in it (for example
+/// `EmbeddingVariable_keys.file` / `EmbeddingVariable_values.file`) takes their place. SOK writes the same
+/// layout — raw int64 keys, raw float32 vectors `rows × dimension` in key order, no header — so only the
+/// names differ.
+///
 /// Creating a `TableDirectory` checks the files' presence and sizes; reading happens later, in bounded
 /// chunks (``forEachChunk(maxRows:keyWidth:progress:_:)``).
 public struct TableDirectory: Sendable, Equatable {
@@ -11,6 +17,10 @@ public struct TableDirectory: Sendable, Equatable {
     public static let keyFileName = "key"
     /// The name of the vector file inside a table directory.
     public static let vectorFileName = "emb_vector"
+    /// How the key file of a SOK dump (`sok.Saver.dump_to_file`) ends: `<variable>_keys.file`.
+    public static let sokKeyFileSuffix = "_keys.file"
+    /// How the vector file of a SOK dump ends: `<variable>_values.file`.
+    public static let sokVectorFileSuffix = "_values.file"
 
     /// The directory.
     public let path: String
@@ -23,10 +33,10 @@ public struct TableDirectory: Sendable, Equatable {
     /// Size of the `emb_vector` file when the directory was opened.
     public let vectorByteCount: Int
 
-    /// `<path>/key`.
-    public var keyFile: String { POSIXFile.join(path, Self.keyFileName) }
-    /// `<path>/emb_vector`.
-    public var vectorFile: String { POSIXFile.join(path, Self.vectorFileName) }
+    /// `<path>/key`, or `<path>/<variable>_keys.file` for a SOK dump.
+    public let keyFile: String
+    /// `<path>/emb_vector`, or `<path>/<variable>_values.file` for a SOK dump.
+    public let vectorFile: String
     /// Bytes of both files together.
     public var byteCount: Int { keyByteCount + vectorByteCount }
 
@@ -49,8 +59,10 @@ public struct TableDirectory: Sendable, Equatable {
             throw HPSError(.invalidTable, subject: path, "is not a directory; a table is a directory holding `key` and `emb_vector`")
         }
         self.path = path
-        let keyFile = POSIXFile.join(path, Self.keyFileName)
-        let vectorFile = POSIXFile.join(path, Self.vectorFileName)
+        let (keyFile, vectorFile) = try Self.tableFiles(in: path)
+        self.keyFile = keyFile
+        self.vectorFile = vectorFile
+        let vectorName = POSIXFile.baseName(of: vectorFile)
         let keyBytes = try Self.checkedFileSize(keyFile, what: "key file")
         let vectorBytes = try Self.checkedFileSize(vectorFile, what: "embedding vector file")
 
@@ -65,7 +77,7 @@ public struct TableDirectory: Sendable, Equatable {
             let (expected, overflow) = rowFloatBytes.multipliedReportingOverflow(by: dimension)
             guard !overflow, vectorBytes == expected else {
                 var message =
-                    "emb_vector is \(vectorBytes) bytes, expected \(overflow ? "more than Int.max" : String(expected)) bytes "
+                    "\(vectorName) is \(vectorBytes) bytes, expected \(overflow ? "more than Int.max" : String(expected)) bytes "
                     + "(\(rows) rows × dimension \(dimension) × 4 bytes)"
                 if vectorBytes % rowFloatBytes == 0 {
                     message += "; the file holds vectors of dimension \(vectorBytes / rowFloatBytes)"
@@ -77,7 +89,7 @@ public struct TableDirectory: Sendable, Equatable {
             guard vectorBytes % rowFloatBytes == 0 else {
                 throw HPSError(
                     .invalidTable, subject: vectorFile,
-                    "emb_vector is \(vectorBytes) bytes, not a multiple of \(rowFloatBytes) (\(rows) rows × 4 bytes), "
+                    "\(vectorName) is \(vectorBytes) bytes, not a multiple of \(rowFloatBytes) (\(rows) rows × 4 bytes), "
                         + "so it does not hold one float32 vector per key")
             }
             self.dimension = vectorBytes / rowFloatBytes
@@ -85,6 +97,34 @@ public struct TableDirectory: Sendable, Equatable {
         self.rowCount = rows
         self.keyByteCount = keyBytes
         self.vectorByteCount = vectorBytes
+    }
+
+    /// The key and vector files of the table in `path`: `key` and `emb_vector` when either is there (a missing
+    /// one is then reported by the size checks), else the single SOK `<variable>_keys.file` /
+    /// `<variable>_values.file` pair.
+    ///
+    /// - Throws: ``HPSError`` `invalidTable` when the directory holds several SOK dumps (which one is the table
+    ///   would be a guess) or a SOK key file without its vector file; `io` when it cannot be listed.
+    static func tableFiles(in path: String) throws -> (key: String, vector: String) {
+        let hpsFiles = (POSIXFile.join(path, keyFileName), POSIXFile.join(path, vectorFileName))
+        if try POSIXFile.status(hpsFiles.0) != nil || POSIXFile.status(hpsFiles.1) != nil { return hpsFiles }
+        let names = try POSIXFile.directoryEntries(path)
+        let variables = names.filter { $0.hasSuffix(sokKeyFileSuffix) && $0.count > sokKeyFileSuffix.count }
+            .map { String($0.dropLast(sokKeyFileSuffix.count)) }.sorted()
+        guard let variable = variables.first else { return hpsFiles }
+        guard variables.count == 1 else {
+            throw HPSError(
+                .invalidTable, subject: path,
+                "holds \(variables.count) SOK dumps (" + variables.map { $0 + sokKeyFileSuffix }.joined(separator: ", ")
+                    + "); a table directory holds one, so dump each embedding variable to its own directory")
+        }
+        let vectorName = variable + sokVectorFileSuffix
+        guard names.contains(vectorName) else {
+            throw HPSError(
+                .invalidTable, subject: POSIXFile.join(path, vectorName),
+                "SOK vector file is missing (the directory holds \(variable + sokKeyFileSuffix))")
+        }
+        return (POSIXFile.join(path, variable + sokKeyFileSuffix), POSIXFile.join(path, vectorName))
     }
 
     /// Size of a required, non-empty, readable regular file.
