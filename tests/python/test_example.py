@@ -1,4 +1,4 @@
-"""The workflow examples (examples/naive_dnn, sok_dlrm) run and pass their own checks."""
+"""The workflow examples (examples/naive_dnn, sok_dlrm, pretrained_embeddings) run and pass their own checks."""
 
 import importlib.util
 import os
@@ -41,3 +41,9 @@ def test_sok_dlrm_example(tmp_path):
     has_movielens = importlib.util.find_spec("recbole") is not None  # its wheel ships MovieLens-100K
     assert ("MovieLens-100K" in out) == has_movielens, out
 
+
+def test_pretrained_embeddings_example(tmp_path):
+    """examples/pretrained_embeddings: frozen hps.LookupLayer in model.fit under MirroredStrategy (2 CPU replicas)."""
+    out = _run_example("pretrained_embeddings", tmp_path)
+    assert "MirroredStrategy over 2 replicas" in out
+    assert "embeddings seen by the model == table files: True" in out
