@@ -8,12 +8,13 @@
 # reader). Seeds: tests/fuzz/<target>/corpus/ (checked in; never written). New inputs go to a scratch corpus
 # under .build-fuzz/; a crash leaves its input in .build-fuzz/<target>/crash-* and fails the script.
 #
-# How it is built: not through SwiftPM. `swift build --sanitize=fuzzer` would instrument every product and
-# link libFuzzer's main into the shipping executables and libraries, and a second executable target with
-# @_cdecl("LLVMFuzzerTestOneInput") would still need per-target unsafe flags. Instead swiftc compiles the
-# sources of HPS (and HPSRocksDB, for the dump reader) into static libraries with
-# -sanitize=fuzzer,address (coverage + ASan, no main), and each Fuzz/<Target>Fuzz.swift links against them
-# with libFuzzer's main. Nothing here is part of Package.swift or of any product.
+# How it is built: SwiftPM compiles the HPSRocksDB target and what it depends on (HPS, CHPSSupport,
+# swift-log, ...) into its own scratch path, .build-fuzz/spm, with -sanitize=fuzzer,address (coverage and
+# ASan instrumentation; --target builds objects only, so nothing is linked there), and swiftc links each
+# Fuzz/<Target>Fuzz.swift (whose entry point is @_cdecl("LLVMFuzzerTestOneInput")) against those objects
+# with libFuzzer's main. Neither Package.swift nor any shipped product knows about the fuzzers, and the
+# normal .build is untouched: `swift build --sanitize=fuzzer` would instrument every product and link
+# libFuzzer's main into the shipping executables and libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,31 +24,18 @@ ALL=(config table dump)
 TARGETS=("${@:-${ALL[@]}}")
 [ $# -eq 0 ] && TARGETS=("${ALL[@]}")
 
-mkdir -p "$OUT/modules/CHPSSupport"
-SAN=(-sanitize=fuzzer,address)
-SWIFTC=(swiftc -swift-version 6 -package-name hps -parse-as-library -O -g "${SAN[@]}")
-
-# CHPSSupport: the C helpers, as a Clang module.
-cat > "$OUT/modules/CHPSSupport/module.modulemap" <<MAP
-module CHPSSupport {
-    header "$PWD/Sources/CHPSSupport/include/hps_support.h"
-    export *
-}
-MAP
-
-stamp() { find "$@" -name '*.swift' -o -name '*.c' -o -name '*.h' | sort | xargs cat | cksum | cut -d' ' -f1; }
+mkdir -p "$OUT"
+SPM="$OUT/spm"
+R="$SPM/release"
 
 build_libs() {
-  local key
-  key="$(stamp Sources/HPS Sources/CHPSSupport Sources/HPSRocksDB Sources/CRocksDB)-$(swiftc --version 2>&1 | head -1 | cksum | cut -d' ' -f1)"
-  if [ -f "$OUT/libs.stamp" ] && [ "$(cat "$OUT/libs.stamp")" = "$key" ]; then return; fi
-  echo "fuzz: building HPS and HPSRocksDB with -sanitize=fuzzer,address"
-  clang -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CHPSSupport/include -c Sources/CHPSSupport/hps_support.c -o "$OUT/hps_support.o"
-  "${SWIFTC[@]}" -module-name HPS -I "$OUT/modules" -emit-module -emit-module-path "$OUT/modules/HPS.swiftmodule" \
-    -emit-library -static -o "$OUT/libHPS.a" $(find Sources/HPS -name '*.swift' | sort)
-  "${SWIFTC[@]}" -module-name HPSRocksDB -I "$OUT/modules" -I Sources/CRocksDB -emit-module -emit-module-path "$OUT/modules/HPSRocksDB.swiftmodule" \
-    -emit-library -static -o "$OUT/libHPSRocksDB.a" $(find Sources/HPSRocksDB -name '*.swift' | sort)
-  echo "$key" > "$OUT/libs.stamp"
+  echo "fuzz: building HPSRocksDB and its dependencies with -sanitize=fuzzer,address ($SPM)"
+  if ! swift build -c release --scratch-path "$SPM" --target HPSRocksDB \
+      -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address > "$OUT/build.log" 2>&1; then
+    grep -E "error:" "$OUT/build.log" | head -20 >&2 || tail -20 "$OUT/build.log" >&2
+    echo "fuzz: the instrumented build failed ($OUT/build.log)" >&2
+    exit 1
+  fi
 }
 
 build_target() {
@@ -58,8 +46,17 @@ build_target() {
     dump) source=Fuzz/DumpFuzz.swift ;;
     *) echo "fuzz: unknown target $name (known: ${ALL[*]})" >&2; exit 64 ;;
   esac
-  "${SWIFTC[@]}" -module-name "Fuzz_$name" -I "$OUT/modules" -I Sources/CRocksDB "$source" Fuzz/FuzzSupport.swift \
-    "$OUT/libHPSRocksDB.a" "$OUT/libHPS.a" "$OUT/hps_support.o" -lrocksdb -o "$OUT/fuzz-$name" 2> >(grep -v "Cannot export local symbol" >&2)
+  # Every object of the targets HPSRocksDB depends on (the C support module too), not those of unrelated
+  # targets the scratch path may hold.
+  local objects=() dir
+  for dir in "$R"/*.build; do
+    case "$(basename "$dir" .build)" in
+      HPSRocksDB|HPS|CHPSSupport|Logging|_AtomicsShims|Atomics) while IFS= read -r o; do objects+=("$o"); done < <(find "$dir" -name '*.o') ;;
+    esac
+  done
+  swiftc -swift-version 6 -parse-as-library -O -g -sanitize=fuzzer,address -module-name "Fuzz_$name" \
+    -I "$R/Modules" -Xcc -fmodule-map-file="$R/CHPSSupport.build/module.modulemap" -I Sources/CRocksDB \
+    "$source" Fuzz/FuzzSupport.swift "${objects[@]}" -lrocksdb -o "$OUT/fuzz-$name" 2> >(grep -v "Cannot export local symbol" >&2)
 }
 
 build_libs
