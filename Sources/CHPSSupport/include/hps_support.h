@@ -59,4 +59,7 @@ static inline uint32_t hps_atomic_load_u32(const uint32_t *word) { return __atom
 /// Atomically stores a 32-bit word (relaxed).
 static inline void hps_atomic_store_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
+/// Atomically stores a byte (relaxed): for bytes that other threads read without the writer's lock.
+static inline void hps_atomic_store_u8(uint8_t *byte, uint8_t value) { __atomic_store_n(byte, value, __ATOMIC_RELAXED); }
+
 #endif

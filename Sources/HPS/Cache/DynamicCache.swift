@@ -188,7 +188,8 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                     if stamps[base + j] < oldest { oldest = stamps[base + j]; victim = j }
                 }
                 s = victim
-                tags[base + s] = tag
+                // Atomic: query's lock-free peek reads the tag words concurrently (a hint only).
+                hps_atomic_store_u8(tags + base + s, tag)
                 keys[base + s] = key
             }
             hps_copy(values + (base + s) * dim, source + i * dim, dim * 4)
