@@ -47,7 +47,8 @@ enum ParameterServerState {
 
     /// Logs a warning when a later `Init` names another configuration file than the one in use.
     private static func warnIfDifferent(_ configFile: String) {
-        guard let first = builtFrom.withLock({ $0 }), !sameFile(first, configFile) else { return }
+        // An empty file name is a layer built without ps_config_file after an explicit hps.Init: nothing to compare.
+        guard !configFile.isEmpty, let first = builtFrom.withLock({ $0 }), !sameFile(first, configFile) else { return }
         HPSLogger.standard.warning(
             "hps.Init(ps_config_file=\(configFile)) is ignored: the parameter server is already initialized from \(first) and keeps serving that configuration (restart the process to use \(configFile))")
     }
