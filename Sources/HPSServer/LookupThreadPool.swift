@@ -14,7 +14,7 @@ final class LookupThreadPool: @unchecked Sendable {
         for i in 0..<max(1, count) {
             let thread = Thread { [unowned self] in self.loop() }
             thread.name = "\(name)-\(i)"
-            thread.stackSize = 1 << 20
+            thread.stackSize = 4 << 20
             threads.append(thread)
             thread.start()
         }

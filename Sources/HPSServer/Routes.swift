@@ -101,9 +101,14 @@ struct Routes: Sendable {
                 }
                 headerLength = n
             }
-            let parsed = try InferenceRequest(body: body, headerLength: headerLength, model: served.config)
-            let output = try await lookups.run { try Self.lookUp(parsed, in: served) }
-            return InferenceResponse.make(modelName: served.config.name, id: parsed.id, output: output, binary: parsed.binaryOutput)
+            // Parsing, the lookups and encoding all run on the lookup pool: a large body is CPU work that
+            // must not hold an event loop or a cooperative thread either.
+            let jsonLength = headerLength
+            return try await lookups.run {
+                let parsed = try InferenceRequest(body: body, headerLength: jsonLength, model: served.config)
+                let output = try Self.lookUp(parsed, in: served)
+                return InferenceResponse.make(modelName: served.config.name, id: parsed.id, output: output, binary: parsed.binaryOutput)
+            }
         } catch let error as ServeError {
             return error.response
         } catch {
