@@ -1,4 +1,4 @@
-import HPS
+@testable import HPS
 import Testing
 
 @Suite struct HashMapDatabaseTests {
@@ -27,6 +27,37 @@ import Testing
             db.parallelThreshold = 1
             return db
         }
+    }
+
+    @Test func reservedTablesHoldWhatIsInsertedAfterwards() throws {
+        let db = HashMapDatabase(config: config(partitions: 4), logger: .silent)
+        let keys = (0..<20000).map { Int64($0) * 7 - 5000 }
+        let values = DatabaseConformance.rows(keys, dim: 3)
+        try db.reserve(table: "t", rows: keys.count, valueSize: 12)
+        let inserted = try keys.withUnsafeBufferPointer { k in
+            try values.withUnsafeBytes { v in try db.insert(table: "t", keys: k, values: v, valueSize: 12) }
+        }
+        #expect(inserted == keys.count)
+        #expect(try db.size(table: "t") == keys.count)
+        let (fetched, misses, _) = try DatabaseConformance.fetch(db, "t", keys, dim: 3)
+        #expect(misses.isEmpty && fetched.map(\.bitPattern) == values.map(\.bitPattern))
+        #expect(throws: HPSError.self) { try db.reserve(table: "t", rows: 10, valueSize: 8) }
+    }
+
+    @Test func loadProgressLines() {
+        let start = ContinuousClock.now
+        var progress = LoadProgress(tag: "hps_et.m.t", total: 1000, bytesPerRow: 520, start: start, quiet: 3, every: 5)
+        #expect(progress.line(done: 100, now: start + .seconds(1)) == nil)  // quiet for short loads
+        #expect(progress.line(done: 400, now: start + .seconds(4)) == "Table hps_et.m.t: loaded 400 / 1000 rows (40.0%), 0.00 M rows/s, 0 MB/s, ETA 6 s")
+        #expect(progress.line(done: 500, now: start + .seconds(5)) == nil)
+        #expect(progress.line(done: 1000, now: start + .seconds(10)) == nil)  // done: the summary line follows
+        var large = LoadProgress(tag: "t", total: 2_000_000, bytesPerRow: 72, start: start)
+        #expect(large.line(done: 100_000, now: start + .milliseconds(100)) == nil)
+        #expect(large.line(done: 200_000, now: start + .milliseconds(200)) != nil)  // every 10% of a large table
+        #expect(large.line(done: 300_000, now: start + .milliseconds(300)) == nil)
+        #expect(large.line(done: 400_000, now: start + .milliseconds(400)) != nil)
+        #expect(LoadProgress.format(tag: "t", done: 2_500_000, total: 10_000_000, bytesPerRow: 520, elapsed: 2)
+            == "Table t: loaded 2500000 / 10000000 rows (25.0%), 1.25 M rows/s, 650 MB/s, ETA 6 s")
     }
 
     @Test func capacityIsMarginTimesPartitions() {

@@ -124,7 +124,6 @@ public final class ParameterServer: @unchecked Sendable {
         let chunkRows = max(1, min(config.volatileDatabase.maxBatchSize, config.persistentDatabase.maxBatchSize, 65536))
         let clock = ContinuousClock()
         let start = clock.now
-        var nextReport = directory.rowCount / 10
         // The persistent database, just evicted, may take the rows in bulk (RocksDB: sorted SST files
         // ingested); the other targets get ordinary inserts of the same chunks.
         var inserting = targets
@@ -140,12 +139,13 @@ public final class ParameterServer: @unchecked Sendable {
         // Keys a volatile-database node did not take, by node (only while the persistent database holds
         // the table: otherwise a failed write fails the load).
         var unwritten: [String: Int] = [:]
+        if let hashMap = volatileDatabase as? HashMapDatabase, inserting.contains(where: { $0 === hashMap }) {
+            try hashMap.reserve(table: tag, rows: volatileRowsLeft, valueSize: table.valueSize)
+        }
+        var report = LoadProgress(tag: tag, total: directory.rowCount, bytesPerRow: 8 + table.valueSize, start: start)
         try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
             if let progress { progress(tag, done, total) }
-            if total >= 1_000_000 && done >= nextReport && done < total {
-                self.logger.info("Table \(tag): loaded \(done) / \(total) rows")
-                nextReport += total / 10
-            }
+            if let line = report.line(done: done, now: clock.now) { self.logger.info(line) }
         }) { keys, vectors in
             let bytes = UnsafeRawBufferPointer(vectors)
             for db in inserting {

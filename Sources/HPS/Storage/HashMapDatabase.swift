@@ -119,7 +119,12 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                 let now = p.advanceClock()
                 var n = 0
                 var gone = 0
-                for j in s.starts[pi]..<s.starts[pi + 1] {
+                let end = s.starts[pi + 1]
+                let ahead = 12
+                for j in s.starts[pi]..<min(end, s.starts[pi] + ahead) { p.prefetchIndex(mixed: s.mixed[Int(s.order[j])]) }
+                for j in s.starts[pi]..<end {
+                    // The index entries of keys `ahead` places on are random lines: start fetching them now.
+                    if j + ahead < end { p.prefetchIndex(mixed: s.mixed[Int(s.order[j + ahead])]) }
                     let i = Int(s.order[j])
                     if margin != .max && p.count >= margin && p.find(key: keys[i], mixed: s.mixed[i]) < 0 {
                         gone += p.resolveOverflow(target: min(target, margin - 1), policy: policy, random: &local)
@@ -150,6 +155,22 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     "\(totalRefused) keys were not inserted: a partition holds \(HashMapPartition.maxEntries) entries, the most one partition can index; raise volatile_db.num_partitions (now \(t.partitions.count))")
             }
             return totalInserted
+        }
+    }
+
+    /// Sizes the index of `tag`'s partitions for `rows` more keys (spread evenly by the key mixer, with
+    /// headroom), so a bulk load does not rehash at every doubling. Creates the table when needed.
+    public func reserve(table tag: String, rows: Int, valueSize: Int) throws {
+        guard rows > 0 else { return }
+        let t = try table(tag, creatingWith: valueSize)
+        let perPartition = rows / t.partitions.count
+        // Binomial spread: a few standard deviations above the mean.
+        let expected = perPartition + 4 * Int(Double(perPartition).squareRoot()) + 16
+        let cap = config.overflowMargin == .max ? expected : min(expected, config.overflowMargin)
+        for p in t.partitions {
+            p.lock.lockExclusive()
+            p.reserve(entries: min(p.count + cap, HashMapPartition.maxEntries))
+            p.lock.unlock()
         }
     }
 

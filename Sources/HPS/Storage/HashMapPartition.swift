@@ -180,6 +180,20 @@ final class HashMapPartition: @unchecked Sendable {
         }
     }
 
+    /// Prefetches the first index entry of `mixed` (a hint for a coming ``upsert(key:mixed:value:policy:now:)``).
+    @inline(__always)
+    func prefetchIndex(mixed: UInt64) {
+        hps_prefetch(index + position(ofFingerprint: Self.fingerprint(mixed)))
+    }
+
+    /// Grows the index now so that `entries` entries fit without growing again (a bulk load sizes it once
+    /// instead of rehashing at every doubling).
+    func reserve(entries: Int) {
+        var capacity = indexCapacity
+        while entries * 4 > capacity * 3 { capacity *= 2 }
+        while indexCapacity < capacity { grow() }
+    }
+
     /// Inserts or overwrites. - Returns: true when the key was new.
     @discardableResult
     func upsert(key: Int64, mixed: UInt64, value: UnsafeRawPointer, policy: OverflowPolicy, now: UInt32) -> Bool {
