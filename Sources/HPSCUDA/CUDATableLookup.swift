@@ -194,7 +194,8 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
                 host.background {
                     var values = [Float](repeating: 0, count: keysCopy.count * dim)
                     keysCopy.withUnsafeBufferPointer { k in
-                        values.withUnsafeMutableBufferPointer { v in host.fetch(k, v.baseAddress!) }
+                        var scratch = [Int](repeating: 0, count: k.count)
+                        values.withUnsafeMutableBufferPointer { v in scratch.withUnsafeMutableBufferPointer { host.fetch(k, v.baseAddress!, $0.baseAddress!) } }
                         do {
                             try values.withUnsafeBufferPointer { v in try cache.replace(keys: k, values: v.baseAddress!) }
                         } catch {
@@ -262,16 +263,16 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         let values = worker.hostValues.typed(Float.self)
         let chunks = n >= 2 * Self.fetchChunk ? min(SystemInfo.processorCount, (n + Self.fetchChunk - 1) / Self.fetchChunk) : 1
         guard chunks > 1 else {
-            host.fetch(keys, values)
+            host.fetch(keys, values, worker.hostMisses)
             try context.copy(toDevice: worker.fetched.pointer, from: worker.hostValues.host, bytes: n * dim * 4, stream: stream)
             return
         }
         let failure = Mutex<CUDAError?>(nil)
-        let job = UnsafeTransfer((keys, values))
+        let job = UnsafeTransfer((keys, values))  // each chunk writes only its own rows and scratch range
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             let (keys, values) = job.value
             let lo = n * c / chunks, hi = n * (c + 1) / chunks
-            host.fetch(UnsafeBufferPointer(rebasing: keys[lo..<hi]), values + lo * dim)
+            host.fetch(UnsafeBufferPointer(rebasing: keys[lo..<hi]), values + lo * dim, worker.hostMisses + lo)
             do {
                 try context.makeCurrent()
                 try context.copy(
@@ -329,6 +330,8 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         let hostCounts: CUDAPinnedBuffer
         let hostKeys: CUDAPinnedBuffer
         let hostValues: CUDAPinnedBuffer
+        /// Index scratch of the host-tier fetch of missed keys (one per key; dynamic caches).
+        let hostMisses: UnsafeMutablePointer<Int>
         /// The worker's own stream, for calls without a stream.
         let stream: CUDAStream
         /// Recorded after the worker's last enqueued work.
@@ -368,7 +371,10 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
             stream = try context.makeStream()
             done = try context.makeEvent(timing: false)
             entered = try context.makeEvent(timing: false)
+            hostMisses = .allocate(capacity: fetches ? maxKeys : 1)  // last: nothing after it can throw and leak it
         }
+
+        deinit { hostMisses.deallocate() }
 
         /// Orders this call after the worker's previous one when that ran on another stream.
         func claim(for stream: CUDAStream) throws {

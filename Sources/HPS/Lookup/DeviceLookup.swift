@@ -30,9 +30,10 @@ public struct DeviceLookupHost: Sendable {
     /// its misses with ``defaultValue`` now and inserts them in the background.
     public let hitRateThreshold: Double
     public let defaultValue: Float
-    /// Volatile DB → persistent DB → default for `keys`, writing `keys.count × dim` floats (host memory).
-    /// Never fails: a database error turns its keys into defaults (counted and logged).
-    public let fetch: @Sendable (_ keys: UnsafeBufferPointer<Int64>, _ into: UnsafeMutablePointer<Float>) -> Void
+    /// Volatile DB → persistent DB → default for `keys`, writing `keys.count × dim` floats (host memory);
+    /// `missScratch` holds `keys.count` indices (the caller's, so concurrent fetches share nothing). Never fails:
+    /// a database error turns its keys into defaults (counted and logged).
+    public let fetch: @Sendable (_ keys: UnsafeBufferPointer<Int64>, _ into: UnsafeMutablePointer<Float>, _ missScratch: UnsafeMutablePointer<Int>) -> Void
     /// The session's whole host-memory lookup (cache, tiers, default) of `keys`, writing `keys.count × dim`
     /// floats: for device lookups of a session whose cache is not on the device (staged through the host).
     public let lookupHost: @Sendable (_ keys: UnsafeBufferPointer<Int64>, _ into: UnsafeMutablePointer<Float>) throws -> Void
@@ -42,7 +43,7 @@ public struct DeviceLookupHost: Sendable {
     public let record: @Sendable (_ keys: Int, _ unique: Int, _ misses: Int, _ defaults: Int) -> Void
 
     public init(
-        hitRateThreshold: Double, defaultValue: Float, fetch: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>) -> Void,
+        hitRateThreshold: Double, defaultValue: Float, fetch: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int>) -> Void,
         lookupHost: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>) throws -> Void,
         background: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void, record: @escaping @Sendable (Int, Int, Int, Int) -> Void
     ) {

@@ -148,13 +148,8 @@ public final class LookupSession: @unchecked Sendable {
     ///   keys than `max_batch_size × maxnum_catfeature_query_per_table_per_sample`, `.device` when this
     ///   session's device serves no device memory or a device call fails.
     public func lookupDevice(table: Int, keys: UInt64, int32Keys: Bool, count: Int, output: UInt64, stream: UnsafeMutableRawPointer?) throws {
-        let t = try tableConfig(table)
-        let limit = model.maxQueryLength(table: table)
-        guard count >= 0 && count <= limit else {
-            throw HPSError(
-                .invalidArgument, subject: "\(t.tag)",
-                "\(count) keys in one lookup exceed max_batch_size × maxnum_catfeature_query_per_table_per_sample = \(model.maxBatchSize) × \(t.maxKeysPerSample) = \(limit)")
-        }
+        guard count >= 0 else { throw HPSError(.invalidArgument, subject: "\(model.name) table \(table)", "key count \(count) is negative") }
+        _ = try check(table: table, count: count)
         guard let engine = deviceLookups[table] else {
             throw HPSError(
                 .device, subject: "\(model.name) device \(device)",
@@ -179,10 +174,8 @@ public final class LookupSession: @unchecked Sendable {
         let stats = server.statistics
         return DeviceLookupHost(
             hitRateThreshold: model.hitRateThreshold, defaultValue: table.defaultValue,
-            fetch: { [unowned server] keys, output in
-                let ws = pool.acquire()
-                server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses)
-                pool.release(ws)
+            fetch: { [unowned server] keys, output, missScratch in
+                server.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
             },
             lookupHost: { [unowned self] keys, output in
                 try self.lookup(table: table.index, keys: keys, into: UnsafeMutableBufferPointer(start: output, count: keys.count * table.dimension))
@@ -226,7 +219,8 @@ public final class LookupSession: @unchecked Sendable {
         return tables[table]
     }
 
-    private func check(table: Int, count: Int, output: UnsafeMutableBufferPointer<Float>) throws -> TableConfig {
+    /// The table of a lookup of `count` keys, after checking the count against the model's limit.
+    private func check(table: Int, count: Int) throws -> TableConfig {
         let t = try tableConfig(table)
         let limit = model.maxQueryLength(table: table)
         guard count <= limit else {
@@ -234,6 +228,11 @@ public final class LookupSession: @unchecked Sendable {
                 .invalidArgument, subject: "\(t.tag)",
                 "\(count) keys in one lookup exceed max_batch_size × maxnum_catfeature_query_per_table_per_sample = \(model.maxBatchSize) × \(t.maxKeysPerSample) = \(limit)")
         }
+        return t
+    }
+
+    private func check(table: Int, count: Int, output: UnsafeMutableBufferPointer<Float>) throws -> TableConfig {
+        let t = try check(table: table, count: count)
         guard output.count >= count * t.dimension else {
             throw HPSError(.invalidArgument, subject: "\(t.tag)", "output holds \(output.count) floats; \(count) keys × dim \(t.dimension) = \(count * t.dimension) needed")
         }
