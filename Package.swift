@@ -57,13 +57,13 @@ let package = Package(
         // Baselines and benchmark drivers of `hps bench`: raw hiredis and RocksDB C readers and loaders.
         // Never a dependency of the TF op library or the C API. (The device-side workload kernels,
         // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
-        .target(name: "HPSBench", dependencies: ["HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
+        .target(name: "HPSBench", dependencies: ["CHPSSupport", "HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
         // `hps serve`: the KServe v2 / Triton HTTP protocol over Hummingbird, lookups through LookupSession.
         .target(name: "HPSServer", dependencies: ["HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "hps",
             dependencies: [
-                "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer",
+                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

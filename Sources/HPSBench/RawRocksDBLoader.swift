@@ -66,7 +66,7 @@ public enum RawRocksDBLoader {
         if case .ingestSortedChunks = method {
             let scratch = path + ".sst-chunks"
             do { try FileNative.makeDirectories(scratch) } catch {
-                throw HPSError(.io, subject: scratch, "cannot create a directory for SST files", underlying: error.description)
+                throw HPSError(.io, subject: scratch, "cannot create a directory for SST files", cause: error)
             }
             defer { FileTree.remove(scratch) }
             var chunk = 0

@@ -37,7 +37,7 @@ public final class RedisRawBaseline: @unchecked Sendable {
             }
             client.close()
         } catch let error as RedisFailure {
-            throw HPSError(.database, subject: address, "raw baseline cannot connect", underlying: error.description)
+            throw HPSError(.database, subject: address, "raw baseline cannot connect", cause: error)
         }
         maxBatch = maxBatchSize
         self.partitions = partitions
@@ -91,7 +91,7 @@ public final class RedisRawBaseline: @unchecked Sendable {
                 }
             }
         } catch {
-            throw HPSError(.database, subject: "raw baseline", "HMGET pipeline failed", underlying: error.description)
+            throw HPSError(.database, subject: "raw baseline", "HMGET pipeline failed", cause: error)
         }
         return hits
     }

@@ -145,7 +145,7 @@ public final class CUDAContext: @unchecked Sendable {
     /// `bytes` of device memory (cuMemAlloc), never managed memory.
     public func allocate(bytes: Int, what: @autoclosure () -> String) throws -> CUDADeviceBuffer {
         try makeCurrent()
-        var pointer: CUdeviceptr = 0
+        var pointer: DeviceAddress = 0
         let status = api.cuMemAlloc(&pointer, max(bytes, 16))
         if status != 0 {
             let (free, total) = memoryInfo()
@@ -169,7 +169,7 @@ public final class CUDAContext: @unchecked Sendable {
             throw error
         }
         guard let host else { throw CUDAError(.outOfMemory, what: "cuMemHostAlloc of \(formatBytes(bytes)) returned nothing") }
-        var device: CUdeviceptr = 0
+        var device: DeviceAddress = 0
         if canMapHostMemory {
             let mapped = api.cuMemHostGetDevicePointer(&device, host, 0)
             if mapped != 0 {
@@ -207,28 +207,28 @@ public final class CUDAContext: @unchecked Sendable {
 
     // MARK: Copies
 
-    public func copy(toDevice dst: CUdeviceptr, from src: UnsafeRawPointer, bytes: Int, stream: CUDAStream) throws {
+    public func copy(toDevice dst: DeviceAddress, from src: UnsafeRawPointer, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyHtoDAsync(dst, src, bytes, stream.handle), "cuMemcpyHtoDAsync of \(bytes) bytes")
     }
 
-    public func copy(toHost dst: UnsafeMutableRawPointer, from src: CUdeviceptr, bytes: Int, stream: CUDAStream) throws {
+    public func copy(toHost dst: UnsafeMutableRawPointer, from src: DeviceAddress, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyDtoHAsync(dst, src, bytes, stream.handle), "cuMemcpyDtoHAsync of \(bytes) bytes")
     }
 
-    public func copy(device dst: CUdeviceptr, from src: CUdeviceptr, bytes: Int, stream: CUDAStream) throws {
+    public func copy(device dst: DeviceAddress, from src: DeviceAddress, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyDtoDAsync(dst, src, bytes, stream.handle), "cuMemcpyDtoDAsync of \(bytes) bytes")
     }
 
     /// Sets `count` 32-bit words at `dst` to `value`.
-    public func fill32(_ dst: CUdeviceptr, value: UInt32, count: Int, stream: CUDAStream) throws {
+    public func fill32(_ dst: DeviceAddress, value: UInt32, count: Int, stream: CUDAStream) throws {
         guard count > 0 else { return }
         try api.check(api.cuMemsetD32Async(dst, value, count, stream.handle), "cuMemsetD32Async of \(count) words")
     }
 
-    public func fill8(_ dst: CUdeviceptr, value: UInt8, count: Int, stream: CUDAStream) throws {
+    public func fill8(_ dst: DeviceAddress, value: UInt8, count: Int, stream: CUDAStream) throws {
         guard count > 0 else { return }
         try api.check(api.cuMemsetD8Async(dst, value, count, stream.handle), "cuMemsetD8Async of \(count) bytes")
     }
@@ -243,10 +243,10 @@ public final class CUDAContext: @unchecked Sendable {
 /// Device memory from `cuMemAlloc`, freed when released.
 public final class CUDADeviceBuffer: @unchecked Sendable {
     public let context: CUDAContext
-    public let pointer: CUdeviceptr
+    public let pointer: DeviceAddress
     public let byteCount: Int
 
-    init(context: CUDAContext, pointer: CUdeviceptr, byteCount: Int) {
+    init(context: CUDAContext, pointer: DeviceAddress, byteCount: Int) {
         self.context = context
         self.pointer = pointer
         self.byteCount = byteCount
@@ -258,7 +258,7 @@ public final class CUDADeviceBuffer: @unchecked Sendable {
     }
 
     /// The address `offset` bytes in.
-    public func address(byteOffset offset: Int) -> CUdeviceptr { pointer + CUdeviceptr(offset) }
+    public func address(byteOffset offset: Int) -> DeviceAddress { pointer + DeviceAddress(offset) }
 }
 
 /// Pinned host memory from `cuMemHostAlloc`, mapped into the device's address space (`device`).
@@ -266,10 +266,10 @@ public final class CUDAPinnedBuffer: @unchecked Sendable {
     public let context: CUDAContext
     public let host: UnsafeMutableRawPointer
     /// The device address of the same memory (0 when the device cannot map host memory).
-    public let device: CUdeviceptr
+    public let device: DeviceAddress
     public let byteCount: Int
 
-    init(context: CUDAContext, host: UnsafeMutableRawPointer, device: CUdeviceptr, byteCount: Int) {
+    init(context: CUDAContext, host: UnsafeMutableRawPointer, device: DeviceAddress, byteCount: Int) {
         self.context = context
         self.host = host
         self.device = device
@@ -289,7 +289,7 @@ public final class CUDAPinnedBuffer: @unchecked Sendable {
 public final class CUDAStream: @unchecked Sendable {
     public let context: CUDAContext
     /// The driver's handle (nil: the legacy default stream of a borrowed null stream).
-    public let handle: CUstream?
+    package let handle: CUstream?
     /// Whether this object created the stream and destroys it (false for streams borrowed from a caller).
     public let owned: Bool
 
@@ -320,7 +320,7 @@ public final class CUDAStream: @unchecked Sendable {
 /// A CUDA event, for timing with the device's clock.
 public final class CUDAEvent: @unchecked Sendable {
     public let context: CUDAContext
-    public let handle: CUevent
+    package let handle: CUevent
 
     init(context: CUDAContext, handle: CUevent) {
         self.context = context

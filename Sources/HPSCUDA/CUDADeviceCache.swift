@@ -19,16 +19,16 @@ public protocol CUDADeviceCache: EmbeddingCache {
     /// `missCount` (a device UInt32 this call zeroes first). `hitFlags[i]` (UInt8, optional) = hit;
     /// `slots[i]` (Int32, optional) = row of the hit in ``rowSource`` or -1. Keys must be distinct.
     func enqueueQuery(
-        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr,
-        missingKeys: CUdeviceptr, missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots: CUdeviceptr, stream: CUDAStream?
+        keys: DeviceAddress, count: Int, countPointer: DeviceAddress, output: DeviceAddress, missing: DeviceAddress,
+        missingKeys: DeviceAddress, missCount: DeviceAddress, hitFlags: DeviceAddress, slots: DeviceAddress, stream: CUDAStream?
     ) throws
 
     /// Inserts or overwrites `keys[i] → values[i × dim]` for i < count (device pointers), as ``replace(keys:values:)``.
-    func enqueueReplace(keys: CUdeviceptr, values: CUdeviceptr, count: Int, stream: CUDAStream?) throws
+    func enqueueReplace(keys: DeviceAddress, values: DeviceAddress, count: Int, stream: CUDAStream?) throws
 
     /// Where the rows named by `slots` live: row r < split at `base + r × dim × 4`, else at
     /// `high + (r − split) × dim × 4` (the uvm table's host part).
-    var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) { get }
+    var rowSource: (base: DeviceAddress, high: DeviceAddress, split: Int64) { get }
 
     /// The error that disabled the cache, if a CUDA call failed.
     var failure: CUDAError? { get }
@@ -75,7 +75,7 @@ final class CUDAStaging: @unchecked Sendable {
     func query(
         keys base: UnsafePointer<Int64>, count n: Int, into output: UnsafeMutablePointer<Float>,
         missing: UnsafeMutablePointer<Int32>, context: CUDAContext, stream: CUDAStream,
-        launch: (_ keys: CUdeviceptr, _ count: Int) throws -> Void
+        launch: (_ keys: DeviceAddress, _ count: Int) throws -> Void
     ) throws -> Int {
         let dim = dimension
         var misses = 0

@@ -134,7 +134,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         queryLaunch(output: copying ? 16 : 0, kernel: queryKernel).function
     }
 
-    public var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) { (values.pointer, values.pointer, Int64.max) }
+    public var rowSource: (base: DeviceAddress, high: DeviceAddress, split: Int64) { (values.pointer, values.pointer, Int64.max) }
 
     private func fail(_ error: any Error) {
         let cudaError = error as? CUDAError ?? CUDAError(.driverCall, what: "\(error)")
@@ -237,10 +237,10 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                     var tagBytes = [UInt8](repeating: 0, count: count * Self.slotsPerSet)
                     var slotWords = [Int64](repeating: 0, count: count * Self.slotsPerSet * 2)
                     try tagBytes.withUnsafeMutableBytes { raw in
-                        try context.copy(toHost: raw.baseAddress!, from: tags.pointer + CUdeviceptr(first * Self.slotsPerSet), bytes: raw.count, stream: stream)
+                        try context.copy(toHost: raw.baseAddress!, from: tags.pointer + DeviceAddress(first * Self.slotsPerSet), bytes: raw.count, stream: stream)
                     }
                     try slotWords.withUnsafeMutableBytes { raw in
-                        try context.copy(toHost: raw.baseAddress!, from: slots.pointer + CUdeviceptr(first * Self.slotsPerSet * 16), bytes: raw.count, stream: stream)
+                        try context.copy(toHost: raw.baseAddress!, from: slots.pointer + DeviceAddress(first * Self.slotsPerSet * 16), bytes: raw.count, stream: stream)
                     }
                     try stream.synchronize()
                     for j in 0..<(count * Self.slotsPerSet) where tagBytes[j] != 0 { result.append(slotWords[2 * j]) }
@@ -257,8 +257,8 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     // MARK: Device-pointer API
 
     public func enqueueQuery(
-        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr = 0, output: CUdeviceptr = 0, missing: CUdeviceptr = 0,
-        missingKeys: CUdeviceptr = 0, missCount: CUdeviceptr, hitFlags: CUdeviceptr = 0, slots: CUdeviceptr = 0, stream: CUDAStream? = nil
+        keys: DeviceAddress, count: Int, countPointer: DeviceAddress = 0, output: DeviceAddress = 0, missing: DeviceAddress = 0,
+        missingKeys: DeviceAddress = 0, missCount: DeviceAddress, hitFlags: DeviceAddress = 0, slots: DeviceAddress = 0, stream: CUDAStream? = nil
     ) throws {
         let (now, kernel) = lock.withLock { () -> (UInt64, QueryKernel) in
             clock += 1
@@ -270,16 +270,16 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
             hitFlags: hitFlags, slots: slots, now: now, kernel: kernel, stream: stream ?? self.stream)
     }
 
-    public func enqueueReplace(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
+    public func enqueueReplace(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try enqueueApply(keys: keys, values: source, count: count, updateOnly: false, stream: stream)
     }
 
     /// Overwrites the vectors of those keys that are cached (device pointers), as ``update(keys:values:)``.
-    public func enqueueUpdate(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
+    public func enqueueUpdate(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try enqueueApply(keys: keys, values: source, count: count, updateOnly: true, stream: stream)
     }
 
-    private func enqueueApply(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, updateOnly: Bool, stream: CUDAStream?) throws {
+    private func enqueueApply(keys: DeviceAddress, values source: DeviceAddress, count: Int, updateOnly: Bool, stream: CUDAStream?) throws {
         let now = lock.withLock { () -> UInt64 in
             if !updateOnly { clock += 1 }
             return clock
@@ -287,14 +287,14 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         try context.makeCurrent()
         try forEachChunk(count, chunk: staging.chunk) { start, m in
             try launchApply(
-                keys: keys + CUdeviceptr(start * 8), values: source + CUdeviceptr(start * dimension * 4), count: m, now: now, updateOnly: updateOnly,
+                keys: keys + DeviceAddress(start * 8), values: source + DeviceAddress(start * dimension * 4), count: m, now: now, updateOnly: updateOnly,
                 stream: stream ?? self.stream)
         }
     }
 
     /// Appends the keys cached in sets `range` to `keysOut` (device; order across sets unspecified) and their
     /// number to the device UInt32 `countOut` (zeroed first).
-    public func enqueueDump(sets range: Range<Int>, keysOut: CUdeviceptr, countOut: CUdeviceptr, stream: CUDAStream? = nil) throws {
+    public func enqueueDump(sets range: Range<Int>, keysOut: DeviceAddress, countOut: DeviceAddress, stream: CUDAStream? = nil) throws {
         let sets = range.clamped(to: 0..<setCount)
         let s = stream ?? self.stream
         try context.makeCurrent()
@@ -307,7 +307,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     // MARK: Launches
 
     /// The function a query with output at `output` (0: none) runs for `kernel`, and how to launch it.
-    func queryLaunch(output: CUdeviceptr, kernel: QueryKernel) -> (function: CUDAFunction, width: Int, pipelined: Bool) {
+    func queryLaunch(output: DeviceAddress, kernel: QueryKernel) -> (function: CUDAFunction, width: Int, pipelined: Bool) {
         if output != 0, output % 16 == 0, kernel != .classic, CUDAKernels.pipelinedQueryDimensions.contains(dimension) {
             let name: String
             switch kernel {
@@ -322,8 +322,8 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     }
 
     private func launchQuery(
-        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr, missingKeys: CUdeviceptr,
-        missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots slotOut: CUdeviceptr, now: UInt64, kernel: QueryKernel, stream: CUDAStream
+        keys: DeviceAddress, count: Int, countPointer: DeviceAddress, output: DeviceAddress, missing: DeviceAddress, missingKeys: DeviceAddress,
+        missCount: DeviceAddress, hitFlags: DeviceAddress, slots slotOut: DeviceAddress, now: UInt64, kernel: QueryKernel, stream: CUDAStream
     ) throws {
         try context.fill32(missCount, value: 0, count: 1, stream: stream)
         let launch = queryLaunch(output: output, kernel: kernel)
@@ -346,7 +346,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
             ])
     }
 
-    private func launchApply(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, now: UInt64, updateOnly: Bool, stream: CUDAStream) throws {
+    private func launchApply(keys: DeviceAddress, values source: DeviceAddress, count: Int, now: UInt64, updateOnly: Bool, stream: CUDAStream) throws {
         precondition(count <= staging.chunk)
         try kernels.launch(
             kernels.dynGroup, threads: count, stream: stream,

@@ -24,7 +24,7 @@ public struct CUDAVectorFunction: Sendable {
 
 /// An argument of a kernel launch (every HPS kernel parameter is at most 8 bytes).
 public enum KernelArgument {
-    case pointer(CUdeviceptr)
+    case pointer(DeviceAddress)
     case u32(UInt32)
     case i64(Int64)
     case u64(UInt64)

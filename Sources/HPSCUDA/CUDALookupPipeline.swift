@@ -77,7 +77,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// Distinct keys of `keys[0 ..< count]` → ``uniqueKeys`` / ``uniqueCount``, and ``inverse``. The table stays
     /// claimed until ``enqueueClear(stream:)``.
-    public func enqueueDedup(keys: CUdeviceptr, count: Int, stream: CUDAStream) throws {
+    public func enqueueDedup(keys: DeviceAddress, count: Int, stream: CUDAStream) throws {
         precondition(count <= maxKeys, "batch of \(count) keys exceeds the pipeline's \(maxKeys)")
         try context.makeCurrent()
         try context.fill32(uniqueCount.pointer, value: 0, count: 1, stream: stream)
@@ -109,7 +109,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// Writes the output in input order: copy mode fills misses with `defaultValue` and scatters the distinct
     /// vectors; direct mode copies each key's row from the cache (or the default).
-    public func enqueueScatter(cache: any CUDADeviceCache, count: Int, output: CUdeviceptr, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
+    public func enqueueScatter(cache: any CUDADeviceCache, count: Int, output: DeviceAddress, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
         let dim = dimension
         switch mode {
         case .copy:
@@ -129,7 +129,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
     }
 
     /// The whole lookup of `keys[0 ..< count]` into `output[count × dim]` (all device pointers).
-    public func enqueueLookup(cache: any CUDADeviceCache, keys: CUdeviceptr, count: Int, output: CUdeviceptr, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
+    public func enqueueLookup(cache: any CUDADeviceCache, keys: DeviceAddress, count: Int, output: DeviceAddress, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
         try enqueueDedup(keys: keys, count: count, stream: stream)
         try enqueueQuery(cache: cache, count: count, mode: mode, stream: stream)
         try enqueueScatter(cache: cache, count: count, output: output, defaultValue: defaultValue, mode: mode, stream: stream)
@@ -138,8 +138,8 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// The generic row mover (`copy_rows` in Kernels/rows.cu).
     public func copyRows(
-        dst: CUdeviceptr, dstIndex: CUdeviceptr, src: CUdeviceptr, srcHigh: CUdeviceptr, split: Int64, srcIndex: CUdeviceptr, srcIndex2: CUdeviceptr,
-        count: Int, countPointer: CUdeviceptr, fill: Float, streaming: Bool, stream: CUDAStream
+        dst: DeviceAddress, dstIndex: DeviceAddress, src: DeviceAddress, srcHigh: DeviceAddress, split: Int64, srcIndex: DeviceAddress, srcIndex2: DeviceAddress,
+        count: Int, countPointer: DeviceAddress, fill: Float, streaming: Bool, stream: CUDAStream
     ) throws {
         try CUDAPrimitives.copyRows(
             kernels: kernels, dimension: dimension, dst: dst, dstIndex: dstIndex, src: src, srcHigh: srcHigh, split: split, srcIndex: srcIndex,
@@ -151,8 +151,8 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 public enum CUDAPrimitives {
     /// `copy_rows`: see Kernels/rows.cu.
     public static func copyRows(
-        kernels: CUDAKernels, dimension: Int, dst: CUdeviceptr, dstIndex: CUdeviceptr, src: CUdeviceptr, srcHigh: CUdeviceptr, split: Int64,
-        srcIndex: CUdeviceptr, srcIndex2: CUdeviceptr, count: Int, countPointer: CUdeviceptr, fill: Float, streaming: Bool, stream: CUDAStream
+        kernels: CUDAKernels, dimension: Int, dst: DeviceAddress, dstIndex: DeviceAddress, src: DeviceAddress, srcHigh: DeviceAddress, split: Int64,
+        srcIndex: DeviceAddress, srcIndex2: DeviceAddress, count: Int, countPointer: DeviceAddress, fill: Float, streaming: Bool, stream: CUDAStream
     ) throws {
         let alignment = Int((dst | src | srcHigh) % 16)
         let width = kernels.copyRows.width(for: dimension, alignment: alignment == 0 ? 16 : alignment)
@@ -171,7 +171,7 @@ public enum CUDAPrimitives {
     /// (``CUDAKernels/pipelinedGatherDimensions``) or a pointer is not 16-byte aligned.
     @discardableResult
     public static func gatherRowsPipelined(
-        kernels: CUDAKernels, dimension: Int, values: CUdeviceptr, rows: CUdeviceptr, count: Int, output: CUdeviceptr, streaming: Bool, stream: CUDAStream
+        kernels: CUDAKernels, dimension: Int, values: DeviceAddress, rows: DeviceAddress, count: Int, output: DeviceAddress, streaming: Bool, stream: CUDAStream
     ) throws -> Bool {
         guard (values | output) % 16 == 0, let function = kernels.dynGatherRows["dyn_gather_d\(dimension)\(streaming ? "_cs" : "")"] else { return false }
         try kernels.launch(function, threads: count, stream: stream, [.pointer(values), .pointer(rows), .count(count), .pointer(output)])
@@ -179,29 +179,29 @@ public enum CUDAPrimitives {
     }
 
     /// Fills device `keys[0 ..< count]` with Zipf ranks (see Kernels/bench.cu and `CUDAWorkload` in HPSTestSupport).
-    public static func zipfKeys(kernels: CUDAKernels, cdf: CUdeviceptr, rows: Int, seed: UInt64, first: UInt64, count: Int, keys: CUdeviceptr, stream: CUDAStream) throws {
+    public static func zipfKeys(kernels: CUDAKernels, cdf: DeviceAddress, rows: Int, seed: UInt64, first: UInt64, count: Int, keys: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchZipfKeys, threads: count, stream: stream, [.pointer(cdf), .count(rows), .u64(seed), .u64(first), .count(count), .pointer(keys)])
     }
 
     /// The benchmark vectors of `keys` (see `CUDAWorkload.value(key:element:dimension:seed:)` in HPSTestSupport).
-    public static func keyValues(kernels: CUDAKernels, keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, dimension: Int, seed: UInt64, output: CUdeviceptr, stream: CUDAStream) throws {
+    public static func keyValues(kernels: CUDAKernels, keys: DeviceAddress, count: Int, countPointer: DeviceAddress, dimension: Int, seed: UInt64, output: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(
             kernels.benchKeyValues, threads: count * dimension, stream: stream,
             [.pointer(keys), .count(count), .pointer(countPointer), .count(dimension), .u64(seed), .pointer(output)])
     }
 
     /// keys[i] = (first + i) × multiplier + offset.
-    public static func sequenceKeys(kernels: CUDAKernels, keys: CUdeviceptr, count: Int, first: UInt64, multiplier: UInt64, offset: UInt64, stream: CUDAStream) throws {
+    public static func sequenceKeys(kernels: CUDAKernels, keys: DeviceAddress, count: Int, first: UInt64, multiplier: UInt64, offset: UInt64, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchSequenceKeys, threads: count, stream: stream, [.pointer(keys), .count(count), .u64(first), .u64(multiplier), .u64(offset)])
     }
 
     /// keys[i] = table[rows[i]].
-    public static func pickKeys(kernels: CUDAKernels, table: CUdeviceptr, rows: CUdeviceptr, count: Int, keys: CUdeviceptr, stream: CUDAStream) throws {
+    public static func pickKeys(kernels: CUDAKernels, table: DeviceAddress, rows: DeviceAddress, count: Int, keys: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchPickKeys, threads: count, stream: stream, [.pointer(table), .pointer(rows), .count(count), .pointer(keys)])
     }
 
     /// Adds to the device UInt32 `counter` the inputs whose distinct key missed.
-    public static func countMissedAccesses(kernels: CUDAKernels, inverse: CUdeviceptr, count: Int, hitFlags: CUdeviceptr, counter: CUdeviceptr, stream: CUDAStream) throws {
+    public static func countMissedAccesses(kernels: CUDAKernels, inverse: DeviceAddress, count: Int, hitFlags: DeviceAddress, counter: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.countMissedAccesses, threads: count, stream: stream, [.pointer(inverse), .count(count), .pointer(hitFlags), .pointer(counter)])
     }
 }

@@ -54,7 +54,7 @@ public final class CUDAStagedLookup: DeviceTableLookup, @unchecked Sendable {
             // The pinned buffers are reused by the next call: wait for the copy.
             try stream.synchronize()
         } catch let error as CUDAError {
-            throw HPSError(.device, subject: label, "staged device lookup of \(n) keys on CUDA device \(context.device) failed", underlying: error.description)
+            throw HPSError(.device, subject: label, "staged device lookup of \(n) keys on CUDA device \(context.device) failed", cause: error)
         }
     }
 

@@ -101,7 +101,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     public var failure: CUDAError? { nil }
 
-    public var rowSource: (base: CUdeviceptr, high: CUdeviceptr, split: Int64) {
+    public var rowSource: (base: DeviceAddress, high: DeviceAddress, split: Int64) {
         (deviceValues.pointer, hostValues?.device ?? deviceValues.pointer, Int64(deviceRows))
     }
 
@@ -237,7 +237,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
             do {
                 try context.makeCurrent()
                 try result.withUnsafeMutableBytes { raw in
-                    try context.copy(toHost: raw.baseAddress!, from: rowKeys.pointer + CUdeviceptr(lower * 8), bytes: raw.count, stream: stream)
+                    try context.copy(toHost: raw.baseAddress!, from: rowKeys.pointer + DeviceAddress(lower * 8), bytes: raw.count, stream: stream)
                 }
                 try stream.synchronize()
             } catch {
@@ -251,14 +251,14 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Writes the row of each of `keys[0 ..< count]` to `rows` (device Int32, -1 for an absent key): the first
     /// half of a find-then-gather lookup (rows are read through ``rowSource``).
-    public func enqueueFind(keys: CUdeviceptr, count: Int, rows: CUdeviceptr, stream: CUDAStream? = nil) throws {
+    public func enqueueFind(keys: DeviceAddress, count: Int, rows: DeviceAddress, stream: CUDAStream? = nil) throws {
         try context.makeCurrent()
         try kernels.launch(kernels.stFind, threads: count, stream: stream ?? self.stream, [.pointer(index.pointer), .u32(indexMask), .pointer(keys), .count(count), .pointer(rows)])
     }
 
     public func enqueueQuery(
-        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr = 0, output: CUdeviceptr = 0, missing: CUdeviceptr = 0,
-        missingKeys: CUdeviceptr = 0, missCount: CUdeviceptr, hitFlags: CUdeviceptr = 0, slots: CUdeviceptr = 0, stream: CUDAStream? = nil
+        keys: DeviceAddress, count: Int, countPointer: DeviceAddress = 0, output: DeviceAddress = 0, missing: DeviceAddress = 0,
+        missingKeys: DeviceAddress = 0, missCount: DeviceAddress, hitFlags: DeviceAddress = 0, slots: DeviceAddress = 0, stream: CUDAStream? = nil
     ) throws {
         try context.makeCurrent()
         try launchQuery(
@@ -268,7 +268,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Device-pointer replace: copies the batch to the host and applies it as ``replace(keys:values:)``
     /// (row numbering is planned on the host). Synchronises `stream`.
-    public func enqueueReplace(keys: CUdeviceptr, values source: CUdeviceptr, count: Int, stream: CUDAStream? = nil) throws {
+    public func enqueueReplace(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try context.makeCurrent()
         let s = stream ?? self.stream
         var hostKeys = [Int64](repeating: 0, count: count)
@@ -280,8 +280,8 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
     }
 
     private func launchQuery(
-        keys: CUdeviceptr, count: Int, countPointer: CUdeviceptr, output: CUdeviceptr, missing: CUdeviceptr, missingKeys: CUdeviceptr,
-        missCount: CUdeviceptr, hitFlags: CUdeviceptr, slots: CUdeviceptr, stream: CUDAStream
+        keys: DeviceAddress, count: Int, countPointer: DeviceAddress, output: DeviceAddress, missing: DeviceAddress, missingKeys: DeviceAddress,
+        missCount: DeviceAddress, hitFlags: DeviceAddress, slots: DeviceAddress, stream: CUDAStream
     ) throws {
         try context.fill32(missCount, value: 0, count: 1, stream: stream)
         let width = output % 16 == 0 ? queryWidth : kernels.stQuery.width(for: dimension, alignment: Int(output % 16))

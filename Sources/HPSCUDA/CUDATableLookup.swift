@@ -89,7 +89,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
                 try lookupThroughCache(request, worker: worker, host: host)
             }
         } catch let error as CUDAError {
-            throw HPSError(.device, subject: label, "device lookup of \(n) keys on CUDA device \(context.device) failed", underlying: error.description)
+            throw HPSError(.device, subject: label, "device lookup of \(n) keys on CUDA device \(context.device) failed", cause: error)
         }
     }
 
@@ -117,7 +117,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
             try stream.synchronize()
             return true
         } catch let error as CUDAError {
-            throw HPSError(.device, subject: label, "host-memory lookup of \(n) keys through CUDA device \(context.device) failed", underlying: error.description)
+            throw HPSError(.device, subject: label, "host-memory lookup of \(n) keys through CUDA device \(context.device) failed", cause: error)
         }
     }
 
@@ -276,7 +276,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
             do {
                 try context.makeCurrent()
                 try context.copy(
-                    toDevice: worker.fetched.pointer + CUdeviceptr(lo * dim * 4), from: UnsafeRawPointer(values + lo * dim), bytes: (hi - lo) * dim * 4,
+                    toDevice: worker.fetched.pointer + DeviceAddress(lo * dim * 4), from: UnsafeRawPointer(values + lo * dim), bytes: (hi - lo) * dim * 4,
                     stream: stream)
             } catch {
                 failure.withLock { $0 = $0 ?? (error as? CUDAError ?? CUDAError(.driverCall, what: "\(error)")) }
@@ -295,7 +295,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
     static let fetchChunk = 2048
 
     /// The int64 keys of `request` on the device: the request's own, or its int32 keys widened into the worker.
-    private func widenedKeys(_ request: DeviceLookupRequest, worker: Worker, stream: CUDAStream) throws -> CUdeviceptr {
+    private func widenedKeys(_ request: DeviceLookupRequest, worker: Worker, stream: CUDAStream) throws -> DeviceAddress {
         guard request.int32Keys else { return request.keys }
         try kernels.launch(kernels.widenKeys, threads: request.count, stream: stream, [.pointer(request.keys), .count(request.count), .pointer(worker.keys.pointer)])
         return worker.keys.pointer

@@ -124,7 +124,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
         do {
             client = try RedisClusterClient(seeds: seeds, settings: settings)
         } catch {
-            throw HPSError(.database, subject: "volatile_db.address", "no Redis node answered at \(config.address)", underlying: error.description)
+            throw HPSError(.database, subject: "volatile_db.address", "no Redis node answered at \(config.address)", cause: error)
         }
         pool = RedisWorkerPool(workers: options.workerThreads ?? (min(partitionCount, 32) - 1))
         scratch = RedisScratchPool(partitions: partitionCount)
@@ -518,7 +518,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
                 do {
                     reply = try client.command(on: node, ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])
                 } catch {
-                    throw HPSError(.database, subject: node.address, "cannot list the tables of model \(model)", underlying: error.description)
+                    throw HPSError(.database, subject: node.address, "cannot list the tables of model \(model)", cause: error)
                 }
                 guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text, case .array(let names) = parts[1] else {
                     throw HPSError(.database, subject: node.address, "unexpected SCAN reply while listing model \(model)", underlying: reply.description)

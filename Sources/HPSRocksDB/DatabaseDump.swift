@@ -46,7 +46,7 @@ public enum DatabaseDump {
         do {
             try FileNative.renameFile(temporary, to: path)
         } catch {
-            throw HPSError(.io, subject: path, "cannot move the finished dump into place", underlying: error.description)
+            throw HPSError(.io, subject: path, "cannot move the finished dump into place", cause: error)
         }
         done = true
     }
@@ -213,7 +213,7 @@ public enum DatabaseDump {
     private static func dumpSST(_ db: any Database, table: String, to path: String, keySize: Int) throws {
         let writer = RocksNative.SstWriter()
         do { try writer.open(path) } catch {
-            throw HPSError(.io, subject: path, "cannot create the SST file", underlying: error.message)
+            throw HPSError(.io, subject: path, "cannot create the SST file", underlying: error.message, cause: error)
         }
         var entries = 0
         var valueSize = -1
@@ -223,7 +223,7 @@ public enum DatabaseDump {
             try appendKey(key, size: keySize, to: &keyBytes, table: table)
             try keyBytes.withUnsafeBytes { k in
                 do { try writer.put(key: k, value: value) } catch {
-                    throw HPSError(.io, subject: path, "cannot write to the SST file", underlying: "\(error)")
+                    throw HPSError(.io, subject: path, "cannot write to the SST file", cause: error)
                 }
             }
             entries += 1
@@ -271,7 +271,7 @@ public enum DatabaseDump {
                 .invalidArgument, subject: table, "is empty or does not exist; an .sst dump needs at least one entry (a .bin dump does not)")
         }
         do { try writer.finish() } catch {
-            throw HPSError(.io, subject: path, "cannot finish the SST file", underlying: error.message)
+            throw HPSError(.io, subject: path, "cannot finish the SST file", underlying: error.message, cause: error)
         }
     }
 
@@ -369,7 +369,7 @@ public enum DatabaseDump {
                 RocksNative.destroyOptions(options)
                 RocksNative.destroyReadOptions(readOptions)
                 FileTree.remove(directory)
-                throw HPSError(.database, subject: directory, "cannot create a scratch database to read an SST file", underlying: error.message)
+                throw HPSError(.database, subject: directory, "cannot create a scratch database to read an SST file", underlying: error.message, cause: error)
             }
         }
 
@@ -444,10 +444,10 @@ public enum DatabaseDump {
     }
 
     private static func writeError(_ path: String, _ error: any Error) -> HPSError {
-        HPSError(.io, subject: path, "cannot write the dump", underlying: "\(error)")
+        HPSError(.io, subject: path, "cannot write the dump", cause: error)
     }
 
     private static func readError(_ path: String, _ error: any Error) -> HPSError {
-        HPSError(.io, subject: path, "cannot read the dump", underlying: "\(error)")
+        HPSError(.io, subject: path, "cannot read the dump", cause: error)
     }
 }

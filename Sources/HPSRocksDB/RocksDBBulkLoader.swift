@@ -241,7 +241,7 @@ final class RocksDBBulkLoader: BulkLoader {
             directory = made
             return made
         } catch {
-            throw HPSError(.io, subject: database.path, "cannot create a directory for SST files", underlying: error.description)
+            throw HPSError(.io, subject: database.path, "cannot create a directory for SST files", cause: error)
         }
     }
 
@@ -260,7 +260,7 @@ final class RocksDBBulkLoader: BulkLoader {
             defer { FileNative.closeFile(fd) }
             try FileNative.writeFile(fd, UnsafeRawBufferPointer(sorted), at: 0)
         } catch {
-            throw HPSError(.io, subject: path, "cannot write the keys of a bulk load", underlying: error.description)
+            throw HPSError(.io, subject: path, "cannot write the keys of a bulk load", cause: error)
         }
         runs.append(.file(path: path, count: sorted.count))
     }
@@ -326,7 +326,7 @@ final class RocksDBBulkLoader: BulkLoader {
                 buffer = []
                 remaining = count
                 do { fd = try FileNative.openForReading(path) } catch {
-                    throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", underlying: error.description)
+                    throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", cause: error)
                 }
                 try refill()
             }
@@ -349,7 +349,7 @@ final class RocksDBBulkLoader: BulkLoader {
             buffer = [UInt64](repeating: 0, count: n)
             let read = try buffer.withUnsafeMutableBytes { bytes in
                 do { return try FileNative.readFile(fd, into: bytes, at: offset) } catch {
-                    throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", underlying: "\(error)")
+                    throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", cause: error)
                 }
             }
             guard read == n * 8 else { throw HPSError(.io, subject: path, "the key file of a bulk load is shorter than written") }

@@ -91,7 +91,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
             do {
                 try FileNative.makeDirectories(path)
             } catch {
-                throw HPSError(.io, subject: path, "cannot create the RocksDB directory", underlying: error.description)
+                throw HPSError(.io, subject: path, "cannot create the RocksDB directory", cause: error)
             }
         case .regularFile, .other:
             throw HPSError(.database, subject: path, "is not a directory; persistent_db.path must name a RocksDB directory")

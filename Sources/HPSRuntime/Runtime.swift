@@ -1,13 +1,7 @@
 import HPS
-#if canImport(HPSRocksDB)
-import HPSRocksDB
-#endif
-#if canImport(HPSRedis)
-import HPSRedis
-#endif
-#if canImport(HPSCUDA)
 import HPSCUDA
-#endif
+import HPSRedis
+import HPSRocksDB
 
 /// Builds parameter servers from configurations with every backend linked into this build, so the CLI,
 /// the TensorFlow op library and a server all build the same hierarchy the same way.
@@ -27,11 +21,9 @@ public enum HPSRuntime {
         try checkResources(config, logger: logger)
         let vdb = try makeVolatileDatabase(config.volatileDatabase, logger: logger)
         let pdb = try makePersistentDatabase(config.persistentDatabase, logger: logger)
-        let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, logger: logger)
-        #if canImport(HPSCUDA)
         // GPU caches when a CUDA device is usable; otherwise the provider logs why and sessions use CPU caches.
-        if let provider = CUDACacheProvider.makeIfUsable(logger: logger) { server.cacheProvider = provider }
-        #endif
+        let provider = CUDACacheProvider.makeIfUsable(logger: logger)
+        let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, cacheProvider: provider, logger: logger)
         try server.loadTables(progress: progress)
         try server.makeAllSessions()
         return server
@@ -74,12 +66,8 @@ public enum HPSRuntime {
         case .multiProcessHashMap:
             throw HPSError(.unsupported, subject: "volatile_db.type", "multi_process_hash_map is not available in this build; use hash_map, parallel_hash_map or redis_cluster")
         case .redisCluster:
-            #if canImport(HPSRedis)
             logger.info("Creating Redis Cluster volatile database at \(config.address)")
             return try RedisClusterDatabase(config: config, logger: logger)
-            #else
-            throw HPSError(.unsupported, subject: "volatile_db.type", "redis_cluster is not available in this build; use hash_map or parallel_hash_map")
-            #endif
         }
     }
 
@@ -89,12 +77,8 @@ public enum HPSRuntime {
         case .disabled:
             return nil
         case .rocksDB:
-            #if canImport(HPSRocksDB)
             logger.info("Creating RocksDB persistent database at \(config.path)\(config.readOnly ? " (read-only)" : "")")
             return try RocksDBDatabase(config: config, logger: logger)
-            #else
-            throw HPSError(.unsupported, subject: "persistent_db.type", "rocks_db is not available in this build")
-            #endif
         }
     }
 }

@@ -52,7 +52,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         do {
             directory = try ProcessNative.makeTemporaryDirectory(base: SystemInfo.temporaryDirectory, prefix: "hps-redis-")
         } catch {
-            throw HPSError(.io, subject: SystemInfo.temporaryDirectory, "cannot create a directory for the Redis nodes", underlying: error.description)
+            throw HPSError(.io, subject: SystemInfo.temporaryDirectory, "cannot create a directory for the Redis nodes", cause: error)
         }
         ports = Self.freePorts(nodes)
         pids = Array(repeating: nil, count: nodes)
@@ -121,7 +121,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 host: "127.0.0.1", port: ports[i], connectTimeoutMs: 2000, commandTimeoutMs: 10_000, password: password)
             return try connection.command(args)
         } catch {
-            throw HPSError(.database, subject: address(ofNode: i), "command \(args.first ?? "") failed", underlying: error.description)
+            throw HPSError(.database, subject: address(ofNode: i), "command \(args.first ?? "") failed", cause: error)
         }
     }
 
@@ -132,7 +132,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 host: "127.0.0.1", port: ports[i], connectTimeoutMs: 2000, commandTimeoutMs: 10_000, password: password)
             return try connection.command(bytes: args)
         } catch {
-            throw HPSError(.database, subject: address(ofNode: i), "command failed", underlying: error.description)
+            throw HPSError(.database, subject: address(ofNode: i), "command failed", cause: error)
         }
     }
 
@@ -215,7 +215,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
             let pid = try ProcessNative.spawn(arguments, logPath: "\(directory)/redis-\(port).log")
             lock.withLock { pids[i] = pid }
         } catch {
-            throw HPSError(.database, subject: "redis-server", "cannot start a node on port \(port)", underlying: error.description)
+            throw HPSError(.database, subject: "redis-server", "cannot start a node on port \(port)", cause: error)
         }
     }
 
@@ -253,7 +253,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         do {
             pid = try ProcessNative.spawn(arguments, logPath: log)
         } catch {
-            throw HPSError(.database, subject: "redis-cli", "cannot run redis-cli --cluster create", underlying: error.description)
+            throw HPSError(.database, subject: "redis-cli", "cannot run redis-cli --cluster create", cause: error)
         }
         let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
         while true {

@@ -1,8 +1,8 @@
 import ArgumentParser
-import CHPSSupport
 import Dispatch
 import Foundation
 import HPS
+import HPSBench
 import HPSRuntime
 
 struct BenchCommand: ParsableCommand {
@@ -166,12 +166,12 @@ struct LookupBench: ParsableCommand {
             // Baselines: plain gather by row index, 1 thread and `threads` threads.
             let gather1 = plain.withUnsafeBufferPointer { table in
                 output.withUnsafeMutableBufferPointer { out in
-                    time { b in gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: 1) }
+                    time { b in ArrayGather.gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: 1) }
                 }
             }
             let gatherN = plain.withUnsafeBufferPointer { table in
                 output.withUnsafeMutableBufferPointer { out in
-                    time { b in gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: threads) }
+                    time { b in ArrayGather.gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: threads) }
                 }
             }
             rowsOut.append(Row(dim: dim, batch: batch, path: "baseline: array gather", threads: 1, keysPerSecond: gather1.rate, p50: gather1.p50, p99: gather1.p99, ratio: nil, note: ""))
@@ -239,26 +239,4 @@ struct LookupBench: ParsableCommand {
         }
         return best
     }
-
-    /// out[i] = table[rows[i]], split over `threads` threads.
-    private func gather(_ table: UnsafePointer<Float>, rows: [Int], dim: Int, into out: UnsafeMutablePointer<Float>, threads: Int) {
-        rows.withUnsafeBufferPointer { r in
-            if threads <= 1 {
-                for i in 0..<r.count { hps_copy(out + i * dim, table + r[i] * dim, dim * 4) }
-                return
-            }
-            let job = UnsafeSendable((table, r, out))
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
-                let (table, r, out) = job.value
-                let lo = r.count * t / threads
-                let hi = r.count * (t + 1) / threads
-                for i in lo..<hi { hps_copy(out + i * dim, table + r[i] * dim, dim * 4) }
-            }
-        }
-    }
-}
-
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

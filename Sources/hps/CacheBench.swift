@@ -1,5 +1,4 @@
 import ArgumentParser
-import CCUDADriver
 import Dispatch
 import Foundation
 import HPS
@@ -195,10 +194,10 @@ struct CUDACacheBench {
             for (k, start) in starts.enumerated() {
                 try got.withUnsafeMutableBytes {
                     try context.copy(
-                        toHost: $0.baseAddress! + k * run * dim * 4, from: output.pointer + CUdeviceptr(start * dim * 4), bytes: run * dim * 4, stream: stream)
+                        toHost: $0.baseAddress! + k * run * dim * 4, from: output.pointer + DeviceAddress(start * dim * 4), bytes: run * dim * 4, stream: stream)
                 }
                 try sampleKeys.withUnsafeMutableBytes {
-                    try context.copy(toHost: $0.baseAddress! + k * run * 8, from: keys.pointer + CUdeviceptr(start * 8), bytes: run * 8, stream: stream)
+                    try context.copy(toHost: $0.baseAddress! + k * run * 8, from: keys.pointer + DeviceAddress(start * 8), bytes: run * 8, stream: stream)
                 }
             }
             try stream.synchronize()

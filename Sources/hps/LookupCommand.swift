@@ -46,7 +46,7 @@ struct LookupCommand: ParsableCommand {
         if let output {
             let data = vectors.withUnsafeBytes { Data($0) }
             do { try data.write(to: URL(fileURLWithPath: output)) } catch {
-                throw HPSError(.io, subject: output, "cannot write the output file", underlying: "\(error)")
+                throw HPSError(.io, subject: output, "cannot write the output file", cause: error)
             }
             printError("wrote \(keyList.count) × \(tableConfig.dimension) float32 to \(output)")
         } else {

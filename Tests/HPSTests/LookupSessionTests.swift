@@ -109,6 +109,27 @@ func mixedBatch(_ rng: inout SplitMix64, count: Int, knownRows: Int, table: Int)
         }
     }
 
+    /// A session keeps alive what it uses: it answers exactly after the last reference to its server is
+    /// gone, and the server itself is freed (no cycle through the server's table of sessions).
+    @Test(arguments: [true, false])
+    func sessionOutlivesItsServer(cacheOn: Bool) throws {
+        var fixture = try Fixture()
+        fixture.model.deviceCache = cacheOn
+        fixture.model.hitRateThreshold = 1.0
+        weak var released: ParameterServer?
+        let session: LookupSession = try {
+            let server = try fixture.server()
+            released = server
+            return try server.session(model: "demo", device: 0)
+        }()
+        #expect(released == nil)
+        var rng = SplitMix64(seed: 7)
+        for table in 0..<fixture.tables.count {
+            let keys = mixedBatch(&rng, count: 64, knownRows: fixture.tables[table].count, table: table)
+            #expect(bits(try session.lookup(table: table, keys: keys)) == bits(fixture.expected(table: table, keys: keys)))
+        }
+    }
+
     @Test func thresholdZeroAnswersDefaultsFirstThenInserts() throws {
         var fixture = try Fixture()
         fixture.model.hitRateThreshold = 0

@@ -2,7 +2,8 @@
 ///
 /// `code` says what kind of failure it is; `subject` names the thing that failed (a file, a JSON path, a
 /// table tag, a model name); `message` says what is wrong in words a user can act on; `underlying` carries
-/// the text of a lower-level error (errno, a C library message) when there is one.
+/// the text of a lower-level error (errno, a C library message) when there is one, and `cause` the error
+/// value itself when one was thrown below (e.g. an `Errno`, a ``SystemCallError``, another `HPSError`).
 public struct HPSError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The kind of failure. Extensible: backends add their own codes.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -39,13 +40,32 @@ public struct HPSError: Error, CustomStringConvertible, Sendable, Equatable {
     /// For a write to a database of several nodes that stored only part of its keys: how many keys each
     /// failed node did not take (nil for every other error).
     public var unwrittenKeysByNode: [String: Int]?
+    /// The lower-level error this one wraps, when there is one; its text is `underlying` unless that was
+    /// given separately.
+    public var cause: (any Error)?
 
-    public init(_ code: Code, subject: String? = nil, _ message: String, underlying: String? = nil, unwrittenKeysByNode: [String: Int]? = nil) {
+    /// An error of kind `code` about `subject`.
+    /// - Parameters:
+    ///   - underlying: the lower-level error text; defaults to the description of `cause`.
+    ///   - cause: the error that caused this one, kept for callers that inspect it.
+    public init(
+        _ code: Code, subject: String? = nil, _ message: String, underlying: String? = nil, cause: (any Error)? = nil,
+        unwrittenKeysByNode: [String: Int]? = nil
+    ) {
         self.code = code
         self.subject = subject
         self.message = message
-        self.underlying = underlying
+        self.underlying = underlying ?? cause.map { String(describing: $0) }
+        self.cause = cause
         self.unwrittenKeysByNode = unwrittenKeysByNode
+    }
+
+    /// Equal when code, subject, message, underlying text and unwritten keys are; the cause is compared by
+    /// its text (errors in general are not `Equatable`).
+    public static func == (a: HPSError, b: HPSError) -> Bool {
+        a.code == b.code && a.subject == b.subject && a.message == b.message && a.underlying == b.underlying
+            && a.unwrittenKeysByNode == b.unwrittenKeysByNode
+            && a.cause.map { String(describing: $0) } == b.cause.map { String(describing: $0) }
     }
 
     public var description: String {

@@ -21,16 +21,16 @@ public final class LookupSession: @unchecked Sendable {
     /// The device-resident lookup of each table, or nil per table when this session's device serves no
     /// device memory (no accelerator).
     public let deviceLookups: [(any DeviceTableLookup)?]
-    // Unowned: the server owns its sessions; front ends that hand sessions out (the C API) keep the server
-    // alive while any of its sessions is.
-    private unowned let server: ParameterServer
+    // The databases and settings of the server that made this session, held strongly: a session stays
+    // valid after its server is released (the server's table of sessions does not hold it back).
+    private let tiers: TierChain
     private let tables: [TableConfig]
     private let pool: WorkspacePool
     private let inserter: DispatchQueue
     private let cacheType: EmbeddingCacheType
 
-    init(server: ParameterServer, model: ModelConfig, device: Int) throws {
-        self.server = server
+    init(tiers: TierChain, model: ModelConfig, device: Int) throws {
+        self.tiers = tiers
         self.model = model
         self.device = device
         tables = model.tables
@@ -48,12 +48,12 @@ public final class LookupSession: @unchecked Sendable {
             let request = CacheRequest(model: model, table: table, device: device, type: cacheType, tableRows: directory.rowCount)
             guard model.deviceCache || wholeTable else {
                 caches.append(nil)
-                deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: nil, logger: server.logger))
+                deviceLookups.append(try tiers.cacheProvider?.makeDeviceLookup(request, cache: nil, logger: tiers.logger))
                 direct.append(false)
                 continue
             }
-            let deviceCache = try server.cacheProvider?.makeCache(request, logger: server.logger)
-            if deviceCache == nil, !wholeTable, !model.cpuCache, Self.hashMapHoldsEveryRow(server: server, table: table, rows: directory.rowCount) {
+            let deviceCache = try tiers.cacheProvider?.makeCache(request, logger: tiers.logger)
+            if deviceCache == nil, !wholeTable, !model.cpuCache, Self.hashMapHoldsEveryRow(tiers: tiers, table: table, rows: directory.rowCount) {
                 // A CPU "device cache" would copy rows out of the same memory the hash map holds them in: look
                 // the hash map up directly (exact, one pass; `cpu_cache: true` keeps the cache).
                 caches.append(nil)
@@ -63,26 +63,26 @@ public final class LookupSession: @unchecked Sendable {
             }
             let cache = deviceCache ?? CPUCacheProvider().cache(for: request)
             if wholeTable {
-                try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: server.keyWidth)
-                server.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows")
+                try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: tiers.keyWidth)
+                tiers.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows")
             } else if model.initializeCache && model.cacheRefreshPercentagePerIteration > 0 {
                 let rows = min(directory.rowCount, cache.capacity)
-                try Self.fill(cache, from: directory, rows: rows, keyWidth: server.keyWidth)
-                server.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
+                try Self.fill(cache, from: directory, rows: rows, keyWidth: tiers.keyWidth)
+                tiers.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
             }
             caches.append(cache)
-            deviceLookups.append(try server.cacheProvider?.makeDeviceLookup(request, cache: cache, logger: server.logger))
+            deviceLookups.append(try tiers.cacheProvider?.makeDeviceLookup(request, cache: cache, logger: tiers.logger))
             direct.append(false)
         }
         self.caches = caches
         self.deviceLookups = deviceLookups
         self.direct = direct
         deviceHosts = makeDeviceHosts()
-        server.logger.info(
+        tiers.logger.info(
             "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
                 + "\(direct.filter { $0 }.count) table(s) looked up in the hash map directly, "
                 + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
-                + "i64 keys \(server.config.supportLongLong), worker buffers \(model.workerBuffers)")
+                + "i64 keys \(tiers.config.supportLongLong), worker buffers \(model.workerBuffers)")
     }
 
     /// Whether each table's host lookups go straight to the volatile hash map (no CPU cache in front of it).
@@ -91,10 +91,10 @@ public final class LookupSession: @unchecked Sendable {
     /// Whether the volatile database is the in-process hash map and holds every row of `table`: it took every
     /// row at startup (`initialize_after_startup`, `initial_cache_rate` 1), no partition can overflow (its
     /// `overflow_margin` is at least the table's rows), and the table has been loaded.
-    static func hashMapHoldsEveryRow(server: ParameterServer, table: TableConfig, rows: Int) -> Bool {
-        guard let vdb = server.volatileDatabase as? HashMapDatabase else { return false }
-        let config = server.config.volatileDatabase
-        guard config.initializeAfterStartup, server.volatileRowLimit(rows: rows) == rows, config.overflowMargin >= rows else { return false }
+    static func hashMapHoldsEveryRow(tiers: TierChain, table: TableConfig, rows: Int) -> Bool {
+        guard let vdb = tiers.volatileDatabase as? HashMapDatabase else { return false }
+        let config = tiers.config.volatileDatabase
+        guard config.initializeAfterStartup, tiers.volatileRowLimit(rows: rows) == rows, config.overflowMargin >= rows else { return false }
         return rows == 0 || ((try? vdb.size(table: table.tag)) ?? 0) > 0
     }
 
@@ -115,7 +115,7 @@ public final class LookupSession: @unchecked Sendable {
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
-        let width = server.keyWidth
+        let width = tiers.keyWidth
         if width == .int64 && direct[table] && deviceLookups[table] == nil {
             defer { pool.release(ws) }
             lookupDirect(t, keys: keys, ws: ws, output: output.baseAddress!)
@@ -170,12 +170,12 @@ public final class LookupSession: @unchecked Sendable {
 
     private func makeDeviceHosts() -> [DeviceLookupHost] {
       tables.map { table in
-        let server = self.server, pool = self.pool, inserter = self.inserter
-        let stats = server.statistics
+        let tiers = self.tiers, pool = self.pool, inserter = self.inserter
+        let stats = tiers.statistics
         return DeviceLookupHost(
             hitRateThreshold: model.hitRateThreshold, defaultValue: table.defaultValue,
-            fetch: { [unowned server] keys, output, missScratch in
-                server.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
+            fetch: { [tiers] keys, output, missScratch in
+                tiers.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
             },
             lookupHost: { [unowned self] keys, output in
                 try self.lookup(table: table.index, keys: keys, into: UnsafeMutableBufferPointer(start: output, count: keys.count * table.dimension))
@@ -251,7 +251,7 @@ public final class LookupSession: @unchecked Sendable {
                     return
                 }
             } catch {
-                server.logger.error("device lookup of \(table.tag) failed, answering on the host path: \(error)")
+                tiers.logger.error("device lookup of \(table.tag) failed, answering on the host path: \(error)")
             }
         }
         if direct[table.index] {
@@ -262,7 +262,7 @@ public final class LookupSession: @unchecked Sendable {
             handedOff = try runInInputOrder(table, cache: cache, ws: ws, count: n, output: output)
             return
         }
-        let stats = server.statistics
+        let stats = tiers.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
@@ -283,18 +283,18 @@ public final class LookupSession: @unchecked Sendable {
                     stats.add(stats.defaults, missing)
                     handedOff = true
                     let job = UnsafeTransfer((ws, cache, table))
-                    inserter.async { [server, pool] in
+                    inserter.async { [tiers, pool] in
                         let (ws, cache, table) = job.value
-                        server.fetch(table: table, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), into: ws.fetched, missScratch: ws.databaseMisses)
+                        tiers.fetch(table: table, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), into: ws.fetched, missScratch: ws.databaseMisses)
                         do {
                             try cache.replace(keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), values: ws.fetched)
                         } catch {
-                            server.logger.error("background insert of \(missing) keys into the cache of \(table.tag) failed: \(error)")
+                            tiers.logger.error("background insert of \(missing) keys into the cache of \(table.tag) failed: \(error)")
                         }
                         pool.release(ws)
                     }
                 } else {
-                    server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+                    tiers.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
                     let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
                     if cache.queriesScaleAcrossThreads {
                         // Insert and merge in parallel chunks (the cache locks per set).
@@ -315,7 +315,7 @@ public final class LookupSession: @unchecked Sendable {
                 }
             }
         } else {
-            server.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
+            tiers.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
         }
         // Scatter back to input order.
         let vectors = ws.uniqueVectors, inverse = ws.inverse
@@ -334,7 +334,7 @@ public final class LookupSession: @unchecked Sendable {
     /// insert order are those of HPS's dedup-first flow.
     /// - Returns: whether the workspace went to a background insert (which releases it).
     private func runInInputOrder(_ table: TableConfig, cache: DynamicCache, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws -> Bool {
-        let stats = server.statistics
+        let stats = tiers.statistics
         let dim = table.dimension
         let keys = ws.keys, missing = ws.missing
         let stamp = cache.beginQuery()
@@ -383,16 +383,16 @@ public final class LookupSession: @unchecked Sendable {
             for j in 0..<misses { (output + Int(missing[j]) * dim).update(repeating: table.defaultValue, count: dim) }
             stats.add(stats.defaults, missed)
             let job = UnsafeTransfer((ws, cache, table))
-            inserter.async { [server, pool] in
+            inserter.async { [tiers, pool] in
                 let (ws, cache, table) = job.value
                 let keys = UnsafeBufferPointer(start: UnsafePointer(ws.unique), count: missed)
-                server.fetch(table: table, keys: keys, into: ws.fetched, missScratch: ws.databaseMisses)
+                tiers.fetch(table: table, keys: keys, into: ws.fetched, missScratch: ws.databaseMisses)
                 cache.replace(keys: keys, values: ws.fetched)
                 pool.release(ws)
             }
             return true
         }
-        server.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+        tiers.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
         let fetched = ws.fetched
         // Insert in parallel chunks (the cache locks per set), then answer every missed position.
         Self.inChunks(missed, threshold: Self.parallelInsertThreshold) { lo, hi in
@@ -407,8 +407,8 @@ public final class LookupSession: @unchecked Sendable {
     /// The hash map holds every row: one fetch writes the rows in input order (duplicates included) straight
     /// into `output`; keys it lacks go on to the persistent database, then get the default value.
     private func lookupDirect(_ table: TableConfig, keys: UnsafeBufferPointer<Int64>, ws: LookupWorkspace, output: UnsafeMutablePointer<Float>) {
-        if keys.count > 0 { server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses) }
-        let stats = server.statistics
+        if keys.count > 0 { tiers.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses) }
+        let stats = tiers.statistics
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, keys.count)
         stats.add(stats.uniqueKeys, keys.count)  // not deduplicated: every key goes to the hash map
@@ -505,7 +505,7 @@ public final class LookupSession: @unchecked Sendable {
                 try keys.withUnsafeBufferPointer { k in
                     values.withUnsafeMutableBufferPointer { v in
                         scratch.withUnsafeMutableBufferPointer { s in
-                            server.fetch(table: table, keys: k, into: v.baseAddress!, missScratch: s.baseAddress!)
+                            tiers.fetch(table: table, keys: k, into: v.baseAddress!, missScratch: s.baseAddress!)
                         }
                     }
                     try values.withUnsafeBufferPointer { v in try cache.update(keys: k, values: v.baseAddress!) }

@@ -1,11 +1,7 @@
 extension ParameterServer {
     /// Rows of a table of `rows` rows that go into the volatile database at startup:
     /// `ceil(initial_cache_rate × rows)`.
-    func volatileRowLimit(rows: Int) -> Int {
-        let rate = config.volatileDatabase.initialCacheRate
-        guard rate < 1 else { return rows }
-        return min(rows, max(0, Int((rate * Double(rows)).rounded(.up))))
-    }
+    func volatileRowLimit(rows: Int) -> Int { tiers.volatileRowLimit(rows: rows) }
 
     /// Warns, naming the key file and one repeated key, when a database that took every row of the table
     /// (and had room for all of them) holds fewer rows than the file: the file repeats keys, and the later

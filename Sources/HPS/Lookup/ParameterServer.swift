@@ -7,31 +7,37 @@ import Dispatch
 /// then gets the table's default value. A volatile database that fails never loses a lookup: its keys go
 /// on to the persistent database.
 public final class ParameterServer: @unchecked Sendable {
+    // @unchecked: the only mutable state is `sessions`, guarded by `sessionsLock`; everything else is
+    // immutable and Sendable.
     public let config: ParameterServerConfig
     public let volatileDatabase: (any Database)?
     public let persistentDatabase: (any Database)?
     public let statistics = TierStatistics()
     public let keyWidth: KeyWidth
-    /// Makes device caches for sessions; nil means CPU caches. Set before the first ``session(model:device:)``.
-    public var cacheProvider: (any CacheProvider)?
+    /// Makes device caches for sessions; nil means CPU caches.
+    public let cacheProvider: (any CacheProvider)?
     let logger: HPSLogger
+    /// What sessions use: the databases, the key width, the statistics. Sessions hold it, not the server.
+    let tiers: TierChain
     private let sessionsLock = Lock()
     private var sessions: [String: [Int: LookupSession]] = [:]
-    private let errorLog: RateLimitedLog
-    private let volatileInserter = DispatchQueue(label: "hps.vdb-inserter")
 
     /// A server over the given databases. Call ``loadTables(progress:)`` to fill them, then
     /// ``session(model:device:)`` to look up.
+    /// - Parameter cacheProvider: makes the device caches of sessions (e.g. CUDA caches); nil for CPU caches.
     public init(
         config: ParameterServerConfig, volatileDatabase: (any Database)?, persistentDatabase: (any Database)?,
-        logger: HPSLogger = .standard
+        cacheProvider: (any CacheProvider)? = nil, logger: HPSLogger = .standard
     ) {
         self.config = config
         self.volatileDatabase = volatileDatabase
         self.persistentDatabase = persistentDatabase
+        self.cacheProvider = cacheProvider
         self.logger = logger
-        self.keyWidth = KeyWidth(supportLongLong: config.supportLongLong)
-        errorLog = RateLimitedLog(logger: logger)
+        tiers = TierChain(
+            config: config, volatileDatabase: volatileDatabase, persistentDatabase: persistentDatabase,
+            cacheProvider: cacheProvider, statistics: statistics, logger: logger)
+        keyWidth = tiers.keyWidth
         if volatileDatabase == nil && persistentDatabase == nil {
             logger.warning("No database. Keys the device cache does not hold get the default value.")
         }
@@ -196,7 +202,7 @@ public final class ParameterServer: @unchecked Sendable {
             throw HPSError(.invalidArgument, subject: "\(name) device \(device)", "model \(name) is not deployed on device \(device); deployed_device_list is \(model.deployedDevices)")
         }
         if let s = sessionsLock.withLock({ sessions[name]?[device] }) { return s }
-        let made = try LookupSession(server: self, model: model, device: device)
+        let made = try LookupSession(tiers: tiers, model: model, device: device)
         return sessionsLock.withLock {
             if let s = sessions[name]?[device] { return s }
             sessions[name, default: [:]][device] = made
@@ -222,103 +228,16 @@ public final class ParameterServer: @unchecked Sendable {
         normalized.withUnsafeBufferPointer { k in
             output.withUnsafeMutableBufferPointer { o in
                 misses.withUnsafeMutableBufferPointer { m in
-                    fetch(table: t, keys: k, into: o.baseAddress!, missScratch: m.baseAddress!)
+                    tiers.fetch(table: t, keys: k, into: o.baseAddress!, missScratch: m.baseAddress!)
                 }
             }
         }
         return output
     }
 
-    /// VDB → PDB → default for `keys`, writing `keys.count × dim` floats. `missScratch` holds `keys.count`
-    /// indices. Never fails: a database error turns its keys into misses (counted and logged).
-    func fetch(table: TableConfig, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missScratch: UnsafeMutablePointer<Int>) {
-        let dim = table.dimension
-        let valueSize = table.valueSize
-        let out = UnsafeMutableRawBufferPointer(start: output, count: keys.count * valueSize)
-        let tag = table.tag
-        let fill = { (i: Int) in (output + i * dim).update(repeating: table.defaultValue, count: dim) }
-        var misses = 0
-        if let vdb = volatileDatabase {
-            do {
-                _ = try vdb.fetch(table: tag, keys: keys, values: out, valueSize: valueSize) { i in
-                    missScratch[misses] = i
-                    misses += 1
-                }
-            } catch {
-                statistics.add(statistics.volatileErrors, keys.count)
-                errorLog.error("volatile database \(vdb.name) failed for \(tag); \(keys.count) keys go on to the next tier: \(error)")
-                misses = 0
-                for i in 0..<keys.count { missScratch[i] = i }
-                misses = keys.count
-            }
-            statistics.add(statistics.volatileHits, keys.count - misses)
-            statistics.add(statistics.volatileMisses, misses)
-        } else {
-            for i in 0..<keys.count { missScratch[i] = i }
-            misses = keys.count
-        }
-        guard misses > 0 else { return }
-        let missed = UnsafeBufferPointer(start: missScratch, count: misses)
-        guard let pdb = persistentDatabase else {
-            for i in missed { fill(i) }
-            statistics.add(statistics.defaults, misses)
-            return
-        }
-        var defaults = 0
-        let copyHits = config.volatileDatabase.cacheMissedEmbeddings && volatileDatabase != nil
-        var notFound: [Int] = []  // only filled when hits are copied into the volatile database
-        do {
-            _ = try pdb.fetch(table: tag, indices: missed, keys: keys, values: out, valueSize: valueSize) { i in
-                fill(i)
-                defaults += 1
-                if copyHits { notFound.append(i) }
-            }
-        } catch {
-            statistics.add(statistics.persistentErrors, misses)
-            errorLog.error("persistent database \(pdb.name) failed for \(tag); \(misses) keys get the default value: \(error)")
-            for i in missed { fill(i) }
-            defaults = misses
-            notFound = Array(missed)
-        }
-        statistics.add(statistics.persistentHits, misses - defaults)
-        statistics.add(statistics.persistentMisses, defaults)
-        statistics.add(statistics.defaults, defaults)
-        if copyHits, let vdb = volatileDatabase, misses > defaults {
-            copyPersistentHitsToVolatile(vdb, tag: tag, valueSize: valueSize, keys: keys, missed: missed, notFound: Set(notFound), output: output, dim: dim)
-        }
-    }
-
-    /// Inserts the keys the persistent database answered into the volatile database, in the background.
-    private func copyPersistentHitsToVolatile(
-        _ vdb: any Database, tag: String, valueSize: Int, keys: UnsafeBufferPointer<Int64>, missed: UnsafeBufferPointer<Int>,
-        notFound: Set<Int>, output: UnsafeMutablePointer<Float>, dim: Int
-    ) {
-        var hitKeys: [Int64] = []
-        var hitValues: [Float] = []
-        hitKeys.reserveCapacity(missed.count - notFound.count)
-        hitValues.reserveCapacity((missed.count - notFound.count) * dim)
-        for i in missed where !notFound.contains(i) {
-            hitKeys.append(keys[i])
-            hitValues.append(contentsOf: UnsafeBufferPointer(start: output + i * dim, count: dim))
-        }
-        guard !hitKeys.isEmpty else { return }
-        let log = errorLog
-        volatileInserter.async { [hitKeys, hitValues] in
-            do {
-                try hitKeys.withUnsafeBufferPointer { k in
-                    try hitValues.withUnsafeBytes { v in
-                        _ = try vdb.insert(table: tag, keys: k, values: v, valueSize: valueSize)
-                    }
-                }
-            } catch {
-                log.error("copying \(hitKeys.count) persistent-database hits of \(tag) into \(vdb.name) failed: \(error)")
-            }
-        }
-    }
-
     /// Waits until background inserts into the volatile database are done.
     public func waitForBackgroundWork() {
-        volatileInserter.sync {}
+        tiers.waitForVolatileInserts()
         let all = sessionsLock.withLock { sessions.values.flatMap { $0.values } }
         for s in all { s.waitForBackgroundInserts() }
     }
