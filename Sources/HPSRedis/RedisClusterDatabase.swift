@@ -158,6 +158,19 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
     /// Waits until the LRU/LFU updates queued by earlier fetches have been sent.
     public func waitForMetadataUpdates() { metadataQueue.sync {} }
 
+    /// The master nodes of the slot map that do not answer `PING` now (a node in its reconnect back-off
+    /// counts as not answering).
+    public func unreachableNodes() -> [String] {
+        client.masters.compactMap { node in
+            do {
+                _ = try client.command(on: node, ["PING"])
+                return nil
+            } catch {
+                return node.address
+            }
+        }
+    }
+
     // MARK: Database
 
     public func capacity(table: String) -> Int {

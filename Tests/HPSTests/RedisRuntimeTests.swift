@@ -1,3 +1,4 @@
+import Foundation
 import HPS
 import HPSRedis
 import HPSRuntime
@@ -71,6 +72,47 @@ struct RedisRuntimeTests {
         let keys1 = (0..<500).map { Int64($0) * 3 + 1 } + [0, 3]
         #expect(try session.lookup(table: 1, keys: keys1).map(\.bitPattern) == fixture.expected(table: 1, keys: keys1).map(\.bitPattern))
         #expect(server.statistics.persistentHits.load(ordering: .relaxed) >= deadKeys)
+    }
+
+    /// Issue 17, item 9: the node that was down at startup is filled once it is back — by the background
+    /// timer, or at once by a session's refresh — and then answers every key itself.
+    @Test(arguments: ["timer", "refresh"])
+    func aNodeThatComesBackIsFilled(via trigger: String) throws {
+        let cluster = try LocalRedisCluster()
+        defer { cluster.shutdown() }
+        var fixture = try Fixture(rows: [3000, 500])
+        defer { fixture.directory.remove() }
+        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
+        fixture.config.persistentDatabase.type = .rocksDB
+        fixture.config.persistentDatabase.path = fixture.directory.file("rocks")
+        fixture.config.persistentDatabase.numThreads = 2
+        fixture.model.deviceCache = false
+        cluster.kill(node: 1)
+        let log = LogCapture()
+        let server = try HPSRuntime.makeParameterServer(config: fixture.config, logger: log.logger)
+        #expect(server.tablesAwaitingVolatileRefill == ["hps_et.demo.t0", "hps_et.demo.t1"])
+        let vdb = try #require(server.volatileDatabase)
+        #expect((try? vdb.size(table: "hps_et.demo.t0")) == nil, "size fails while a node is down")
+        // Still down: a refresh changes nothing and keeps the tables pending.
+        let session = try server.session(model: "demo", device: 0)
+        _ = try session.refresh()
+        #expect(server.tablesAwaitingVolatileRefill.count == 2)
+
+        try cluster.restart(node: 1)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !server.tablesAwaitingVolatileRefill.isEmpty && ContinuousClock.now < deadline {
+            if trigger == "refresh" { _ = try session.refresh() }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(server.tablesAwaitingVolatileRefill.isEmpty, "\(log.all.suffix(5))")
+        #expect(try vdb.size(table: "hps_et.demo.t0") == 3000)
+        #expect(try vdb.size(table: "hps_et.demo.t1") == 500)
+        #expect(log.all.contains { $0.contains("hps_et.demo.t0") && $0.contains("wrote its 3000 rows back") })
+        // Every key now comes from Redis; none from RocksDB.
+        let before = server.statistics.persistentHits.load(ordering: .relaxed)
+        let keys0 = (0..<3000).map { Int64($0) * 3 }
+        #expect(try session.lookup(table: 0, keys: keys0).map(\.bitPattern) == fixture.expected(table: 0, keys: keys0).map(\.bitPattern))
+        #expect(server.statistics.persistentHits.load(ordering: .relaxed) == before)
     }
 
     /// Without a persistent database the keys of a dead node would get the default value: the start fails

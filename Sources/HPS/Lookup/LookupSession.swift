@@ -486,10 +486,13 @@ public final class LookupSession: @unchecked Sendable {
     // MARK: Refresh
 
     /// Re-reads every cached key of every table from the databases and updates the cache, in steps of
-    /// `cache_refresh_percentage_per_iteration` of the sets (all at once when it is 0).
+    /// `cache_refresh_percentage_per_iteration` of the sets (all at once when it is 0). Tables a volatile
+    /// database node did not take at load are written into it first when every node answers again.
     /// - Returns: the number of keys refreshed.
+    /// - Throws: ``HPSError`` when a cache cannot be read or updated.
     @discardableResult
     public func refresh() throws -> Int {
+        if !tiers.volatileRefill.pendingTags.isEmpty { _ = tiers.volatileRefill.attempt(tiers: tiers) }
         var refreshed = 0
         for table in tables {
             guard let cache = caches[table.index], !cache.holdsWholeTable else { continue }

@@ -87,7 +87,7 @@ public final class ParameterServer: @unchecked Sendable {
         // table files is not written again; see ParameterServer+SharedVolatile.swift.
         var sharedVolatileLoad = false
         if let vdb = volatileDatabase, config.volatileDatabase.initializeAfterStartup {
-            if vdb.isShared, sharedVolatileHolds(vdb, directory: directory, tag: tag) {
+            if vdb.isShared, tiers.sharedVolatileHolds(vdb, directory: directory, tag: tag) {
                 logger.info("Table \(tag): \(vdb.name) already holds these table files (loaded by this or another process); not rewriting.")
             } else {
                 targets.append(vdb)
@@ -179,9 +179,10 @@ public final class ParameterServer: @unchecked Sendable {
             logger.warning(
                 "Table \(tag): \(vdb.name) could not take \(total) of \(volatileRowLimit(rows: directory.rowCount)) keys: node(s) \(nodes) failed; "
                     + "starting anyway: lookups of those keys are answered by \(pdb.name), which holds the whole table. "
-                    + "The next start writes the table again.")
+                    + "The table is written again once every node answers (checked every \(VolatileRefill.interval), and at refresh).")
+            tiers.volatileRefill.schedule(table, tiers: tiers)
         } else if sharedVolatileLoad, let vdb = volatileDatabase {
-            recordSharedVolatileLoad(vdb, directory: directory, tag: tag, contentFingerprint: record?.content)
+            tiers.recordSharedVolatileLoad(vdb, directory: directory, tag: tag, contentFingerprint: record?.content)
         }
         let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
         for db in targets {
@@ -192,6 +193,19 @@ public final class ParameterServer: @unchecked Sendable {
         }
         try warnAboutDuplicateKeys(directory, tag: tag, loadedInto: targets)
     }
+
+    // MARK: Volatile refill
+
+    /// Tags of the tables whose rows a volatile-database node did not take at load and that wait to be
+    /// written again (empty once every node took them).
+    public var tablesAwaitingVolatileRefill: [String] { tiers.volatileRefill.pendingTags }
+
+    /// Writes the rows of every table in ``tablesAwaitingVolatileRefill`` into the volatile database now,
+    /// if every node answers; a background timer does the same every `HPS_VOLATILE_REFILL_INTERVAL_MS`.
+    /// Failures are logged and leave the table pending.
+    /// - Returns: the rows written.
+    @discardableResult
+    public func refillVolatileDatabase() -> Int { tiers.volatileRefill.attempt(tiers: tiers) }
 
     // MARK: Sessions
 

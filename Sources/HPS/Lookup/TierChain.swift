@@ -19,6 +19,8 @@ final class TierChain: Sendable {
     let logger: HPSLogger
     private let errorLog: RateLimitedLog
     private let volatileInserter = DispatchQueue(label: "hps.vdb-inserter")
+    /// Tables a volatile-database node did not take at load, written again once it is back.
+    let volatileRefill = VolatileRefill()
 
     init(
         config: ParameterServerConfig, volatileDatabase: (any Database)?, persistentDatabase: (any Database)?,

@@ -13,6 +13,9 @@ public protocol Database: AnyObject, Sendable {
     var name: String { get }
     /// Whether several processes see the same data (Redis, a shared-memory map).
     var isShared: Bool { get }
+    /// The nodes that do not answer now (addresses), for a database of several nodes; empty when every
+    /// node answers or the database has no nodes. Used to tell when a node that failed is back.
+    func unreachableNodes() -> [String]
 
     /// The most entries `table` may hold (`Int.max` when unbounded).
     func capacity(table: String) -> Int
@@ -96,6 +99,7 @@ public protocol BulkLoader: AnyObject {
 
 extension Database {
     public var isShared: Bool { false }
+    public func unreachableNodes() -> [String] { [] }
 
     public func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)? { nil }
 

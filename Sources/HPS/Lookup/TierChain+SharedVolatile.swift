@@ -26,7 +26,7 @@ struct SharedVolatileRecord: Equatable {
     }
 }
 
-extension ParameterServer {
+extension TierChain {
     /// Whether `vdb` holds the table of `directory` as a complete earlier load left it. Any failure to
     /// tell (a node down, no record) means no: the table is written.
     func sharedVolatileHolds(_ vdb: any Database, directory: TableDirectory, tag: String) -> Bool {
