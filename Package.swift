@@ -16,13 +16,17 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // Small C helpers the hot path needs and Swift does not expose: prefetch, spin locks on raw words.
         .target(name: "CHPSSupport"),
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
-        .target(name: "HPS", dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "HPS",
+            dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // Wiring: builds a parameter server from a config with every linked backend.
         .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
         // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).

@@ -65,7 +65,7 @@ public enum RawRocksDBLoader {
 
         if case .ingestSortedChunks = method {
             let scratch = path + ".sst-chunks"
-            do { try FileNative.makeDirectories(scratch) } catch {
+            do { try FileSystem.makeDirectories(scratch) } catch {
                 throw HPSError(.io, subject: scratch, "cannot create a directory for SST files", cause: error)
             }
             defer { FileTree.remove(scratch) }
@@ -92,7 +92,7 @@ public enum RawRocksDBLoader {
                 } catch let status as RocksStatus {
                     throw HPSError(.database, subject: path, "cannot ingest \(file)", underlying: status.message)
                 }
-                FileNative.removeFile(file)
+                FileSystem.remove(file)
             }
             return
         }

@@ -1,3 +1,4 @@
+import Dispatch
 import HPS
 import Synchronization
 
@@ -139,7 +140,7 @@ package final class RedisNode: @unchecked Sendable {
                 continue  // a connection from before the last failure: drop it
             }
             if downUntil != 0 {
-                if SystemNative.monotonicNanoseconds() < downUntil {
+                if DispatchTime.now().uptimeNanoseconds < downUntil {
                     let reason = lastFailure?.message ?? "failed"
                     condition.unlock()
                     throw RedisFailure(kind: .nodeDown, address: address, message: "node is down (\(reason)); retrying at most every \(settings.reconnectIntervalMs) ms")
@@ -194,7 +195,7 @@ package final class RedisNode: @unchecked Sendable {
     var isDown: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return downUntil != 0 && SystemNative.monotonicNanoseconds() < downUntil
+        return downUntil != 0 && DispatchTime.now().uptimeNanoseconds < downUntil
     }
 
     /// Closes every idle connection.
@@ -210,7 +211,7 @@ package final class RedisNode: @unchecked Sendable {
         open -= idle.count
         idle.removeAll()
         lastFailure = failure
-        downUntil = SystemNative.monotonicNanoseconds() + UInt64(max(0, settings.reconnectIntervalMs)) * 1_000_000
+        downUntil = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, settings.reconnectIntervalMs)) * 1_000_000
         counters.connectionFailures.add(1, ordering: .relaxed)
         condition.broadcast()
     }
@@ -252,7 +253,7 @@ package final class RedisClusterClient: @unchecked Sendable {
     package init(seeds: [RedisEndpoint], settings: RedisClientSettings) throws(RedisFailure) {
         self.seeds = seeds
         self.settings = settings
-        SystemNative.ignoreBrokenPipeUnlessHandled()
+        BrokenPipeSignal.ignoreUnlessHandled()
         try refreshSlots(since: 0)
     }
 
@@ -296,7 +297,7 @@ package final class RedisClusterClient: @unchecked Sendable {
         for candidate in candidates {
             do {
                 try loadSlots(from: candidate)
-                lastRefresh = SystemNative.monotonicNanoseconds()
+                lastRefresh = DispatchTime.now().uptimeNanoseconds
                 counters.slotMapRefreshes.add(1, ordering: .relaxed)
                 return
             } catch {
@@ -381,7 +382,7 @@ package final class RedisClusterClient: @unchecked Sendable {
             target = owner
         } else {
             do {
-                try refreshSlots(since: SystemNative.monotonicNanoseconds())
+                try refreshSlots(since: DispatchTime.now().uptimeNanoseconds)
             } catch {
                 for i in 0..<count { handle(i, .failure(error)) }
                 return
@@ -398,7 +399,7 @@ package final class RedisClusterClient: @unchecked Sendable {
         for attempt in 0...Self.maxRedirects {
             var redirected: [Int] = []
             var redirect: (moved: Bool, slot: Int, endpoint: RedisEndpoint)? = nil
-            let observed = SystemNative.monotonicNanoseconds()
+            let observed = DispatchTime.now().uptimeNanoseconds
             send(to: target, pending: pending, count: count, asking: asking, build: build) { i, outcome in
                 if case .failure(let failure) = outcome, failure.kind == .server,
                     let parsed = Self.parseRedirect(failure.message, defaultHost: target.endpoint.host)

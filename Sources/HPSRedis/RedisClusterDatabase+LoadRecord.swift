@@ -1,3 +1,4 @@
+import Dispatch
 import HPS
 
 /// The load record of a table in Redis: which table files a process loaded completely into the cluster,
@@ -33,7 +34,7 @@ extension RedisClusterDatabase {
     private func recordCommand(_ key: String, _ args: [String]) throws -> RedisValue {
         let slot = RedisClusterSlot.slot(key)
         do {
-            if client.owner(ofSlot: slot) == nil { try client.refreshSlots(since: SystemNative.monotonicNanoseconds()) }
+            if client.owner(ofSlot: slot) == nil { try client.refreshSlots(since: DispatchTime.now().uptimeNanoseconds) }
             guard var node = client.owner(ofSlot: slot) else {
                 throw HPSError(.database, subject: key, "no Redis node serves slot \(slot)")
             }
@@ -41,7 +42,7 @@ extension RedisClusterDatabase {
             if case .error(let message) = reply,
                 let redirect = RedisClusterClient.parseRedirect(message, defaultHost: node.endpoint.host), redirect.moved
             {
-                try? client.refreshSlots(since: SystemNative.monotonicNanoseconds())
+                try? client.refreshSlots(since: DispatchTime.now().uptimeNanoseconds)
                 node = client.node(redirect.endpoint)
                 reply = try client.command(on: node, args)
             }

@@ -882,7 +882,7 @@ public final class RedisClusterDatabase: Database, @unchecked Sendable {
 
     /// A strictly increasing LRU stamp: microseconds since the epoch, at least one more than the last.
     private func nextStamp() -> Int64 {
-        let now = SystemNative.wallClockMicroseconds()
+        let now = WallClock.microseconds()
         var last = lastStamp.load(ordering: .relaxed)
         while true {
             let next = max(now, last + 1)

@@ -9,8 +9,9 @@ import Darwin
 #endif
 
 // Every C call of HPSRedis lives in this file: the hiredis blocking client (`RedisConnection`, reply
-// views), and the few POSIX calls the module needs (monotonic clock, SIGPIPE, worker threads:
-// `SystemNative`; the local cluster launcher's process, socket and file calls are in HPSTestSupport). Each wrapper is thin:
+// views), and the few POSIX calls swift-system does not cover (the wall clock, SIGPIPE, joinable worker
+// threads; at the end). The local cluster launcher's process and socket calls are in HPSTestSupport.
+// Each wrapper is thin:
 // it converts Swift values to the C shapes, turns hiredis' `err`/`errstr` and `errno` into thrown
 // values, and frees what the C side allocated.
 
@@ -289,27 +290,22 @@ extension timeval {
     }
 }
 
-/// POSIX calls: clock, signals, threads.
-package enum SystemNative {
-    /// Nanoseconds on the monotonic clock.
-    @inline(__always)
-    package static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-
-    /// Microseconds since the Unix epoch (LRU stamps shared across processes).
-    static func wallClockMicroseconds() -> Int64 {
+/// The wall clock, in microseconds since the Unix epoch: the LRU stamps several processes share through
+/// Redis must agree across processes, which the monotonic clock does not. (swift-system has no clock API.)
+enum WallClock {
+    static func microseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
+}
 
-    /// Writing to a socket whose peer is gone raises SIGPIPE, whose default action ends the process;
-    /// hiredis writes with `write(2)`. When the process still has the default action, ignore the signal
-    /// (the write then fails with EPIPE, which the client handles). A handler someone installed is kept.
-    static func ignoreBrokenPipeUnlessHandled() {
+/// SIGPIPE: writing to a socket whose peer is gone raises it, and its default action ends the process;
+/// hiredis writes with `write(2)`. (swift-system has no signal API.)
+enum BrokenPipeSignal {
+    /// When the process still has the default action, ignore the signal (the write then fails with EPIPE,
+    /// which the client handles). A handler someone installed is kept.
+    static func ignoreUnlessHandled() {
         #if canImport(Glibc)
         var current = sigaction()
         guard sigaction(SIGPIPE, nil, &current) == 0 else { return }
@@ -326,14 +322,15 @@ package enum SystemNative {
         }
         #endif
     }
+}
 
-    /// A joinable thread.
-    struct Thread {
-        fileprivate let handle: pthread_t
-    }
+/// A thread that can be joined (Foundation's `Thread` cannot): the Redis worker pool's threads block in
+/// hiredis calls, and closing the pool waits for them.
+struct JoinableThread {
+    private let handle: pthread_t
 
-    /// Starts a joinable thread running `body`.
-    static func startThread(_ body: @escaping @Sendable () -> Void) -> Thread? {
+    /// Starts a thread running `body`; nil when the system refuses a thread.
+    static func start(_ body: @escaping @Sendable () -> Void) -> JoinableThread? {
         final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         #if canImport(Darwin)
@@ -351,11 +348,12 @@ package enum SystemNative {
             return nil
         }
         #if canImport(Darwin)
-        return thread.map(Thread.init(handle:))
+        return thread.map(JoinableThread.init(handle:))
         #else
-        return Thread(handle: thread)
+        return JoinableThread(handle: thread)
         #endif
     }
 
-    static func join(_ thread: Thread) { pthread_join(thread.handle, nil) }
+    /// Waits until the thread has finished.
+    func join() { pthread_join(handle, nil) }
 }

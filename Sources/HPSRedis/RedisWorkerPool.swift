@@ -22,14 +22,14 @@ final class RedisWorkerPool: @unchecked Sendable {
     private let condition = Condition()
     private var queue: [Job] = []
     private var stopping = false
-    private var threads: [SystemNative.Thread] = []
+    private var threads: [JoinableThread] = []
     /// Worker threads (besides callers).
     let workerCount: Int
 
     init(workers: Int) {
         workerCount = max(0, workers)
         for _ in 0..<workerCount {
-            if let thread = SystemNative.startThread({ [self] in workerLoop() }) { threads.append(thread) }
+            if let thread = JoinableThread.start({ [self] in workerLoop() }) { threads.append(thread) }
         }
     }
 
@@ -39,7 +39,7 @@ final class RedisWorkerPool: @unchecked Sendable {
         stopping = true
         condition.broadcast()
         condition.unlock()
-        for thread in threads { SystemNative.join(thread) }
+        for thread in threads { thread.join() }
         threads = []
     }
 

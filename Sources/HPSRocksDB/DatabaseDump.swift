@@ -35,16 +35,16 @@ public enum DatabaseDump {
         guard keySize == 4 || keySize == 8 else {
             throw HPSError(.invalidArgument, subject: path, "key size must be 4 or 8 bytes, not \(keySize)")
         }
-        let temporary = path + ".partial-\(FileNative.processID)"
-        FileNative.removeFile(temporary)
+        let temporary = path + ".partial-\(FileSystem.processID)"
+        FileSystem.remove(temporary)
         var done = false
-        defer { if !done { FileNative.removeFile(temporary) } }
+        defer { if !done { FileSystem.remove(temporary) } }
         switch format {
         case .bin: try dumpBin(db, table: table, to: temporary, keySize: keySize)
         case .sst: try dumpSST(db, table: table, to: temporary, keySize: keySize)
         }
         do {
-            try FileNative.renameFile(temporary, to: path)
+            try FileSystem.rename(temporary, to: path)
         } catch {
             throw HPSError(.io, subject: path, "cannot move the finished dump into place", cause: error)
         }
@@ -84,9 +84,8 @@ public enum DatabaseDump {
     }
 
     private static func dumpBin(_ db: any Database, table: String, to path: String, keySize: Int) throws {
-        let fd: Int32
-        do { fd = try FileNative.createForWriting(path) } catch { throw writeError(path, error) }
-        defer { FileNative.closeFile(fd) }
+        let fd: OpenFile
+        do { fd = try OpenFile.create(path) } catch { throw writeError(path, error) }
         var valueSize = 0
         var offset = binHeaderSize
         var buffer: [UInt8] = []
@@ -109,21 +108,20 @@ public enum DatabaseDump {
             offset += buffer.count
         }
         try writeAll(fd, binHeader(keySize: keySize, valueSize: valueSize), at: 0, path: path)
-        do { try FileNative.syncFile(fd) } catch { throw writeError(path, error) }
+        do { try fd.synchronize() } catch { throw writeError(path, error) }
     }
 
     private static func loadBin(
         into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
     ) throws -> Int {
-        let fd: Int32
-        do { fd = try FileNative.openForReading(path) } catch { throw readError(path, error) }
-        defer { FileNative.closeFile(fd) }
+        let fd: OpenFile
+        do { fd = try OpenFile.openForReading(path) } catch { throw readError(path, error) }
         let fileSize: Int
-        do { fileSize = try FileNative.fileSize(fd) } catch { throw readError(path, error) }
+        do { fileSize = try fd.size() } catch { throw readError(path, error) }
 
         var header = [UInt8](repeating: 0, count: binHeaderSize)
         let got = try header.withUnsafeMutableBytes { buffer in
-            do { return try FileNative.readFile(fd, into: buffer, at: 0) } catch { throw readError(path, error) }
+            do { return try fd.read(into: buffer, at: 0) } catch { throw readError(path, error) }
         }
         guard got == binHeaderSize else {
             throw HPSError(.invalidDump, subject: path, "is \(fileSize) bytes, too short for a .bin dump header (16 bytes)")
@@ -172,8 +170,8 @@ public enum DatabaseDump {
             let n = min(chunk, records - done)
             let got = try raw.withUnsafeMutableBytes { buffer in
                 do {
-                    return try FileNative.readFile(
-                        fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(n * record)]),
+                    return try fd.read(
+                        into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(n * record)]),
                         at: binHeaderSize + done * record)
                 } catch { throw readError(path, error) }
             }
@@ -278,9 +276,9 @@ public enum DatabaseDump {
     private static func loadSST(
         into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
     ) throws -> Int {
-        switch FileNative.kind(path) {
-        case .regularFile: break
-        case .missing: throw HPSError(.io, subject: path, "cannot open the dump", underlying: "No such file or directory")
+        switch FileSystem.kind(path) {
+        case .regular: break
+        case nil: throw HPSError(.io, subject: path, "cannot open the dump", underlying: "No such file or directory")
         default: throw HPSError(.invalidDump, subject: path, "is not a regular file")
         }
         // The C API has no SST reader: ingest a copy into a scratch database and read it there.
@@ -355,11 +353,11 @@ public enum DatabaseDump {
         init(source: String) throws {
             self.source = source
             do {
-                directory = try FileNative.makeTemporaryDirectory(in: SystemInfo.temporaryDirectory, prefix: "hps-sst-")
+                directory = try FileSystem.makeTemporaryDirectory(in: SystemInfo.temporaryDirectory, prefix: "hps-sst-")
             } catch {
                 throw HPSError(
                     .io, subject: SystemInfo.temporaryDirectory, "cannot create a scratch directory to read an SST file",
-                    underlying: error.description)
+                    cause: error)
             }
             options = RocksNative.makeOptions(createIfMissing: true, tuned: false, numThreads: 1, blockCacheMB: 0)
             readOptions = RocksNative.makeReadOptions(fillCache: false)
@@ -437,9 +435,9 @@ public enum DatabaseDump {
             : Int64(UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self)))
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws {
+    private static func writeAll(_ fd: OpenFile, _ bytes: [UInt8], at offset: Int, path: String) throws {
         try bytes.withUnsafeBytes { raw in
-            do { try FileNative.writeFile(fd, raw, at: offset) } catch { throw writeError(path, error) }
+            do { try fd.write(raw, at: offset) } catch { throw writeError(path, error) }
         }
     }
 

@@ -181,7 +181,7 @@ final class RocksDBBulkLoader: BulkLoader {
             DispatchQueue.concurrentPerform(iterations: parts) { task.value($0) }
         }
         if let message = failures.first {
-            for path in paths { FileNative.removeFile(path) }
+            for path in paths { FileSystem.remove(path) }
             throw HPSError(.database, subject: database.path, "cannot write an SST file for table \(family.name)", underlying: message)
         }
         try database.ingestBulkFiles(family, paths)
@@ -237,7 +237,7 @@ final class RocksDBBulkLoader: BulkLoader {
     private func temporaryDirectory() throws -> String {
         if let directory { return directory }
         do {
-            let made = try FileNative.makeTemporaryDirectory(in: database.path, prefix: RocksDBDatabase.bulkDirectoryPrefix)
+            let made = try FileSystem.makeTemporaryDirectory(in: database.path, prefix: RocksDBDatabase.bulkDirectoryPrefix)
             directory = made
             return made
         } catch {
@@ -256,9 +256,7 @@ final class RocksDBBulkLoader: BulkLoader {
         }
         let path = try temporaryDirectory() + "/keys-\(runs.count)"
         do {
-            let fd = try FileNative.createForWriting(path)
-            defer { FileNative.closeFile(fd) }
-            try FileNative.writeFile(fd, UnsafeRawBufferPointer(sorted), at: 0)
+            try OpenFile.create(path).write(UnsafeRawBufferPointer(sorted), at: 0)
         } catch {
             throw HPSError(.io, subject: path, "cannot write the keys of a bulk load", cause: error)
         }
@@ -310,7 +308,7 @@ final class RocksDBBulkLoader: BulkLoader {
     final class RunCursor {
         private var buffer: [UInt64]
         private var position = 0
-        private var fd: Int32 = -1
+        private var file: OpenFile?
         private var path = ""
         private var offset = 0
         private var remaining = 0
@@ -325,7 +323,7 @@ final class RocksDBBulkLoader: BulkLoader {
                 self.path = path
                 buffer = []
                 remaining = count
-                do { fd = try FileNative.openForReading(path) } catch {
+                do { file = try OpenFile.openForReading(path) } catch {
                     throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", cause: error)
                 }
                 try refill()
@@ -334,7 +332,7 @@ final class RocksDBBulkLoader: BulkLoader {
             if valid { key = buffer[position] }
         }
 
-        func close() { if fd >= 0 { FileNative.closeFile(fd); fd = -1 } }
+        func close() { file = nil }
 
         @inline(__always)
         func advance() throws {
@@ -348,7 +346,7 @@ final class RocksDBBulkLoader: BulkLoader {
             let n = min(remaining, 1 << 16)
             buffer = [UInt64](repeating: 0, count: n)
             let read = try buffer.withUnsafeMutableBytes { bytes in
-                do { return try FileNative.readFile(fd, into: bytes, at: offset) } catch {
+                do { return try file?.read(into: bytes, at: offset) ?? 0 } catch {
                     throw HPSError(.io, subject: path, "cannot read the keys of a bulk load", cause: error)
                 }
             }

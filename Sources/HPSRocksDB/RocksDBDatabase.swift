@@ -79,26 +79,26 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         self.numThreads = config.numThreads
         self.logger = logger
 
-        switch FileNative.kind(path) {
+        switch FileSystem.kind(path) {
         case .directory:
             break
-        case .missing:
+        case nil:
             if config.readOnly {
                 throw HPSError(
                     .database, subject: path,
                     "no RocksDB database here; persistent_db.read_only is set, so none is created")
             }
             do {
-                try FileNative.makeDirectories(path)
+                try FileSystem.makeDirectories(path)
             } catch {
                 throw HPSError(.io, subject: path, "cannot create the RocksDB directory", cause: error)
             }
-        case .regularFile, .other:
+        case .regular, .other:
             throw HPSError(.database, subject: path, "is not a directory; persistent_db.path must name a RocksDB directory")
         }
 
         var names = ["default"]
-        if FileNative.kind(path + "/CURRENT") != .missing {
+        if FileSystem.kind(path + "/CURRENT") != nil {
             let listOptions = RocksNative.makeOptions(createIfMissing: false, tuned: false, numThreads: 1, blockCacheMB: 0)
             defer { RocksNative.destroyOptions(listOptions) }
             do {
@@ -111,7 +111,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
             throw HPSError(
                 .database, subject: path,
                 "holds no RocksDB database (no CURRENT file); persistent_db.read_only is set, so none is created")
-        } else if let stranger = FileNative.directoryEntries(path).first(where: { !Self.isRocksDBFileName($0) }) {
+        } else if let stranger = ((try? FileSystem.directoryEntries(path)) ?? []).first(where: { !Self.isRocksDBFileName($0) }) {
             throw HPSError(
                 .database, subject: path,
                 "is not empty and holds no RocksDB database (found '\(stranger)'); refusing to create one among other files")
@@ -147,7 +147,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
 
         // SST files of bulk loads a crash left behind (this process now holds the database's lock).
         if !config.readOnly {
-            for name in FileNative.directoryEntries(path) where name.hasPrefix(Self.bulkDirectoryPrefix) {
+            for name in (try? FileSystem.directoryEntries(path)) ?? [] where name.hasPrefix(Self.bulkDirectoryPrefix) {
                 logger.info("RocksDB: removing \(name), left by an interrupted bulk load")
                 FileTree.remove(path + "/" + name)
             }

@@ -9,9 +9,9 @@ import Musl
 import Darwin
 #endif
 
-// Every C call of HPSRocksDB lives in this file: the RocksDB C API (`RocksNative`) and the few POSIX file
-// calls the dump code needs (`FileNative`). Each wrapper is thin: it converts Swift values to the C shapes,
-// turns `char** errptr` / `errno` into a thrown status, and frees what the C side allocated.
+// Every RocksDB C API call of HPSRocksDB lives in this file (`RocksNative`); files and directories go
+// through HPS's `OpenFile`/`FileSystem` (swift-system). Each wrapper is thin: it converts Swift values to
+// the C shapes, turns `char** errptr` into a thrown status, and frees what the C side allocated.
 
 /// The text of a failed RocksDB call (what RocksDB put into `errptr`), e.g. `IO error: lock …`.
 package struct RocksStatus: Error, CustomStringConvertible {
@@ -376,110 +376,3 @@ package enum RocksNative {
     }
 }
 
-/// Thin wrappers over the POSIX file calls of HPSRocksDB.
-package enum FileNative {
-    enum Kind { case missing, directory, regularFile, other }
-
-    static func kind(_ path: String) -> Kind {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return .missing }
-        switch info.st_mode & S_IFMT {
-        case S_IFDIR: return .directory
-        case S_IFREG: return .regularFile
-        default: return .other
-        }
-    }
-
-    /// `mkdir -p`.
-    package static func makeDirectories(_ path: String) throws(SystemCallError) {
-        var prefix = path.hasPrefix("/") ? "/" : ""
-        for component in path.split(separator: "/") {
-            prefix += component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw SystemCallError(call: "mkdir \(prefix)", errno: errno) }
-            prefix += "/"
-        }
-        guard kind(path) == .directory else { throw SystemCallError(call: "mkdir \(path)", errno: ENOTDIR) }
-    }
-
-    /// A new empty directory `<parent>/<prefix>XXXXXX`.
-    static func makeTemporaryDirectory(in parent: String, prefix: String) throws(SystemCallError) -> String {
-        var template = Array((parent + "/" + prefix + "XXXXXX").utf8CString)
-        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let result else { throw SystemCallError(call: "mkdtemp \(parent)", errno: errno) }
-        return String(cString: result)
-    }
-
-    /// The names in directory `path` (without `.` and `..`); empty when it cannot be read.
-    static func directoryEntries(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    static func openForReading(_ path: String) throws(SystemCallError) -> Int32 {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemCallError(call: "open", errno: errno) }
-        return fd
-    }
-
-    static func createForWriting(_ path: String) throws(SystemCallError) -> Int32 {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemCallError(call: "open", errno: errno) }
-        return fd
-    }
-
-    static func closeFile(_ fd: Int32) { _ = close(fd) }
-
-    static func fileSize(_ fd: Int32) throws(SystemCallError) -> Int {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw SystemCallError(call: "fstat", errno: errno) }
-        return Int(info.st_size)
-    }
-
-    /// Writes all of `bytes` at `offset`.
-    static func writeFile(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "write", errno: errno)
-            }
-            done += n
-        }
-    }
-
-    /// Reads exactly `buffer.count` bytes at `offset`; returns fewer only at the end of the file.
-    static func readFile(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(SystemCallError) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "read", errno: errno)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
-    }
-
-    static func syncFile(_ fd: Int32) throws(SystemCallError) {
-        guard fsync(fd) == 0 else { throw SystemCallError(call: "fsync", errno: errno) }
-    }
-
-    static func renameFile(_ from: String, to: String) throws(SystemCallError) {
-        guard rename(from, to) == 0 else { throw SystemCallError(call: "rename", errno: errno) }
-    }
-
-    package static func removeFile(_ path: String) { _ = unlink(path) }
-
-    static var processID: Int32 { getpid() }
-}

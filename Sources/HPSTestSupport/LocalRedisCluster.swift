@@ -1,3 +1,4 @@
+import Dispatch
 import HPS
 import HPSRedis
 import Synchronization
@@ -152,7 +153,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
     /// Waits until every running node reports `cluster_state:ok`, knows all nodes, and has every slot
     /// assigned.
     public func waitUntilReady(timeoutMs: Int = 30_000) throws {
-        let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
         var last = ""
         while true {
             var ready = true
@@ -167,7 +168,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 }
             }
             if ready { return }
-            if SystemNative.monotonicNanoseconds() > deadline {
+            if DispatchTime.now().uptimeNanoseconds > deadline {
                 throw HPSError(.database, subject: "redis cluster", "not ready within \(timeoutMs) ms", underlying: last)
             }
             ProcessNative.sleep(milliseconds: 50)
@@ -220,7 +221,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
     }
 
     private func waitForPing(_ i: Int, timeoutMs: Int) throws {
-        let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
         while true {
             // The answer must come from our process (not another server that took the port first).
             if let reply = try? command(node: i, ["CONFIG", "GET", "cluster-config-file"]),
@@ -237,7 +238,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 throw HPSError(.database, subject: address(ofNode: i), "redis-server exited at start",
                                underlying: ProcessNative.readTail("\(directory)/redis-\(ports[i]).log"))
             }
-            if SystemNative.monotonicNanoseconds() > deadline {
+            if DispatchTime.now().uptimeNanoseconds > deadline {
                 throw HPSError(.database, subject: address(ofNode: i), "redis-server did not answer within \(timeoutMs) ms",
                                underlying: ProcessNative.readTail("\(directory)/redis-\(ports[i]).log"))
             }
@@ -255,7 +256,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
         } catch {
             throw HPSError(.database, subject: "redis-cli", "cannot run redis-cli --cluster create", cause: error)
         }
-        let deadline = SystemNative.monotonicNanoseconds() + UInt64(timeoutMs) * 1_000_000
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
         while true {
             if let status = ProcessNative.poll(pid) {
                 guard status == 0 else {
@@ -263,7 +264,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
                 }
                 return
             }
-            if SystemNative.monotonicNanoseconds() > deadline {
+            if DispatchTime.now().uptimeNanoseconds > deadline {
                 ProcessNative.signal(pid, ProcessNative.killSignal)
                 reap(pid, graceMs: 2000)
                 throw HPSError(.database, subject: "redis-cli --cluster create", "did not finish within \(timeoutMs) ms", underlying: ProcessNative.readTail(log))
@@ -274,10 +275,10 @@ public final class LocalRedisCluster: @unchecked Sendable {
 
     /// Waits for `pid` to exit, escalating to SIGKILL after `graceMs`.
     private func reap(_ pid: Int32, graceMs: Int) {
-        let deadline = SystemNative.monotonicNanoseconds() + UInt64(graceMs) * 1_000_000
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(graceMs) * 1_000_000
         var killed = false
         while ProcessNative.poll(pid) == nil {
-            if !killed && SystemNative.monotonicNanoseconds() > deadline {
+            if !killed && DispatchTime.now().uptimeNanoseconds > deadline {
                 ProcessNative.signal(pid, ProcessNative.killSignal)
                 killed = true
             }
@@ -296,5 +297,5 @@ public final class LocalRedisCluster: @unchecked Sendable {
         return ports
     }
 
-    private static let nextPort = Atomic<Int>(Int((SystemNative.monotonicNanoseconds() / 1000 &+ UInt64(ProcessNative.processID) &* 7919) % 20000))
+    private static let nextPort = Atomic<Int>(Int((DispatchTime.now().uptimeNanoseconds / 1000 &+ UInt64(ProcessNative.processID) &* 7919) % 20000))
 }

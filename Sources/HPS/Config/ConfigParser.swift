@@ -11,14 +11,14 @@ extension ParameterServerConfig {
     public static func load(path: String, checkFiles: Bool = true) throws -> ParameterServerConfig {
         let bytes: [UInt8]
         do {
-            bytes = try POSIXFile.readAll(path)
+            bytes = try FileSystem.readAll(path)
         } catch let error as HPSError {
             throw HPSError(.io, subject: path, "cannot read the configuration file", underlying: error.underlying)
         }
-        var directory = POSIXFile.directoryName(of: path)
+        var directory = FileSystem.directoryName(of: path)
         if !directory.hasPrefix("/") {
-            let cwd = POSIXFile.currentDirectory()
-            directory = directory == "." ? cwd : POSIXFile.join(cwd, directory)
+            let cwd = FileSystem.currentDirectory()
+            directory = directory == "." ? cwd : FileSystem.join(cwd, directory)
         }
         return try parse(
             json: String(decoding: bytes, as: UTF8.self), file: path, baseDirectory: directory, checkFiles: checkFiles)
@@ -327,7 +327,7 @@ struct ConfigReader {
             return nil
         }
         guard let baseDirectory else { return file }
-        return POSIXFile.join(baseDirectory, file)
+        return FileSystem.join(baseDirectory, file)
     }
 
     // MARK: Databases

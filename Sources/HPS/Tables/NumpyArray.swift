@@ -49,7 +49,7 @@ public struct NumpyArray: Sendable, Equatable {
     ///   dtype, Fortran order, a malformed header or truncated data; `io` when the file cannot be read.
     public init(path: String) throws {
         self.path = path
-        let file = try POSIXFile.openForReading(path)
+        let file = try OpenFile.openForReading(path)
         let fileSize = try file.size()
         var prefix = [UInt8](repeating: 0, count: 12)
         let got = try prefix.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
@@ -142,16 +142,16 @@ public struct NumpyArray: Sendable, Equatable {
     /// Reads elements `elements` (in C order) as `Float`, converting from `float64` when needed (rounded to
     /// the nearest float32; a finite value beyond float32's range is an error, never `inf`).
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {
-        try read(elements: elements, into: buffer, file: try POSIXFile.openForReading(path))
+        try read(elements: elements, into: buffer, file: try OpenFile.openForReading(path))
     }
 
     /// Reads elements `elements` (in C order) as `Int64`, widening `int32`/`uint32`; a `uint64` value of
     /// 2^63 or more is an error (it has no int64 key).
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Int64>) throws {
-        try read(elements: elements, into: buffer, file: try POSIXFile.openForReading(path))
+        try read(elements: elements, into: buffer, file: try OpenFile.openForReading(path))
     }
 
-    func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>, file: POSIXFile) throws {
+    func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>, file: OpenFile) throws {
         try checkRange(elements, bufferCount: buffer.count)
         switch elementType {
         case .float32:
@@ -177,7 +177,7 @@ public struct NumpyArray: Sendable, Equatable {
         }
     }
 
-    func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Int64>, file: POSIXFile) throws {
+    func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Int64>, file: OpenFile) throws {
         try checkRange(elements, bufferCount: buffer.count)
         switch elementType {
         case .int64:
@@ -215,7 +215,7 @@ public struct NumpyArray: Sendable, Equatable {
         }
     }
 
-    private func readRaw(_ elements: Range<Int>, into raw: UnsafeMutableRawBufferPointer, file: POSIXFile) throws {
+    private func readRaw(_ elements: Range<Int>, into raw: UnsafeMutableRawBufferPointer, file: OpenFile) throws {
         let size = elementType.byteCount
         let target = UnsafeMutableRawBufferPointer(rebasing: raw[0..<(elements.count * size)])
         try file.readExactly(
@@ -226,7 +226,7 @@ public struct NumpyArray: Sendable, Equatable {
     /// Reads little-endian `Raw` words into a scratch buffer and converts each into `buffer`; `transform`
     /// gets each word and its element index.
     private func convert<Raw: FixedWidthInteger, Element>(
-        _ elements: Range<Int>, from: Raw.Type, into buffer: UnsafeMutableBufferPointer<Element>, file: POSIXFile,
+        _ elements: Range<Int>, from: Raw.Type, into buffer: UnsafeMutableBufferPointer<Element>, file: OpenFile,
         _ transform: (Raw, Int) throws -> Element
     ) throws {
         let scratch = UnsafeMutableBufferPointer<Raw>.allocate(capacity: max(elements.count, 1))

@@ -61,8 +61,8 @@ public enum TableConverter {
             keys = array
         }
 
-        let vectorFile = try POSIXFile.openForReading(vectorsNPY)
-        let keyFile = try keysNPY.map { try POSIXFile.openForReading($0) }
+        let vectorFile = try OpenFile.openForReading(vectorsNPY)
+        let keyFile = try keysNPY.map { try OpenFile.openForReading($0) }
         let chunk = min(chunkRows, rows)
         let keyBuffer = UnsafeMutableBufferPointer<Int64>.allocate(capacity: chunk)
         defer { keyBuffer.deallocate() }

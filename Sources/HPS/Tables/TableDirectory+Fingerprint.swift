@@ -31,7 +31,7 @@ extension TableDirectory {
     public func fileStamp() throws -> String {
         var parts: [String] = []
         for file in [keyFile, vectorFile] {
-            guard let status = try POSIXFile.status(file) else {
+            guard let status = try FileSystem.status(file) else {
                 throw HPSError(.invalidTable, subject: file, "file disappeared")
             }
             parts.append("\(status.size)@\(status.modified)")
@@ -51,7 +51,7 @@ extension TableDirectory {
         return "hpst1-\(rowCount)x\(dimension)-\(Self.hex(keyHash))-\(Self.hex(vectorHash))"
     }
 
-    private static func hash(file: POSIXFile, size: Int) throws -> UInt64 {
+    private static func hash(file: OpenFile, size: Int) throws -> UInt64 {
         let pieceSize = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(pieceSize, max(size, 1)), alignment: 16)
         defer { buffer.deallocate() }

@@ -155,8 +155,8 @@ extension TableDirectory {
     static var defaultKeysInMemory: Int { Swift.max(1 << 20, SystemInfo.physicalMemory / 4 / 16) }
 
     /// Opens a table file and checks it still has the size seen when the directory was opened.
-    func openChecked(_ file: String, expectedSize: Int) throws -> POSIXFile {
-        let handle = try POSIXFile.openForReading(file)
+    func openChecked(_ file: String, expectedSize: Int) throws -> OpenFile {
+        let handle = try OpenFile.openForReading(file)
         let size = try handle.size()
         guard size == expectedSize else {
             throw HPSError(

@@ -52,7 +52,7 @@ public struct TableDirectory: Sendable, Equatable {
         if let dimension, dimension < 1 {
             throw HPSError(.invalidArgument, subject: path, "table dimension must be at least 1, got \(dimension)")
         }
-        guard let status = try POSIXFile.status(path) else {
+        guard let status = try FileSystem.status(path) else {
             throw HPSError(.invalidTable, subject: path, "table directory does not exist")
         }
         guard status.kind == .directory else {
@@ -62,7 +62,7 @@ public struct TableDirectory: Sendable, Equatable {
         let (keyFile, vectorFile) = try Self.tableFiles(in: path)
         self.keyFile = keyFile
         self.vectorFile = vectorFile
-        let vectorName = POSIXFile.baseName(of: vectorFile)
+        let vectorName = FileSystem.baseName(of: vectorFile)
         let keyBytes = try Self.checkedFileSize(keyFile, what: "key file")
         let vectorBytes = try Self.checkedFileSize(vectorFile, what: "embedding vector file")
 
@@ -106,9 +106,9 @@ public struct TableDirectory: Sendable, Equatable {
     /// - Throws: ``HPSError`` `invalidTable` when the directory holds several SOK dumps (which one is the table
     ///   would be a guess) or a SOK key file without its vector file; `io` when it cannot be listed.
     static func tableFiles(in path: String) throws -> (key: String, vector: String) {
-        let hpsFiles = (POSIXFile.join(path, keyFileName), POSIXFile.join(path, vectorFileName))
-        if try POSIXFile.status(hpsFiles.0) != nil || POSIXFile.status(hpsFiles.1) != nil { return hpsFiles }
-        let names = try POSIXFile.directoryEntries(path)
+        let hpsFiles = (FileSystem.join(path, keyFileName), FileSystem.join(path, vectorFileName))
+        if try FileSystem.status(hpsFiles.0) != nil || FileSystem.status(hpsFiles.1) != nil { return hpsFiles }
+        let names = try FileSystem.directoryEntries(path)
         let variables = names.filter { $0.hasSuffix(sokKeyFileSuffix) && $0.count > sokKeyFileSuffix.count }
             .map { String($0.dropLast(sokKeyFileSuffix.count)) }.sorted()
         guard let variable = variables.first else { return hpsFiles }
@@ -121,15 +121,15 @@ public struct TableDirectory: Sendable, Equatable {
         let vectorName = variable + sokVectorFileSuffix
         guard names.contains(vectorName) else {
             throw HPSError(
-                .invalidTable, subject: POSIXFile.join(path, vectorName),
+                .invalidTable, subject: FileSystem.join(path, vectorName),
                 "SOK vector file is missing (the directory holds \(variable + sokKeyFileSuffix))")
         }
-        return (POSIXFile.join(path, variable + sokKeyFileSuffix), POSIXFile.join(path, vectorName))
+        return (FileSystem.join(path, variable + sokKeyFileSuffix), FileSystem.join(path, vectorName))
     }
 
     /// Size of a required, non-empty, readable regular file.
     private static func checkedFileSize(_ file: String, what: String) throws -> Int {
-        guard let status = try POSIXFile.status(file) else {
+        guard let status = try FileSystem.status(file) else {
             throw HPSError(.invalidTable, subject: file, "\(what) is missing")
         }
         guard status.kind == .regular else {
@@ -138,7 +138,7 @@ public struct TableDirectory: Sendable, Equatable {
         guard status.size > 0 else {
             throw HPSError(.invalidTable, subject: file, "\(what) is empty")
         }
-        guard POSIXFile.isReadable(file) else {
+        guard FileSystem.isReadable(file) else {
             throw HPSError(.invalidTable, subject: file, "\(what) is not readable (check its permissions)")
         }
         return status.size

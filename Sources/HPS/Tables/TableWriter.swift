@@ -53,20 +53,20 @@ final class TableFileSink {
     private(set) var rowCount = 0
     private let keyTemporary: String
     private let vectorTemporary: String
-    private var keyFile: POSIXFile?
-    private var vectorFile: POSIXFile?
+    private var keyFile: OpenFile?
+    private var vectorFile: OpenFile?
     private var finished = false
 
     init(directory: String, dimension: Int) throws {
         self.directory = directory
         self.dimension = dimension
         let suffix = ".tmp-\(getpid())"
-        keyTemporary = POSIXFile.join(directory, "." + TableDirectory.keyFileName + suffix)
-        vectorTemporary = POSIXFile.join(directory, "." + TableDirectory.vectorFileName + suffix)
-        try POSIXFile.makeDirectories(directory)
-        keyFile = try POSIXFile.create(keyTemporary)
+        keyTemporary = FileSystem.join(directory, "." + TableDirectory.keyFileName + suffix)
+        vectorTemporary = FileSystem.join(directory, "." + TableDirectory.vectorFileName + suffix)
+        try FileSystem.makeDirectories(directory)
+        keyFile = try OpenFile.create(keyTemporary)
         do {
-            vectorFile = try POSIXFile.create(vectorTemporary)
+            vectorFile = try OpenFile.create(vectorTemporary)
         } catch {
             discard()
             throw error
@@ -110,8 +110,8 @@ final class TableFileSink {
             try vectorFile.synchronize()
             self.keyFile = nil
             self.vectorFile = nil
-            try POSIXFile.rename(vectorTemporary, to: POSIXFile.join(directory, TableDirectory.vectorFileName))
-            try POSIXFile.rename(keyTemporary, to: POSIXFile.join(directory, TableDirectory.keyFileName))
+            try FileSystem.rename(vectorTemporary, to: FileSystem.join(directory, TableDirectory.vectorFileName))
+            try FileSystem.rename(keyTemporary, to: FileSystem.join(directory, TableDirectory.keyFileName))
         } catch {
             discard()
             throw error
@@ -123,8 +123,8 @@ final class TableFileSink {
     func discard() {
         keyFile = nil
         vectorFile = nil
-        POSIXFile.remove(keyTemporary)
-        POSIXFile.remove(vectorTemporary)
+        FileSystem.remove(keyTemporary)
+        FileSystem.remove(vectorTemporary)
         finished = true
     }
 }
