@@ -25,6 +25,11 @@ if ! .venv/bin/python -c "import tensorflow, tf_keras, torch, pytest, numpy, nvi
   .venv/bin/pip install -q --upgrade pip setuptools wheel
   .venv/bin/pip install -q "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" "torch==2.13.0+cpu" numpy pytest "nvidia-cuda-nvrtc==13.*" "tritonclient[http]==2.73.*"
 fi
+if ! .venv-tf-oldest/bin/python -c "import tensorflow" >/dev/null 2>&1; then
+  echo "setup: creating .venv-tf-oldest with tensorflow-cpu 2.16, the oldest TensorFlow the op library declares (tests/wheel serves the wheel with it)"
+  python3 -m venv .venv-tf-oldest
+  .venv-tf-oldest/bin/pip install -q "tensorflow-cpu==2.16.*" "numpy<2"
+fi
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)"; then
   echo "setup: installing recbole --no-deps for the MovieLens-100K files its wheel ships (examples/sok_dlrm reads them; RecBole is never imported)"
   .venv/bin/pip install -q --no-deps "recbole==1.2.1"

@@ -9,15 +9,21 @@ import Testing
 /// The Redis tier inside a whole parameter server built by HPSRuntime from a config.
 @Suite(.disabled(if: skipRedisTests, "HPS_SKIP_REDIS_TESTS=1"), .timeLimit(.minutes(2)))
 struct RedisRuntimeTests {
-    @Test func parameterServerOverRedisFallsBackToRocksDBWhenANodeDies() throws {
-        let cluster = try LocalRedisCluster()
-        defer { cluster.shutdown() }
+    /// Two tables (3,000 and 500 rows) over the cluster's Redis (6 partitions) with RocksDB behind it, no cache.
+    func redisOverRocksDB(_ cluster: LocalRedisCluster) throws -> Fixture {
         var fixture = try Fixture(rows: [3000, 500])
         fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
         fixture.config.persistentDatabase.type = .rocksDB
         fixture.config.persistentDatabase.path = fixture.directory.file("rocks")
         fixture.config.persistentDatabase.numThreads = 2
         fixture.model.deviceCache = false
+        return fixture
+    }
+
+    @Test func parameterServerOverRedisFallsBackToRocksDBWhenANodeDies() throws {
+        let cluster = try LocalRedisCluster()
+        defer { cluster.shutdown() }
+        let fixture = try redisOverRocksDB(cluster)
         defer { fixture.directory.remove() }
         let server = try fixture.server()
         let vdb = try #require(server.volatileDatabase as? RedisClusterDatabase)
@@ -41,13 +47,8 @@ struct RedisRuntimeTests {
     @Test func startsWithARedisNodeDownAndAnswersFromRocksDB() throws {
         let cluster = try LocalRedisCluster()
         defer { cluster.shutdown() }
-        var fixture = try Fixture(rows: [3000, 500])
+        let fixture = try redisOverRocksDB(cluster)
         defer { fixture.directory.remove() }
-        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
-        fixture.config.persistentDatabase.type = .rocksDB
-        fixture.config.persistentDatabase.path = fixture.directory.file("rocks")
-        fixture.config.persistentDatabase.numThreads = 2
-        fixture.model.deviceCache = false
         let dead = 1
         let owners = try cluster.partitionOwners(tag: "hps_et.demo.t0", partitions: 6)
         #expect(owners.contains(dead))
@@ -80,13 +81,8 @@ struct RedisRuntimeTests {
     func aNodeThatComesBackIsFilled(via trigger: String) throws {
         let cluster = try LocalRedisCluster()
         defer { cluster.shutdown() }
-        var fixture = try Fixture(rows: [3000, 500])
+        let fixture = try redisOverRocksDB(cluster)
         defer { fixture.directory.remove() }
-        fixture.config.volatileDatabase = redisConfig(cluster.address, partitions: 6)
-        fixture.config.persistentDatabase.type = .rocksDB
-        fixture.config.persistentDatabase.path = fixture.directory.file("rocks")
-        fixture.config.persistentDatabase.numThreads = 2
-        fixture.model.deviceCache = false
         cluster.kill(node: 1)
         let log = LogCapture()
         let server = try HPSRuntime.makeParameterServer(config: fixture.config, logger: log.logger)

@@ -25,6 +25,16 @@ def can_unshare():
     return shutil.which("unshare") and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
 
 
+def write_table(folder, keys, dim, seed):
+    """A table directory `folder/table` of `keys` and random float32 vectors of `dim`; returns (path, vectors)."""
+    vectors = np.random.default_rng(seed).standard_normal((len(keys), dim)).astype(np.float32)
+    table = folder / "table"
+    table.mkdir()
+    keys.tofile(table / "key")
+    vectors.tofile(table / "emb_vector")
+    return table, vectors
+
+
 @pytest.fixture(scope="module")
 def wheel():
     wheels = glob.glob(os.path.join(REPO, "dist", "hierarchical_parameter_server-*.whl"))
@@ -44,13 +54,7 @@ def test_wheel_serves_without_swift_rocksdb_or_hiredis(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel], check=True)
     # A table and a config.
-    rng = np.random.default_rng(5)
-    keys = np.arange(0, 3000, 3, dtype=np.int64)
-    vectors = rng.standard_normal((len(keys), 8)).astype(np.float32)
-    table = tmp_path / "table"
-    table.mkdir()
-    keys.tofile(table / "key")
-    vectors.tofile(table / "emb_vector")
+    table, vectors = write_table(tmp_path, keys=np.arange(0, 3000, 3, dtype=np.int64), dim=8, seed=5)
     config = tmp_path / "ps.json"
     config.write_text(json.dumps({"supportlonglong": True, "persistent_db": {"type": "rocks_db", "path": str(tmp_path / "rocks")},
                                   "models": [{"model": "m", "sparse_files": [str(table)], "embedding_table_names": ["t"],
@@ -108,3 +112,60 @@ def test_wheel_serves_without_swift_rocksdb_or_hiredis(wheel, tmp_path):
     command = "%s && %s%s %s %s %s %s" % (binds, hide_swift, sys.executable, check, target, config, tmp_path / "expected.npy")
     run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0 and "wheel OK" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+OLDEST_TF_VENV = os.path.join(REPO, ".venv-tf-oldest")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(OLDEST_TF_VENV, "bin", "python")),
+                    reason="scripts/setup.sh makes .venv-tf-oldest (TensorFlow 2.16, the oldest of the declared range)")
+def test_wheel_serves_with_the_oldest_tensorflow_of_its_range(wheel, tmp_path):
+    """The op library declares TensorFlow 2.16–2.21; the other suites run 2.21. Here the same wheel serves an
+    hps.LookupLayer (eagerly and inside tf.function) and an hps.SparseLookupLayer under TensorFlow 2.16, with no
+    version warning, answers compared with the table files bit for bit."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel], check=True)
+    table, vectors = write_table(tmp_path, keys=np.arange(0, 2000, 2, dtype=np.int64), dim=4, seed=11)
+    config = tmp_path / "ps.json"
+    config.write_text(json.dumps({"supportlonglong": True,
+                                  "models": [{"model": "m", "sparse_files": [str(table)], "embedding_table_names": ["t"],
+                                              "embedding_vecsize_per_table": [4], "maxnum_catfeature_query_per_table_per_sample": [3],
+                                              "default_value_for_each_table": [-1.5], "deployed_device_list": [0], "max_batch_size": 8,
+                                              "hit_rate_threshold": 1.0, "gpucacheper": 0.5}]}))
+    query = [[0, 2, 1998], [7, 2, 10**12]]
+    lookup = {k: vectors[k // 2] if k % 2 == 0 and k < 2000 else np.full(4, -1.5, np.float32) for k in sum(query, [])}
+    expected = np.array([[lookup[k] for k in row] for row in query], dtype=np.float32)
+    pooled = expected.mean(axis=1)
+    np.save(tmp_path / "expected.npy", expected)
+    np.save(tmp_path / "pooled.npy", pooled)
+    check = tmp_path / "check.py"
+    check.write_text(textwrap.dedent('''
+        import sys, warnings
+        import numpy as np
+        warnings.simplefilter("error")  # a version warning fails the check
+        import tensorflow as tf
+        assert tf.__version__.startswith("2.16."), tf.__version__
+        import hierarchical_parameter_server as hps
+        site, config, expected, pooled = sys.argv[1], sys.argv[2], np.load(sys.argv[3]), np.load(sys.argv[4])
+        assert hps.__file__.startswith(site), hps.__file__
+        query = %r
+        hps.Init(global_batch_size=8, ps_config_file=config)
+        layer = hps.LookupLayer(model_name="m", table_id=0, emb_vec_size=4, emb_vec_dtype=tf.float32)
+        assert layer(tf.constant(query, dtype=tf.int64)).numpy().tobytes() == expected.tobytes()
+        graph = tf.function(lambda ids: layer(ids))
+        assert graph(tf.constant(query, dtype=tf.int64)).numpy().tobytes() == expected.tobytes()
+        sparse = hps.SparseLookupLayer(model_name="m", table_id=0, emb_vec_size=4, emb_vec_dtype=tf.float32)
+        ids = tf.sparse.from_dense(tf.constant(query, dtype=tf.int64) + 1)
+        ids = tf.SparseTensor(ids.indices, ids.values - 1, ids.dense_shape)
+        got = sparse(ids, None, combiner="mean").numpy()
+        assert np.allclose(got, pooled, rtol=0, atol=1e-6), (got, pooled)
+        print("tf", tf.__version__, "OK")
+        ''' % (query,)))
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "HPS_LIBRARY_PATH", "HPS_C_LIBRARY", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(target)
+    env["HPS_LOG_LEVEL"] = "error"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    run = subprocess.run([os.path.join(OLDEST_TF_VENV, "bin", "python"), str(check), str(target), str(config),
+                          str(tmp_path / "expected.npy"), str(tmp_path / "pooled.npy")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0 and "OK" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]

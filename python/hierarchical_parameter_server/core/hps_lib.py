@@ -7,6 +7,7 @@ The library is loaded from ``$HPS_LIBRARY_PATH`` (a file, or a directory holding
 this package's own ``lib/`` directory, so a stale copy elsewhere is never picked.
 """
 
+import ctypes
 import os
 import warnings
 
@@ -69,7 +70,21 @@ def library_path():
     )
 
 
+def _expose_tensorflow_c_api():
+    """Makes TensorFlow's C API (the TF_* functions in libtensorflow_framework.so.2) visible to libraries loaded
+    later. The op library calls only that API and, like every custom-op library, does not link a particular
+    TensorFlow build. TensorFlow 2.21 makes those symbols global when it is imported; 2.16 keeps them local,
+    where the op library's TF_* references do not resolve (tests/wheel checks both ends of the range). Loading the framework library again
+    with RTLD_GLOBAL (it is already loaded: this only widens its visibility) makes the same op library work with
+    every version of the declared range."""
+    directory = os.path.dirname(os.path.abspath(tf.__file__))
+    framework = os.path.join(directory, "libtensorflow_framework.so.2")
+    if os.path.isfile(framework):
+        ctypes.CDLL(framework, mode=ctypes.RTLD_GLOBAL)
+
+
 _check_tf_version()
+_expose_tensorflow_c_api()
 hps_ops = tf.load_op_library(library_path())
 
 init = hps_ops.init
