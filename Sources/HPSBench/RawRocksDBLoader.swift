@@ -23,6 +23,8 @@ public enum RawRocksDBLoader {
     /// Creates the database at `path` (which must not hold one), writes every chunk `rows` hands out
     /// into column family `table` with `method`, and closes it.
     /// - Parameter rows: calls its argument with successive `(keys, values)` chunks of `valueSize`-byte rows.
+    /// - Throws: ``HPSError`` `.database` with RocksDB's message when the database cannot be created or written;
+    ///   whatever `rows` throws.
     public static func load(
         path: String, table: String, numThreads: Int = 16, valueSize: Int, method: Method,
         rows: ((UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer) throws -> Void) throws -> Void

@@ -29,6 +29,7 @@ public final class RawRocksDBReader {
     private var familyList: [OpaquePointer?] = []
 
     /// Opens `path` read-only with every column family, tuned as ``RocksDBDatabase`` tunes it.
+    /// - Throws: ``HPSError`` `.database` with RocksDB's message when the database cannot be opened.
     public init(path: String, numThreads: Int = 16) throws {
         self.path = path
         let names: [String]
@@ -86,6 +87,8 @@ public final class RawRocksDBReader {
 
     /// `rocksdb_batched_multi_get_cf` over `keys` (little-endian hosts: the key slices are the keys'
     /// own bytes), copying each found value into row `i` of `values`. - Returns: the number of hits.
+    /// - Throws: ``HPSError`` `.database` when the database holds no table `table`, or when RocksDB's MultiGet
+    ///   fails (its message as `underlying`).
     public func batchedMultiGet(table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int) throws -> Int {
         guard !keys.isEmpty else { return 0 }
         let family = try family(table)
@@ -117,6 +120,8 @@ public final class RawRocksDBReader {
 
     /// `rocksdb_multi_get_cf` (the plain C MultiGet: one malloc'd value per found key) over `keys`,
     /// copying each found value into row `i` of `values`. - Returns: the number of hits.
+    /// - Throws: ``HPSError`` `.database` when the database holds no table `table`, or when RocksDB's MultiGet
+    ///   fails (its message as `underlying`).
     public func multiGet(table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int) throws -> Int {
         guard !keys.isEmpty else { return 0 }
         let family = try family(table)

@@ -7,6 +7,8 @@ import HPSRedis
 /// its node's connection, all connections are flushed, then the replies are read and copied out, on
 /// the calling thread. No redirections, no fault handling, no metadata.
 public final class RedisRawBaseline: @unchecked Sendable {
+    // @unchecked Sendable: the benchmark drives one baseline from one thread (`hps bench redis`: threads 1); `order`
+    // and `starts` are that thread's scratch, the connections are not shared with anything else.
     private let connections: [RedisConnection]
     /// Per partition: its connection's index and hash key.
     private let partitionConnection: [Int]
@@ -17,6 +19,7 @@ public final class RedisRawBaseline: @unchecked Sendable {
     private var starts: [Int]
 
     /// Connects to every master of the cluster at `address` (one seed suffices).
+    /// - Throws: ``HPSError`` `.database` naming the address when no node answers or a master cannot be connected.
     public init(address: String, tag: String, partitions: Int, maxBatchSize: Int, password: String = "") throws {
         let settings = RedisClientSettings(
             connectTimeoutMs: 2000, commandTimeoutMs: 30_000, reconnectIntervalMs: 0, connectionsPerNode: 1,
@@ -45,6 +48,8 @@ public final class RedisRawBaseline: @unchecked Sendable {
     }
 
     /// Fetches `keys` into `values` (rows of `valueSize` bytes). - Returns: the number of hits.
+    /// - Throws: ``HPSError`` `.database` naming the node when a connection fails or a reply is not what `HMGET`
+    ///   returns.
     public func fetch(keys input: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int) throws -> Int {
         let n = input.count
         if order.count < n { order = Array(repeating: 0, count: n) }

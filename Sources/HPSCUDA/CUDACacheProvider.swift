@@ -9,7 +9,7 @@ import HPS
 /// the same answers). Per cache, it falls back to the CPU cache (and says so) when the session's device id
 /// has no CUDA device, when the kernels cannot be compiled or loaded, or when device memory is short: the CPU
 /// caches give the same results, so that is safe. Set `HPS_DISABLE_CUDA=1` to keep caches on the CPU.
-public final class CUDACacheProvider: CacheProvider, @unchecked Sendable {
+public final class CUDACacheProvider: CacheProvider, Sendable {
     public let deviceCount: Int
     public let driverVersion: Int32
     public let nvrtc: NVRTC
@@ -66,6 +66,8 @@ public final class CUDACacheProvider: CacheProvider, @unchecked Sendable {
         }
     }
 
+    /// - Throws: never in practice: a cache that cannot be made on the device (no such device, kernels or memory
+    ///   missing) is logged and left to the CPU (nil).
     public func makeCache(_ request: CacheRequest, logger: HPSLogger) throws -> (any EmbeddingCache)? {
         let tag = request.table.tag
         guard request.device >= 0 && request.device < deviceCount else {
@@ -104,6 +106,8 @@ public final class CUDACacheProvider: CacheProvider, @unchecked Sendable {
     /// The device-resident lookup of a table on this provider's devices: ``CUDATableLookup`` over a CUDA cache,
     /// ``CUDAStagedLookup`` (keys and vectors cross to the host) for a table whose cache is on the CPU; nil when
     /// the session's device id has no CUDA device. Buffers are allocated on first use.
+    /// - Throws: ``CUDAError`` when the device lookup's buffers cannot be made for a table this provider serves (the
+    ///   session then fails to build).
     public func makeDeviceLookup(_ request: CacheRequest, cache: (any EmbeddingCache)?, logger: HPSLogger) throws -> (any DeviceTableLookup)? {
         guard request.device >= 0 && request.device < deviceCount else { return nil }
         let maxKeys = request.model.maxQueryLength(table: request.table.index)

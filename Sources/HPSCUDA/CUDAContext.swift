@@ -7,6 +7,8 @@ import HPS
 /// Contexts are shared per device ordinal (``context(device:)``). Every method makes the context current on
 /// the calling thread first, so any thread may use it.
 public final class CUDAContext: @unchecked Sendable {
+    // @unchecked Sendable: the device's properties and the driver handles are immutable after init, and every method
+    // makes the context current on the calling thread first; `kernelLock` guards `loadedKernels`.
     /// The device ordinal.
     public let device: Int
     public let name: String
@@ -59,6 +61,8 @@ public final class CUDAContext: @unchecked Sendable {
     private static let contextsLock = Lock()
 
     /// The number of CUDA devices (throws when there is no driver).
+    /// - Throws: ``CUDAError`` `.driverMissing` when `libcuda.so.1` cannot be loaded; the driver's error when
+    ///   `cuInit` or the count fails.
     public static func deviceCount() throws -> Int {
         let api = try CUDADriverAPI.shared()
         var n: Int32 = 0
@@ -69,9 +73,12 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// The driver's CUDA version (throws when there is no driver).
+    /// - Throws: ``CUDAError`` `.driverMissing` when `libcuda.so.1` cannot be loaded.
     public static func driverVersion() throws -> Int32 { try CUDADriverAPI.shared().version }
 
     /// The shared context of device `device`.
+    /// - Throws: ``CUDAError`` `.driverMissing` when the driver cannot be loaded; `.noDevice` naming `device` when it
+    ///   does not exist; the driver's error when its primary context cannot be retained.
     public static func context(device: Int) throws -> CUDAContext {
         let api = try CUDADriverAPI.shared()
         return try contextsLock.withLock {
@@ -94,6 +101,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// Makes this context current on the calling thread.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     @inline(__always)
     public func makeCurrent() throws { try api.check(api.cuCtxSetCurrent(handle), "cuCtxSetCurrent(device \(device))") }
 
@@ -107,6 +115,8 @@ public final class CUDAContext: @unchecked Sendable {
     // MARK: Kernels
 
     /// The HPS kernels, compiled with NVRTC for this device on first use and loaded into the context.
+    /// - Throws: ``CUDAError`` `.nvrtcMissing`, `.compileFailed` (with NVRTC's log) or the driver's error when the
+    ///   kernels cannot be compiled or loaded.
     public func kernels() throws -> CUDAKernels {
         try kernelLock.withLock {
             if let loadedKernels { return loadedKernels }
@@ -143,6 +153,8 @@ public final class CUDAContext: @unchecked Sendable {
     // MARK: Memory
 
     /// `bytes` of device memory (cuMemAlloc), never managed memory.
+    /// - Throws: ``CUDAError`` `.outOfMemory` naming `what`, the size and the free memory when device memory is
+    ///   short; the driver's error otherwise.
     public func allocate(bytes: Int, what: @autoclosure () -> String) throws -> CUDADeviceBuffer {
         try makeCurrent()
         var pointer: DeviceAddress = 0
@@ -159,6 +171,8 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// `bytes` of pinned host memory (cuMemHostAlloc, portable and mapped into the device's address space).
+    /// - Throws: ``CUDAError`` `.outOfMemory` naming `what` and the size when pinned host memory cannot be had; the
+    ///   driver's error otherwise.
     public func allocatePinned(bytes: Int, what: @autoclosure () -> String) throws -> CUDAPinnedBuffer {
         try makeCurrent()
         var host: UnsafeMutableRawPointer?
@@ -181,6 +195,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// A new non-blocking stream.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func makeStream() throws -> CUDAStream {
         try makeCurrent()
         var stream: CUstream?
@@ -190,6 +205,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// A new event (timing enabled, or only for ordering streams when `timing` is false, which is cheaper).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func makeEvent(timing: Bool = true) throws -> CUDAEvent {
         try makeCurrent()
         var event: CUevent?
@@ -207,33 +223,39 @@ public final class CUDAContext: @unchecked Sendable {
 
     // MARK: Copies
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func copy(toDevice dst: DeviceAddress, from src: UnsafeRawPointer, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyHtoDAsync(dst, src, bytes, stream.handle), "cuMemcpyHtoDAsync of \(bytes) bytes")
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func copy(toHost dst: UnsafeMutableRawPointer, from src: DeviceAddress, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyDtoHAsync(dst, src, bytes, stream.handle), "cuMemcpyDtoHAsync of \(bytes) bytes")
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func copy(device dst: DeviceAddress, from src: DeviceAddress, bytes: Int, stream: CUDAStream) throws {
         guard bytes > 0 else { return }
         try api.check(api.cuMemcpyDtoDAsync(dst, src, bytes, stream.handle), "cuMemcpyDtoDAsync of \(bytes) bytes")
     }
 
     /// Sets `count` 32-bit words at `dst` to `value`.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func fill32(_ dst: DeviceAddress, value: UInt32, count: Int, stream: CUDAStream) throws {
         guard count > 0 else { return }
         try api.check(api.cuMemsetD32Async(dst, value, count, stream.handle), "cuMemsetD32Async of \(count) words")
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func fill8(_ dst: DeviceAddress, value: UInt8, count: Int, stream: CUDAStream) throws {
         guard count > 0 else { return }
         try api.check(api.cuMemsetD8Async(dst, value, count, stream.handle), "cuMemsetD8Async of \(count) bytes")
     }
 
     /// Waits for all work of the context.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func synchronize() throws {
         try makeCurrent()
         try api.check(api.cuCtxSynchronize(), "cuCtxSynchronize")
@@ -242,6 +264,8 @@ public final class CUDAContext: @unchecked Sendable {
 
 /// Device memory from `cuMemAlloc`, freed when released.
 public final class CUDADeviceBuffer: @unchecked Sendable {
+    // @unchecked Sendable: the address and size are immutable; who writes the device memory, and when, is up to the
+    // owner (a cache under its lock, a worker held by one call).
     public let context: CUDAContext
     public let pointer: DeviceAddress
     public let byteCount: Int
@@ -263,6 +287,8 @@ public final class CUDADeviceBuffer: @unchecked Sendable {
 
 /// Pinned host memory from `cuMemHostAlloc`, mapped into the device's address space (`device`).
 public final class CUDAPinnedBuffer: @unchecked Sendable {
+    // @unchecked Sendable: the host and device addresses and the size are immutable; who writes the memory, and when,
+    // is up to the owner (a cache under its lock, a worker held by one call).
     public let context: CUDAContext
     public let host: UnsafeMutableRawPointer
     /// The device address of the same memory (0 when the device cannot map host memory).
@@ -307,11 +333,13 @@ public final class CUDAStream: @unchecked Sendable {
 
     /// Makes later work on this stream wait until `event` (recorded on any stream) has completed, without
     /// blocking the host.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func wait(for event: CUDAEvent) throws {
         try context.api.check(context.api.cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent")
     }
 
     /// Waits until all work on the stream is done.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func synchronize() throws {
         try context.api.check(context.api.cuStreamSynchronize(handle), "cuStreamSynchronize")
     }
@@ -319,6 +347,7 @@ public final class CUDAStream: @unchecked Sendable {
 
 /// A CUDA event, for timing with the device's clock.
 public final class CUDAEvent: @unchecked Sendable {
+    // @unchecked Sendable: the handle is immutable, and CUDA events may be recorded and waited on from any thread.
     public let context: CUDAContext
     package let handle: CUevent
 
@@ -332,15 +361,18 @@ public final class CUDAEvent: @unchecked Sendable {
         _ = context.api.cuEventDestroy(handle)
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func record(on stream: CUDAStream) throws {
         try context.api.check(context.api.cuEventRecord(handle, stream.handle), "cuEventRecord")
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func synchronize() throws {
         try context.api.check(context.api.cuEventSynchronize(handle), "cuEventSynchronize")
     }
 
     /// Milliseconds from `start` to this event (both recorded and complete).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func milliseconds(since start: CUDAEvent) throws -> Double {
         var ms: Float = 0
         try context.api.check(context.api.cuEventElapsedTime(&ms, start.handle, handle), "cuEventElapsedTime")

@@ -18,12 +18,14 @@ public protocol CUDADeviceCache: EmbeddingCache {
     /// appended to `missing` (positions) and `missingKeys` (each optional; order unspecified) and counted in
     /// `missCount` (a device UInt32 this call zeroes first). `hitFlags[i]` (UInt8, optional) = hit;
     /// `slots[i]` (Int32, optional) = row of the hit in ``rowSource`` or -1. Keys must be distinct.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     func enqueueQuery(
         keys: DeviceAddress, count: Int, countPointer: DeviceAddress, output: DeviceAddress, missing: DeviceAddress,
         missingKeys: DeviceAddress, missCount: DeviceAddress, hitFlags: DeviceAddress, slots: DeviceAddress, stream: CUDAStream?
     ) throws
 
     /// Inserts or overwrites `keys[i] → values[i × dim]` for i < count (device pointers), as ``replace(keys:values:)``.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     func enqueueReplace(keys: DeviceAddress, values: DeviceAddress, count: Int, stream: CUDAStream?) throws
 
     /// Where the rows named by `slots` live: row r < split at `base + r × dim × 4`, else at
@@ -35,7 +37,7 @@ public protocol CUDADeviceCache: EmbeddingCache {
 }
 
 /// Device and pinned host buffers a cache uses to move host-pointer batches, sized for `chunk` keys.
-final class CUDAStaging: @unchecked Sendable {
+final class CUDAStaging: Sendable {
     let chunk: Int
     let dimension: Int
     let deviceKeys: CUDADeviceBuffer

@@ -4,6 +4,8 @@ import HPS
 /// The CUDA driver API entry points HPSCUDA uses, resolved from `libcuda.so.1` with `dlsym`. Every driver
 /// call of the module goes through this one table (so it is the single place to fault-inject or trace).
 final class CUDADriverAPI: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init: the library handle and function pointers resolved once; the driver
+    // API itself is thread-safe.
     let library: DynamicLibrary
     let cuInit: hps_cuInit_t
     let cuDriverGetVersion: hps_cuDriverGetVersion_t

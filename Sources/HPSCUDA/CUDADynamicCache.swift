@@ -9,6 +9,9 @@ import HPS
 /// recency of every hit. If a CUDA call fails, the cache logs the error once and from then on answers every
 /// key as a miss (lookups then go to the databases), which keeps answers correct.
 public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
+    // @unchecked Sendable: the device buffers, kernels and stream are fixed at init; `lock` serialises every
+    // operation and guards `clock`, `selectedQueryKernel` and `failed`, so one call at a time uses the staging
+    // buffers and the stream.
     public static let slotsPerSet = 64
 
     /// Which kernel a query that copies vectors out runs. All give the same answers and leave the same state
@@ -67,6 +70,9 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
 
     /// A cache of at least `capacity` slots (rounded up to whole sets of 64, as the CPU cache) for vectors of
     /// `dimension` floats. `maxBatch` sizes the staging buffers (larger batches are processed in chunks).
+    /// - Throws: ``CUDAError`` `.invalidArgument` for a dimension below 1 or a size beyond what the kernels index;
+    ///   `.outOfMemory` naming the buffer when device memory is short; the driver's or NVRTC's error when the kernels
+    ///   cannot be loaded.
     public init(context: CUDAContext, capacity: Int, dimension: Int, maxBatch: Int = 65536, label: String = "cache", logger: HPSLogger = .standard) throws {
         guard dimension > 0 else { throw CUDAError(.invalidArgument, what: "dimension \(dimension) of \(label)") }
         self.context = context
@@ -256,6 +262,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
 
     // MARK: Device-pointer API
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueQuery(
         keys: DeviceAddress, count: Int, countPointer: DeviceAddress = 0, output: DeviceAddress = 0, missing: DeviceAddress = 0,
         missingKeys: DeviceAddress = 0, missCount: DeviceAddress, hitFlags: DeviceAddress = 0, slots: DeviceAddress = 0, stream: CUDAStream? = nil
@@ -270,11 +277,13 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
             hitFlags: hitFlags, slots: slots, now: now, kernel: kernel, stream: stream ?? self.stream)
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueReplace(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try enqueueApply(keys: keys, values: source, count: count, updateOnly: false, stream: stream)
     }
 
     /// Overwrites the vectors of those keys that are cached (device pointers), as ``update(keys:values:)``.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueUpdate(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try enqueueApply(keys: keys, values: source, count: count, updateOnly: true, stream: stream)
     }
@@ -294,6 +303,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Appends the keys cached in sets `range` to `keysOut` (device; order across sets unspecified) and their
     /// number to the device UInt32 `countOut` (zeroed first).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueDump(sets range: Range<Int>, keysOut: DeviceAddress, countOut: DeviceAddress, stream: CUDAStream? = nil) throws {
         let sets = range.clamped(to: 0..<setCount)
         let s = stream ?? self.stream

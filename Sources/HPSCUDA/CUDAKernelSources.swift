@@ -23,6 +23,7 @@ public enum CUDAKernelSources {
     }
 
     /// The header and the kernel files: embedded, or from `HPS_CUDA_KERNEL_DIR`.
+    /// - Throws: ``CUDAError`` `.kernelSourceMissing` naming the file when `HPS_CUDA_KERNEL_DIR` lacks one.
     public static func load() throws -> (header: File, files: [File]) {
         if let directory = FileSystem.environment("HPS_CUDA_KERNEL_DIR") {
             func read(_ name: String) throws -> File {
@@ -59,6 +60,7 @@ public enum CUDAKernelSources {
     /// Every kernel file compiled for `target` (e.g. `sm_90`, `compute_80`), keyed by file name; cached in
     /// memory and on disk.
     /// `fresh` compiles even when a cached image exists (and does not store the result in memory).
+    /// - Throws: what ``load()`` and ``NVRTC/compile(source:name:headers:target:)`` throw.
     public static func compileAll(nvrtc: NVRTC, target: String, fresh: Bool = false) throws -> [String: NVRTC.Output] {
         try compileLock.withLock {
             if !fresh, let outputs = compiled[target] { return outputs }

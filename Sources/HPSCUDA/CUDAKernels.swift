@@ -2,6 +2,7 @@ import CCUDADriver
 
 /// One kernel of a loaded module, with what the launch helper needs to size a grid.
 public struct CUDAFunction: @unchecked Sendable {
+    // @unchecked Sendable: `CUfunction` is an opaque driver handle, immutable, and may be launched from any thread.
     public let name: String
     let handle: CUfunction
     /// Resident 256-thread blocks per multiprocessor (from the occupancy calculator).
@@ -44,7 +45,7 @@ public enum KernelArgument {
 }
 
 /// The HPS kernels loaded into one context.
-public final class CUDAKernels: @unchecked Sendable {
+public final class CUDAKernels: Sendable {
     public let context: CUDAContext
     /// The NVRTC target they were compiled for (e.g. `sm_90`).
     public let target: String

@@ -14,6 +14,8 @@ import HPS
 ///   rows (or writes the default) straight into the output: one pass over the vectors instead of two.
 /// Both give the same output. Misses are left for the caller to insert (``missingKeys``, ``missCount``).
 public final class CUDALookupPipeline: @unchecked Sendable {
+    // @unchecked Sendable: the device buffers are fixed at init; a pipeline belongs to one ``CUDATableLookup``
+    // worker, which one call holds at a time.
     public enum Mode: String, Sendable, CaseIterable {
         case copy, direct
     }
@@ -46,6 +48,9 @@ public final class CUDALookupPipeline: @unchecked Sendable {
     /// Device Int32[maxKeys]: row of each distinct key's hit (direct mode), -1 for a miss.
     public let slots: CUDADeviceBuffer
 
+    /// - Throws: ``CUDAError`` `.invalidArgument` for a dimension below 1 or a size beyond what the kernels index;
+    ///   `.outOfMemory` naming the buffer when device memory is short; the driver's or NVRTC's error when the kernels
+    ///   cannot be loaded.
     public init(context: CUDAContext, maxKeys: Int, dimension: Int) throws {
         guard maxKeys > 0, maxKeys < 1 << 30 else { throw CUDAError(.invalidArgument, what: "maxKeys \(maxKeys) of a lookup pipeline") }
         self.context = context
@@ -77,6 +82,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// Distinct keys of `keys[0 ..< count]` → ``uniqueKeys`` / ``uniqueCount``, and ``inverse``. The table stays
     /// claimed until ``enqueueClear(stream:)``.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueDedup(keys: DeviceAddress, count: Int, stream: CUDAStream) throws {
         precondition(count <= maxKeys, "batch of \(count) keys exceeds the pipeline's \(maxKeys)")
         try context.makeCurrent()
@@ -92,6 +98,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// Returns the dedup table slots the last batch claimed (call after the batch's last use of ``inverse``
     /// is enqueued; `maxCount` bounds the distinct keys: the batch's key count).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueClear(maxCount: Int, stream: CUDAStream) throws {
         try kernels.launch(
             kernels.dedupClear, threads: maxCount, stream: stream,
@@ -100,6 +107,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
     }
 
     /// Queries `cache` with the distinct keys of the last dedup (`count` bounds them).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueQuery(cache: any CUDADeviceCache, count: Int, mode: Mode, stream: CUDAStream) throws {
         try cache.enqueueQuery(
             keys: uniqueKeys.pointer, count: count, countPointer: uniqueCount.pointer, output: mode == .copy ? uniqueVectors.pointer : 0,
@@ -109,6 +117,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 
     /// Writes the output in input order: copy mode fills misses with `defaultValue` and scatters the distinct
     /// vectors; direct mode copies each key's row from the cache (or the default).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueScatter(cache: any CUDADeviceCache, count: Int, output: DeviceAddress, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
         let dim = dimension
         switch mode {
@@ -129,6 +138,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
     }
 
     /// The whole lookup of `keys[0 ..< count]` into `output[count × dim]` (all device pointers).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueLookup(cache: any CUDADeviceCache, keys: DeviceAddress, count: Int, output: DeviceAddress, defaultValue: Float, mode: Mode, stream: CUDAStream) throws {
         try enqueueDedup(keys: keys, count: count, stream: stream)
         try enqueueQuery(cache: cache, count: count, mode: mode, stream: stream)
@@ -137,6 +147,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
     }
 
     /// The generic row mover (`copy_rows` in Kernels/rows.cu).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func copyRows(
         dst: DeviceAddress, dstIndex: DeviceAddress, src: DeviceAddress, srcHigh: DeviceAddress, split: Int64, srcIndex: DeviceAddress, srcIndex2: DeviceAddress,
         count: Int, countPointer: DeviceAddress, fill: Float, streaming: Bool, stream: CUDAStream
@@ -150,6 +161,7 @@ public final class CUDALookupPipeline: @unchecked Sendable {
 /// Launch helpers for the generic kernels, for benchmarks and checks.
 public enum CUDAPrimitives {
     /// `copy_rows`: see Kernels/rows.cu.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func copyRows(
         kernels: CUDAKernels, dimension: Int, dst: DeviceAddress, dstIndex: DeviceAddress, src: DeviceAddress, srcHigh: DeviceAddress, split: Int64,
         srcIndex: DeviceAddress, srcIndex2: DeviceAddress, count: Int, countPointer: DeviceAddress, fill: Float, streaming: Bool, stream: CUDAStream
@@ -169,6 +181,7 @@ public enum CUDAPrimitives {
     /// `output[j × dim] = values[rows[j] × dim]` for j < count (rows[j] < 0: left alone); `streaming` adds its
     /// evict-first cache hints. Returns false (and does nothing) when `dimension` has no such kernel
     /// (``CUDAKernels/pipelinedGatherDimensions``) or a pointer is not 16-byte aligned.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     @discardableResult
     public static func gatherRowsPipelined(
         kernels: CUDAKernels, dimension: Int, values: DeviceAddress, rows: DeviceAddress, count: Int, output: DeviceAddress, streaming: Bool, stream: CUDAStream
@@ -179,11 +192,13 @@ public enum CUDAPrimitives {
     }
 
     /// Fills device `keys[0 ..< count]` with Zipf ranks (see Kernels/bench.cu and `CUDAWorkload` in HPSTestSupport).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func zipfKeys(kernels: CUDAKernels, cdf: DeviceAddress, rows: Int, seed: UInt64, first: UInt64, count: Int, keys: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchZipfKeys, threads: count, stream: stream, [.pointer(cdf), .count(rows), .u64(seed), .u64(first), .count(count), .pointer(keys)])
     }
 
     /// The benchmark vectors of `keys` (see `CUDAWorkload.value(key:element:dimension:seed:)` in HPSTestSupport).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func keyValues(kernels: CUDAKernels, keys: DeviceAddress, count: Int, countPointer: DeviceAddress, dimension: Int, seed: UInt64, output: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(
             kernels.benchKeyValues, threads: count * dimension, stream: stream,
@@ -191,16 +206,19 @@ public enum CUDAPrimitives {
     }
 
     /// keys[i] = (first + i) × multiplier + offset.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func sequenceKeys(kernels: CUDAKernels, keys: DeviceAddress, count: Int, first: UInt64, multiplier: UInt64, offset: UInt64, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchSequenceKeys, threads: count, stream: stream, [.pointer(keys), .count(count), .u64(first), .u64(multiplier), .u64(offset)])
     }
 
     /// keys[i] = table[rows[i]].
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func pickKeys(kernels: CUDAKernels, table: DeviceAddress, rows: DeviceAddress, count: Int, keys: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.benchPickKeys, threads: count, stream: stream, [.pointer(table), .pointer(rows), .count(count), .pointer(keys)])
     }
 
     /// Adds to the device UInt32 `counter` the inputs whose distinct key missed.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public static func countMissedAccesses(kernels: CUDAKernels, inverse: DeviceAddress, count: Int, hitFlags: DeviceAddress, counter: DeviceAddress, stream: CUDAStream) throws {
         try kernels.launch(kernels.countMissedAccesses, threads: count, stream: stream, [.pointer(inverse), .count(count), .pointer(hitFlags), .pointer(counter)])
     }

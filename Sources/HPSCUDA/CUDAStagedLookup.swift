@@ -7,10 +7,7 @@ import Synchronization
 /// fell back to the CPU): the keys cross to the host, the session's host lookup answers them, and the vectors
 /// cross back on the caller's stream. Correct, not fast: it exists so that device-memory clients never need a
 /// second code path.
-public final class CUDAStagedLookup: DeviceTableLookup, @unchecked Sendable {
-    // @unchecked Sendable: immutable after init except the pool, which a Mutex guards; a buffer set is held by
-    // one call at a time.
-
+public final class CUDAStagedLookup: DeviceTableLookup, Sendable {
     public let maxKeys: Int
     public let dimension: Int
     let context: CUDAContext
@@ -20,6 +17,9 @@ public final class CUDAStagedLookup: DeviceTableLookup, @unchecked Sendable {
 
     public var device: Int { context.device }
 
+    /// - Throws: ``CUDAError`` `.invalidArgument` for a dimension below 1 or a size beyond what the kernels index;
+    ///   `.outOfMemory` naming the buffer when device memory is short; the driver's or NVRTC's error when the kernels
+    ///   cannot be loaded.
     public init(context: CUDAContext, maxKeys: Int, dimension: Int, label: String) throws {
         guard maxKeys > 0, maxKeys < 1 << 30, dimension > 0 else {
             throw CUDAError(.invalidArgument, what: "max keys \(maxKeys) × dim \(dimension) of the staged device lookup of \(label)")
@@ -31,6 +31,8 @@ public final class CUDAStagedLookup: DeviceTableLookup, @unchecked Sendable {
         kernels = try context.kernels()
     }
 
+    /// - Throws: ``HPSError`` `.invalidArgument` when `request.count` exceeds ``maxKeys``; ``CUDAError`` when a copy
+    ///   fails; the host lookup's error.
     public func lookup(_ request: DeviceLookupRequest, host: DeviceLookupHost) throws {
         let n = request.count
         guard n > 0 else { return }
@@ -58,8 +60,8 @@ public final class CUDAStagedLookup: DeviceTableLookup, @unchecked Sendable {
         }
     }
 
-    final class Buffers: @unchecked Sendable {
-        // @unchecked Sendable: held by one call at a time.
+    /// Held by one call at a time.
+    final class Buffers: Sendable {
         let keys: CUDADeviceBuffer
         let hostKeys: CUDAPinnedBuffer
         let hostValues: CUDAPinnedBuffer

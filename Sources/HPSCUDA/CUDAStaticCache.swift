@@ -14,6 +14,8 @@ import HPS
 /// by a lock per table and run on the table's stream. A CUDA failure cannot be answered correctly by a table
 /// whose misses are final, so it stops the process with the error.
 public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
+    // @unchecked Sendable: the device buffers, kernels and stream are fixed at init; `lock` guards `rowCount` and
+    // serialises every operation, so one call at a time uses the staging buffers and the stream.
     public enum Kind: String, Sendable {
         case `static`, uvm
     }
@@ -42,6 +44,9 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// A table for up to `capacity` rows of `dimension` floats. For `uvm`, `deviceFraction` of the rows live
     /// on the device (HPS's `gpucacheper`); `static` ignores it.
+    /// - Throws: ``CUDAError`` `.invalidArgument` for a dimension below 1 or a size beyond what the kernels index;
+    ///   `.outOfMemory` naming the buffer when device memory is short; the driver's or NVRTC's error when the kernels
+    ///   cannot be loaded.
     public init(
         context: CUDAContext, kind: Kind, capacity: Int, dimension: Int, deviceFraction: Double = 1, maxBatch: Int = 65536, label: String = "table",
         logger: HPSLogger = .standard
@@ -118,6 +123,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
     public var unitCount: Int { lock.withLock { max(1, (rowCount + 63) / 64) } }
     public var count: Int { lock.withLock { rowCount } }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) throws -> Int {
         let n = input.count
         guard n > 0, let base = input.baseAddress else { return 0 }
@@ -137,11 +143,13 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Adds rows for new keys (in input order, while capacity lasts) and overwrites the rows of known keys;
     /// with duplicates the last vector wins. As the CPU StaticCache.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) throws {
         try write(keys: input, values: source, addNew: true)
     }
 
     /// Overwrites the rows of known keys; others are ignored.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func update(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) throws {
         try write(keys: input, values: source, addNew: false)
     }
@@ -228,6 +236,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
         }
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func keys(inUnits range: Range<Int>) throws -> [Int64] {
         try lock.withLock {
             let lower = min(rowCount, max(0, range.lowerBound) * 64)
@@ -251,11 +260,13 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Writes the row of each of `keys[0 ..< count]` to `rows` (device Int32, -1 for an absent key): the first
     /// half of a find-then-gather lookup (rows are read through ``rowSource``).
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueFind(keys: DeviceAddress, count: Int, rows: DeviceAddress, stream: CUDAStream? = nil) throws {
         try context.makeCurrent()
         try kernels.launch(kernels.stFind, threads: count, stream: stream ?? self.stream, [.pointer(index.pointer), .u32(indexMask), .pointer(keys), .count(count), .pointer(rows)])
     }
 
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueQuery(
         keys: DeviceAddress, count: Int, countPointer: DeviceAddress = 0, output: DeviceAddress = 0, missing: DeviceAddress = 0,
         missingKeys: DeviceAddress = 0, missCount: DeviceAddress, hitFlags: DeviceAddress = 0, slots: DeviceAddress = 0, stream: CUDAStream? = nil
@@ -268,6 +279,7 @@ public final class CUDAStaticCache: CUDADeviceCache, @unchecked Sendable {
 
     /// Device-pointer replace: copies the batch to the host and applies it as ``replace(keys:values:)``
     /// (row numbering is planned on the host). Synchronises `stream`.
+    /// - Throws: ``CUDAError`` naming the driver call, its result and what it was for, when a CUDA call fails.
     public func enqueueReplace(keys: DeviceAddress, values source: DeviceAddress, count: Int, stream: CUDAStream? = nil) throws {
         try context.makeCurrent()
         let s = stream ?? self.stream

@@ -70,6 +70,8 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
 
     // MARK: Lookup
 
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `request.count` exceeds ``maxKeys`` or a
+    ///   pointer is null; ``CUDAError`` when a CUDA call fails; the host lookup's error for keys it fetches.
     public func lookup(_ request: DeviceLookupRequest, host: DeviceLookupHost) throws {
         let n = request.count
         guard n > 0 else { return }
@@ -93,6 +95,7 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
         }
     }
 
+    /// - Throws: ``CUDAError`` when a CUDA call fails; the host lookup's error for keys it fetches.
     public func lookupHostMemory(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, host: DeviceLookupHost) throws -> Bool {
         let n = keys.count
         guard n > 0, let base = keys.baseAddress else { return true }

@@ -21,6 +21,7 @@ func string(fromCBuffer buffer: [CChar]) -> String {
 
 /// A shared library opened with `dlopen` (never closed: the CUDA libraries live as long as the process).
 struct DynamicLibrary: @unchecked Sendable {
+    // @unchecked Sendable: the handle is immutable and never closed; `dlsym` is thread-safe.
     let handle: UnsafeMutableRawPointer
     /// The name or path it was opened by.
     let name: String

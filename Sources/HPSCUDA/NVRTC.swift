@@ -25,6 +25,8 @@ import Darwin
 /// NVRTC needs its builtins library (`libnvrtc-builtins.so.*`) beside it; the wheels and CUDA installs ship
 /// both in one directory.
 public final class NVRTC: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init (the library handle, version and function pointers); NVRTC's calls on
+    // distinct programs are thread-safe, and each compile makes its own program.
     let library: DynamicLibrary
     /// The file NVRTC was loaded from (when the dynamic linker can tell).
     public let path: String
@@ -88,6 +90,7 @@ public final class NVRTC: @unchecked Sendable {
     private static let loadLock = Lock()
 
     /// NVRTC, loaded once per process.
+    /// - Throws: ``CUDAError`` `.nvrtcMissing` listing what was tried when NVRTC (or its builtins) cannot be loaded.
     public static func shared() throws -> NVRTC {
         try loadLock.withLock {
             if let loaded { return try loaded.get() }
@@ -210,6 +213,8 @@ public final class NVRTC: @unchecked Sendable {
     /// The target for a device of compute capability `architecture` (10 × major + minor): machine code for it
     /// when NVRTC supports it, else PTX of the highest older architecture NVRTC supports (the driver compiles
     /// that at load time).
+    /// - Throws: ``CUDAError`` `.compileFailed` saying which architectures NVRTC supports when none is at or
+    ///   below the device's.
     public func target(for architecture: Int) throws -> (name: String, cubin: Bool) {
         if supportedArchitectures.isEmpty || supportedArchitectures.contains(architecture) {
             return getCUBIN != nil ? ("sm_\(architecture)", true) : ("compute_\(architecture)", false)
@@ -226,6 +231,7 @@ public final class NVRTC: @unchecked Sendable {
 
     /// Compiles `source` (named `name`, including `headers` by their names) for `target` (`sm_XX` gives a
     /// cubin, `compute_XX` PTX).
+    /// - Throws: ``CUDAError`` `.compileFailed` naming the file, with NVRTC's log in `detail`.
     public func compile(source: String, name: String, headers: [(name: String, source: String)], target: String, extraOptions: [String] = []) throws -> Output {
         let options = ["--gpu-architecture=\(target)", "-std=c++17"] + extraOptions
         var handle: nvrtcProgram?

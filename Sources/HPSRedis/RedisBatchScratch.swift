@@ -3,6 +3,8 @@ import HPS
 /// Reusable buffers for one bulk call: input positions grouped by partition, and per-partition results.
 /// A call takes one from ``RedisScratchPool`` and returns it, so steady-state calls do not allocate.
 final class RedisBatchScratch: @unchecked Sendable {
+    // @unchecked Sendable: held by one bulk call at a time (taken from and returned to ``RedisScratchPool``); within
+    // a call each worker writes only the slots of its own partitions.
     /// Input positions grouped by partition.
     private(set) var order: UnsafeMutablePointer<Int32>
     /// Partition of each input position.

@@ -108,6 +108,9 @@ final class RedisClientCounters: Sendable {
 /// discarded (they most likely failed too) and the node is marked down for `reconnectIntervalMs`:
 /// during that time checkouts fail at once. After it, the next checkout reconnects.
 package final class RedisNode: @unchecked Sendable {
+    // @unchecked Sendable: `condition` guards `idle`, `open`, `generation`, `downUntil` and `lastFailure`;
+    // `endpoint`, `address`, `settings` and `counters` (atomics) are immutable; a checked-out connection belongs to
+    // one caller until it is returned.
     package let endpoint: RedisEndpoint
     let address: String
     private let settings: RedisClientSettings
@@ -233,6 +236,9 @@ enum RedisOutcome {
 /// Never blocks longer than its timeouts: connects are bounded by `connectTimeoutMs`, every read and
 /// write by `commandTimeoutMs`, and a node that failed is not retried for `reconnectIntervalMs`.
 package final class RedisClusterClient: @unchecked Sendable {
+    // @unchecked Sendable: `mapLock` guards `nodesByAddress`, `owners`, `mastersInMap` and `isStandalone`;
+    // `refreshLock` serialises slot-map reloads and guards `lastRefresh`; `seeds`, `settings` and `counters`
+    // (atomics) are immutable.
     let seeds: [RedisEndpoint]
     let settings: RedisClientSettings
     let counters = RedisClientCounters()

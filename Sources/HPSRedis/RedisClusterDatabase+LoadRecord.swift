@@ -11,6 +11,7 @@ import HPS
 extension RedisClusterDatabase {
     static func loadRecordKey(_ tag: String) -> String { RedisKeyLayout.hashKey(tag: tag, partition: 0, suffix: "f") }
 
+    /// - Throws: ``HPSError`` `.database` naming the table when the `GET` fails or gets an unexpected reply.
     public func loadedFingerprint(table tag: String) throws -> String? {
         let key = Self.loadRecordKey(tag)
         let reply = try recordCommand(key, ["GET", key])
@@ -21,6 +22,7 @@ extension RedisClusterDatabase {
         }
     }
 
+    /// - Throws: ``HPSError`` `.database` naming the table when the `SET`/`DEL` fails or gets an error reply.
     public func recordLoadedFingerprint(_ fingerprint: String?, table tag: String) throws {
         let key = Self.loadRecordKey(tag)
         let reply = try recordCommand(key, fingerprint.map { ["SET", key, $0] } ?? ["DEL", key])

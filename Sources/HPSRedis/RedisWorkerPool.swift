@@ -7,6 +7,9 @@ import HPS
 /// `recv` while the nodes work. The calling thread takes part too, so a call makes progress even when
 /// every worker is busy with other calls.
 final class RedisWorkerPool: @unchecked Sendable {
+    // @unchecked Sendable: `condition` guards `queue`, `stopping` and each job's `next`/`finished`; `threads` is
+    // written in init (before the pool is shared) and by `shutdown` (called once, from deinit of the owner);
+    // `workerCount` is immutable.
     /// One `run` call: `count` tasks, handed out in order.
     private final class Job {
         let count: Int

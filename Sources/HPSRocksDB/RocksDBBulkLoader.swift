@@ -1,5 +1,6 @@
 import Dispatch
 import HPS
+import Synchronization
 
 /// Fills an empty RocksDB table without the write path: rows are buffered (up to
 /// ``RocksDBDatabase/bulkFileBytes`` per file), each full buffer is sorted by the bytewise order of the
@@ -177,7 +178,7 @@ final class RocksDBBulkLoader: BulkLoader {
         if parts == 1 {
             write(0)
         } else {
-            let task = Unchecked(write)  // the parts touch disjoint rows; the call waits for every part
+            let task = UnsafeTransfer(write)  // the parts touch disjoint rows; the call waits for every part
             DispatchQueue.concurrentPerform(iterations: parts) { task.value($0) }
         }
         if let message = failures.first {
@@ -358,23 +359,16 @@ final class RocksDBBulkLoader: BulkLoader {
     }
 
     /// The first error of the concurrent SST writers.
-    final class Failures: @unchecked Sendable {
-        private let lock = Lock()
-        private var messages: [String?]
-        init(_ count: Int) { messages = Array(repeating: nil, count: count) }
-        func set(_ part: Int, _ message: String) { lock.withLock { messages[part] = message } }
-        var first: String? { lock.withLock { messages.compactMap { $0 }.first } }
+    final class Failures: Sendable {
+        private let messages: Mutex<[String?]>
+        init(_ count: Int) { messages = Mutex(Array(repeating: nil, count: count)) }
+        func set(_ part: Int, _ message: String) { messages.withLock { $0[part] = message } }
+        var first: String? { messages.withLock { $0.compactMap { $0 }.first } }
     }
 
     private func finishedError() -> HPSError {
         HPSError(.invalidArgument, subject: family.name, "the bulk load of this table has already finished or was cancelled")
     }
-}
-
-/// Hands a value to the threads of `concurrentPerform`, which the caller waits for.
-private struct Unchecked<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 extension Error {

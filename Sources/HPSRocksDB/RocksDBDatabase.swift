@@ -17,6 +17,8 @@ import Synchronization
 /// Thread-safe: RocksDB's calls are; the table map is behind a lock, and writes to one table (which
 /// must update its count) are serialised by a per-table lock. Reads take no table lock.
 public final class RocksDBDatabase: Database, @unchecked Sendable {
+    // @unchecked Sendable: the RocksDB handles and options are immutable after init and RocksDB's calls are
+    // thread-safe; `families` is a `Mutex`; each table's count and value size are in its ``ColumnFamily``'s `Mutex`.
     /// `rocks_db`.
     public var name: String { "rocks_db" }
     /// The RocksDB directory.
@@ -178,6 +180,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
 
     public func capacity(table: String) -> Int { Int.max }
 
+    /// - Throws: ``HPSError`` `.database` naming the table when its stored count cannot be read.
     public func size(table: String) throws -> Int {
         guard let family = lookupFamily(table) else { return 0 }
         return try family.state.withLock { state in
@@ -185,6 +188,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         }
     }
 
+    /// - Throws: ``HPSError`` `.database` with RocksDB's message when a read fails.
     public func contains(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
         guard let family = lookupFamily(table), !keys.isEmpty else { return 0 }
         var present = 0
@@ -196,6 +200,9 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         return present
     }
 
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `values` holds fewer than `keys.count ×
+    ///   valueSize` bytes; `.database` when the database is read-only, `valueSize` differs from the table's or
+    ///   RocksDB fails to write.
     @discardableResult
     public func insert(table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws -> Int {
         try checkWritable(table, "insert into")
@@ -214,6 +221,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         return inserted
     }
 
+    /// - Throws: ``HPSError`` `.database` naming the table when a stored value is not `valueSize` bytes or RocksDB
+    ///   fails to read; `.invalidArgument` when `values` is too small.
     @discardableResult
     public func fetch(
         table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int,
@@ -237,6 +246,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         return hits
     }
 
+    /// - Throws: as ``fetch(table:keys:values:valueSize:onMiss:)``; ``HPSError`` `.invalidArgument` for an index
+    ///   outside `keys`.
     @discardableResult
     public func fetch(
         table: String, indices: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<Int64>,
@@ -269,6 +280,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         return hits
     }
 
+    /// - Throws: ``HPSError`` `.database` when the database is read-only, or with RocksDB's message when the column
+    ///   family cannot be dropped.
     @discardableResult
     public func evict(table: String) throws -> Int {
         try checkWritable(table, "evict")
@@ -294,6 +307,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         }
     }
 
+    /// - Throws: ``HPSError`` `.database` when the database is read-only, or with RocksDB's message when the deletes
+    ///   fail.
     @discardableResult
     public func evict(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
         try checkWritable(table, "evict keys from")
@@ -328,11 +343,14 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         return removed
     }
 
+    /// - Throws: never: the tables are the column families listed at open.
     public func findTables(model: String) throws -> [String] {
         let prefix = "hps_et.\(model)."
         return families.withLock { map in map.keys.filter { $0.hasPrefix(prefix) } }.sorted()
     }
 
+    /// - Throws: ``HPSError`` `.invalidArgument` for a `maxChunk` below 1; `.database` when the table holds a key
+    ///   that is not 8 bytes or RocksDB fails to read; whatever `body` throws.
     public func forEachChunk(
         table: String, maxChunk: Int,
         _ body: (UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer, Int) throws -> Void
@@ -342,6 +360,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
         try scan(family, maxChunk: maxChunk, body)
     }
 
+    /// - Throws: ``HPSError`` `.database` with RocksDB's message when the record cannot be read.
     public func loadedFingerprint(table: String) throws -> String? {
         let bytes = try rocks("cannot read the loaded fingerprint of table \(table)") {
             try RocksNative.get(db, readOptions, key: Self.fingerprintKeyPrefix + table)
@@ -355,6 +374,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     /// A recorded fingerprint marks the end of a load: the table's and the default column family's
     /// memtables are then flushed to SST files, so that the next open does not replay the load from the
     /// write-ahead log (`rocksdb_close` does not flush).
+    /// - Throws: ``HPSError`` `.database` when the database is read-only, or with RocksDB's message when the record
+    ///   cannot be written.
     public func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws {
         try checkWritable(table, "record the loaded fingerprint of")
         let key = Self.fingerprintKeyPrefix + table
@@ -373,6 +394,7 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     /// A loader that fills `table` by SST ingestion (see ``RocksDBBulkLoader``), creating the table;
     /// nil when ``bulkLoading`` is off or the table is not empty (a bulk load could not count the keys
     /// already there), in which case rows go through ``insert(table:keys:values:valueSize:)``.
+    /// - Throws: as ``makeBulkLoader(table:valueSize:rowsPerFile:parallelWriters:keysInMemory:)``.
     public func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)? {
         try makeBulkLoader(table: table, valueSize: valueSize, rowsPerFile: nil)
     }
@@ -380,6 +402,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
     /// Like ``makeBulkLoader(table:valueSize:)`` with `rowsPerFile` rows per sorted buffer (nil: about
     /// ``bulkFileBytes`` of rows), `parallelWriters` SST writers per buffer (nil: the cores, at most
     /// `num_threads`) and at most `keysInMemory` keys kept in memory for the count (nil: 8 Mi).
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `valueSize` is below 1; `.database` when the
+    ///   database is read-only; `.database` or `.io` when the table or the loader's temporary directory cannot be made.
     public func makeBulkLoader(
         table: String, valueSize: Int, rowsPerFile: Int?, parallelWriters: Int? = nil, keysInMemory: Int? = nil
     ) throws -> (any BulkLoader)? {
@@ -479,6 +503,8 @@ public final class RocksDBDatabase: Database, @unchecked Sendable {
 
     /// A table's column family and its write lock.
     final class ColumnFamily: @unchecked Sendable {
+        // @unchecked Sendable: `name` and `handle` are immutable (RocksDB column family handles may be used from any
+        // thread); the rest is in `state`, a `Mutex`.
         struct State {
             /// Count and value size; nil until read from `hps.meta.<tag>` or counted.
             var meta: TableMeta?

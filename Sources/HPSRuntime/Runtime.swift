@@ -8,6 +8,8 @@ import HPSRocksDB
 public enum HPSRuntime {
     /// Reads and validates `configFile`, creates its databases, loads every table and makes every lookup
     /// session.
+    /// - Throws: ``HPSError`` `.io` or `.invalidConfig` when the file cannot be read or parsed (every problem with
+    ///   its JSON path); what ``makeParameterServer(config:logger:)`` throws.
     public static func makeParameterServer(configFile: String, logger: HPSLogger = .standard) throws -> ParameterServer {
         let config = try ParameterServerConfig.load(path: configFile)
         for warning in config.warnings { logger.warning("\(configFile): \(warning)") }
@@ -15,6 +17,9 @@ public enum HPSRuntime {
     }
 
     /// Creates the databases of `config`, loads every table and makes every lookup session.
+    /// - Throws: ``HPSError`` `.invalidConfig`/`.unsupported` for a database setting this build cannot honour;
+    ///   `.database` when a database cannot be opened or reached; what ``ParameterServer/loadTables(progress:)`` and
+    ///   ``ParameterServer/makeAllSessions()`` throw.
     public static func makeParameterServer(
         config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> ParameterServer {
@@ -56,6 +61,8 @@ public enum HPSRuntime {
     }
 
     /// The volatile database `config` names, or nil when it is disabled.
+    /// - Throws: ``HPSError`` `.invalidConfig` for a bad setting, `.unsupported` for one this build cannot honour
+    ///   (Redis TLS), `.database` naming the address when no node answers.
     public static func makeVolatileDatabase(_ config: VolatileDatabaseConfig, logger: HPSLogger = .standard) throws -> (any Database)? {
         switch config.type {
         case .disabled:
@@ -72,6 +79,8 @@ public enum HPSRuntime {
     }
 
     /// The persistent database `config` names, or nil when it is disabled.
+    /// - Throws: ``HPSError`` `.invalidConfig` for a bad setting; `.io` or `.database` naming the path when the
+    ///   RocksDB directory cannot be created or opened.
     public static func makePersistentDatabase(_ config: PersistentDatabaseConfig, logger: HPSLogger = .standard) throws -> (any Database)? {
         switch config.type {
         case .disabled:

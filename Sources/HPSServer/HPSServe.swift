@@ -6,6 +6,8 @@ import Logging
 /// `hps serve`: the KServe v2 HTTP inference protocol as Triton speaks it, over the same `LookupSession`s
 /// as every other front end. Returns after SIGTERM or SIGINT once requests in flight are answered.
 public enum HPSServe {
+    /// - Throws: ``HPSError`` when the config cannot be read or (with `--model-control-mode none`) a model cannot be
+    ///   built; the HTTP server's error when it cannot bind or fails.
     public static func run(_ options: ServeOptions) async throws {
         let repository = try ModelRepository(configFile: options.configFile, mode: options.modelControlMode)
         let lookups = LookupThreadPool(threads: options.lookupThreads, name: "hps-serve-lookup")

@@ -4,6 +4,8 @@ import Foundation
 /// callers suspend on a continuation while a pool thread runs the work, so neither NIO's event loops nor
 /// Swift's cooperative pool ever block on a lookup.
 final class LookupThreadPool: @unchecked Sendable {
+    // @unchecked Sendable: `condition` guards `queue`, `head` and `stopping`; `threads` is written only in init,
+    // before any thread can see the pool.
     private let condition = NSCondition()
     private var queue: [@Sendable () -> Void] = []
     private var head = 0

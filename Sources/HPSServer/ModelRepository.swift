@@ -5,7 +5,7 @@ import HPSRuntime
 /// One parameter server built from one reading of the config, with the session that answers each model.
 /// A request keeps the generation it started on alive until it is answered, so a swap never pulls tables
 /// from under a lookup.
-final class ServingGeneration: @unchecked Sendable {
+final class ServingGeneration: Sendable {
     let server: ParameterServer
     let sessions: [String: LookupSession]
 
@@ -30,6 +30,8 @@ struct ServedModel: Sendable {
 /// thread of their own; a load reads the config file again, builds a new parameter server for every model
 /// that is to be loaded beside the one serving now, and swaps it in under the lock.
 final class ModelRepository: @unchecked Sendable {
+    // @unchecked Sendable: `lock` guards `known`, `loaded` and `generation`; `configFile` and `mode` are immutable;
+    // loads and unloads run one at a time on `control`.
     let configFile: String
     let mode: ServeOptions.ModelControlMode
     private let lock = NSLock()

@@ -65,7 +65,7 @@ final class InitKernel {
 /// `Lookup(values, global_replica_id, init_status) -> emb_vector`, attributes `model_name`, `table_id`,
 /// `emb_vec_size`, `value_dtype`, `dtype`, `status_dtype`: one embedding vector per key, in key order,
 /// shape `values.shape + [emb_vec_size]`.
-final class LookupKernel: @unchecked Sendable {
+final class LookupKernel: Sendable {
     let modelName: String
     let tableId: Int
     let vectorSize: Int

@@ -3,6 +3,7 @@ import Foundation
 import HPS
 import HPSCUDA
 import HPSRuntime
+import Synchronization
 
 /// The checks `hps gpu-check` runs with a device: randomized workloads through the GPU caches and the CPU
 /// caches side by side, concurrent lookups against a reference model, the device lookup pipeline and whole
@@ -44,6 +45,8 @@ public struct GPUChecker {
     }
 
     /// Runs every check on CUDA device `device`.
+    /// - Throws: ``CUDAError`` when the device cannot be opened or a CUDA call fails; ``HPSError`` when a reference
+    ///   lookup fails. Checks that disagree are recorded as problems, not thrown.
     public mutating func run(device: Int) throws {
         print("seed \(seed) (rerun with --seed \(seed))")
         let context = try CUDAContext.context(device: device)
@@ -444,9 +447,8 @@ public struct GPUChecker {
 }
 
 /// A thread-safe list of strings.
-final class ProblemList: @unchecked Sendable {
-    private let lock = Lock()
-    private var list: [String] = []
-    func add(_ item: String) { lock.withLock { if list.count < 100 { list.append(item) } } }
-    var items: [String] { lock.withLock { list } }
+final class ProblemList: Sendable {
+    private let list = Mutex<[String]>([])
+    func add(_ item: String) { list.withLock { if $0.count < 100 { $0.append(item) } } }
+    var items: [String] { list.withLock { $0 } }
 }

@@ -19,6 +19,8 @@ import Synchronization
 /// restarted on the same port and directory; its `nodes-<port>.conf` keeps its identity and slots.
 /// Needs `redis-server` and `redis-cli` on `PATH` (Debian: `redis-server`, which pulls in `redis-tools`).
 public final class LocalRedisCluster: @unchecked Sendable {
+    // @unchecked Sendable: `lock` guards `pids` and `stopped`; `ports` changes only while `init` and `restart` run,
+    // which the owner (a test) calls from one thread; the rest is immutable after init.
     /// The nodes' ports, in order.
     public private(set) var ports: [Int]
     /// The temporary directory holding each node's `nodes-<port>.conf` and `redis-<port>.log`.
@@ -109,6 +111,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
 
     /// Starts node `i` again on its port and directory (after ``kill(node:)``); it rejoins with the
     /// slots its `nodes.conf` records, with no data. Waits until every node reports `cluster_state:ok`.
+    /// - Throws: ``HPSError`` `.database` with the tail of the node's log when it does not start or the cluster does
+    ///   not become ready within `timeoutMs`.
     public func restart(node i: Int, timeoutMs: Int = 30_000) throws {
         try start(i)
         try waitForPing(i, timeoutMs: timeoutMs)
@@ -116,6 +120,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
     }
 
     /// Sends one command to node `i` (no redirections) and returns its reply.
+    /// - Throws: ``HPSError`` `.database` naming the node when the command cannot be sent or answered (the
+    ///   connection's error as `cause`).
     public func command(node i: Int, _ args: [String]) throws -> RedisValue {
         do {
             let connection = try RedisConnection.connect(
@@ -127,6 +133,8 @@ public final class LocalRedisCluster: @unchecked Sendable {
     }
 
     /// Sends one command of binary arguments to node `i` and returns its reply.
+    /// - Throws: ``HPSError`` `.database` naming the node when the command cannot be sent or answered (the
+    ///   connection's error as `cause`).
     public func command(node i: Int, bytes args: [[UInt8]]) throws -> RedisValue {
         do {
             let connection = try RedisConnection.connect(
@@ -138,11 +146,13 @@ public final class LocalRedisCluster: @unchecked Sendable {
     }
 
     /// `FLUSHALL` on every running node.
+    /// - Throws: ``HPSError`` `.database` naming the first node that fails.
     public func flushAll() throws {
         for i in ports.indices where pid(ofNode: i) != nil { _ = try command(node: i, ["FLUSHALL"]) }
     }
 
     /// The cluster node id of node `i`.
+    /// - Throws: ``HPSError`` `.database` naming the node when `CLUSTER MYID` fails or returns no id.
     public func nodeID(_ i: Int) throws -> String {
         guard let id = try command(node: i, ["CLUSTER", "MYID"]).text else {
             throw HPSError(.database, subject: address(ofNode: i), "CLUSTER MYID returned no id")
@@ -152,6 +162,7 @@ public final class LocalRedisCluster: @unchecked Sendable {
 
     /// Waits until every running node reports `cluster_state:ok`, knows all nodes, and has every slot
     /// assigned.
+    /// - Throws: ``HPSError`` `.database` saying what was missing when the cluster is not ready within `timeoutMs`.
     public func waitUntilReady(timeoutMs: Int = 30_000) throws {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
         var last = ""

@@ -5,20 +5,10 @@ import Testing
     static func row(_ key: Int64, dim: Int) -> [Float] { DatabaseConformance.row(key, dim: dim) }
 
     func query(_ cache: any EmbeddingCache, _ keys: [Int64]) throws -> (values: [Float], missing: [Int]) {
-        var values = [Float](repeating: .nan, count: keys.count * cache.dimension)
-        var missing = [Int32](repeating: -1, count: keys.count)
-        let n = try keys.withUnsafeBufferPointer { k in
-            try values.withUnsafeMutableBufferPointer { v in
-                try missing.withUnsafeMutableBufferPointer { m in try cache.query(keys: k, into: v.baseAddress!, missing: m.baseAddress!) }
-            }
-        }
-        return (values, missing[0..<n].map(Int.init))
+        try EmbeddingCacheConformance.query(cache, keys)
     }
 
-    func replace(_ cache: any EmbeddingCache, _ keys: [Int64]) throws {
-        let values = DatabaseConformance.rows(keys, dim: cache.dimension)
-        try keys.withUnsafeBufferPointer { k in try values.withUnsafeBufferPointer { try cache.replace(keys: k, values: $0.baseAddress!) } }
-    }
+    func replace(_ cache: any EmbeddingCache, _ keys: [Int64]) throws { try EmbeddingCacheConformance.replace(cache, keys) }
 
     @Test func dynamicCacheSizing() throws {
         #expect(DynamicCache(capacity: 1, dimension: 4).capacity == 64)

@@ -30,6 +30,8 @@ public struct CacheRequest: Sendable {
 /// without one, or when it declines, sessions use the CPU caches.
 public protocol CacheProvider: Sendable {
     /// A cache for `request`, or nil to let the CPU cache serve it (the provider logs why).
+    /// - Throws: the provider's error when it should make the cache but cannot (e.g. ``HPSError`` `.device`); the
+    ///   session then fails to build. Declining (returning nil) is not an error.
     func makeCache(_ request: CacheRequest, logger: HPSLogger) throws -> (any EmbeddingCache)?
 
     /// The device-resident lookup of `request`'s table over `cache` (the session's cache of that table, nil
@@ -39,6 +41,7 @@ public protocol CacheProvider: Sendable {
 }
 
 extension CacheProvider {
+    /// - Throws: never: this default serves no device memory and returns nil.
     public func makeDeviceLookup(_ request: CacheRequest, cache: (any EmbeddingCache)?, logger: HPSLogger) throws -> (any DeviceTableLookup)? { nil }
 }
 

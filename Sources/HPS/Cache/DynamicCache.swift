@@ -7,6 +7,9 @@ import CHPSSupport
 /// (8 bytes at a time) before it touches keys; keys, LRU stamps and vectors live in separate arrays.
 /// A query refreshes recency (unlike a FIFO-like cache that only stamps on insert).
 public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
+    // @unchecked Sendable: the buffers are allocated in init and never replaced; a set's tags, keys, stamps and
+    // vectors are read and written only under that set's spin lock (`locks[set]`), and `clock` is advanced
+    // atomically.
     public static let slotsPerSet = 64
 
     public let dimension: Int

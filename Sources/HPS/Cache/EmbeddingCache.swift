@@ -15,7 +15,7 @@ public protocol EmbeddingCache: AnyObject, Sendable {
     var holdsWholeTable: Bool { get }
 
     /// Copies the vector of every cached key to `output[i × dimension ...]` and writes the positions of the
-    /// keys that are not cached to `missing`. - Returns: the number of misses.
+    /// keys that are not cached to `missing`, in ascending order. - Returns: the number of misses.
     /// - Throws: a device error (accelerator caches only).
     func query(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) throws -> Int
 

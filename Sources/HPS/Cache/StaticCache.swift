@@ -6,6 +6,8 @@ import CHPSSupport
 ///
 /// Also serves `uvm` on the CPU, where device and host memory are the same memory.
 public final class StaticCache: EmbeddingCache, @unchecked Sendable {
+    // @unchecked Sendable: `lock` guards the index, rows and `rowCount`: queries hold it shared, inserts and resizes
+    // exclusively.
     public let dimension: Int
     public let capacity: Int
     public var holdsWholeTable: Bool { true }

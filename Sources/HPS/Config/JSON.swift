@@ -23,6 +23,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// Parses `text` as one JSON document, ignoring duplicate-key warnings.
+    /// - Throws: ``JSONSyntaxError`` with the line and column of the first problem.
     public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         var ignored: [String] = []
         return try parse(text, warnings: &ignored)

@@ -4,6 +4,8 @@
 
 /// A lookup whose keys and output live in device memory.
 public struct DeviceLookupRequest: @unchecked Sendable {
+    // @unchecked Sendable: a value copied per call; `stream` is an opaque CUDA stream handle that Swift never
+    // dereferences (the driver accepts it from any thread), the other addresses are plain integers.
     /// Device address of `count` keys: Int64, or UInt32-read Int32 when ``int32Keys``.
     public var keys: UInt64
     public var int32Keys: Bool
@@ -75,6 +77,7 @@ public protocol DeviceTableLookup: AnyObject, Sendable {
 }
 
 extension DeviceTableLookup {
+    /// - Throws: never: this default has no host-memory path and returns false.
     public func lookupHostMemory(keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, host: DeviceLookupHost) throws -> Bool {
         false
     }

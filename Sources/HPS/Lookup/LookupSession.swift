@@ -14,6 +14,8 @@ import CHPSSupport
 /// Many threads may call ``lookup(table:keys:into:)`` at once. Buffers come from a pool sized by
 /// `num_of_worker_buffer_in_pool`; a lookup allocates nothing once the pool is warm.
 public final class LookupSession: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init: the caches, device lookups, tiers and workspace pool are thread-safe
+    // themselves, and cache inserts are serialised on `inserter`.
     public let model: ModelConfig
     public let device: Int
     /// The cache of each table, or nil per table when `gpucache` is false.
@@ -112,6 +114,11 @@ public final class LookupSession: @unchecked Sendable {
     // MARK: Lookup
 
     /// Looks up `keys` of table `table` and writes `keys.count × dim` floats to `output`, in input order.
+    /// - Throws: ``HPSError`` `.unknownTable` naming the model and table when `table` is out of range;
+    ///   `.invalidArgument` naming the table when `keys.count` exceeds `max_batch_size ×
+    ///   maxnum_catfeature_query_per_table_per_sample` or `output` holds fewer than `keys.count × dim` floats; a
+    ///   device cache's error when it fails; the persistent database's error when it cannot answer (a failing
+    ///   volatile database never fails a lookup).
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
@@ -130,6 +137,7 @@ public final class LookupSession: @unchecked Sendable {
     }
 
     /// Looks up int32 keys (models with `supportlonglong: false`; the values are read as uint32).
+    /// - Throws: what ``lookup(table:keys:into:)-(_,UnsafeBufferPointer<Int64>,_)`` throws.
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int32>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
@@ -193,6 +201,8 @@ public final class LookupSession: @unchecked Sendable {
     }
 
     /// Convenience for tools and tests: looks up an array of keys.
+    /// - Throws: what ``lookup(table:keys:into:)-(_,UnsafeBufferPointer<Int64>,_)`` throws (the keys are looked up in
+    ///   batches of the largest size allowed, so only their count per batch is checked).
     public func lookup(table: Int, keys: [Int64]) throws -> [Float] {
         let dim = try tableConfig(table).dimension
         var output = [Float](repeating: 0, count: keys.count * dim)

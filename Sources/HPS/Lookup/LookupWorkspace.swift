@@ -4,6 +4,8 @@ import Synchronization
 /// widest table, and reused: a session keeps a pool of them (`num_of_worker_buffer_in_pool`), so lookups
 /// allocate nothing.
 final class LookupWorkspace: @unchecked Sendable {
+    // @unchecked Sendable: held by one lookup at a time (taken from and returned to ``WorkspacePool``); the buffers'
+    // sizes are immutable.
     let maxKeys: Int
     let maxDimension: Int
     /// Keys widened to Int64 (for int32 input) or normalized.

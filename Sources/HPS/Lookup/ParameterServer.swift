@@ -46,6 +46,8 @@ public final class ParameterServer: @unchecked Sendable {
     // MARK: Models and tables
 
     /// The model named `name`.
+    /// - Throws: ``HPSError`` `.unknownModel` naming `name` (and listing the config's models) when the config has no
+    ///   such model.
     public func model(named name: String) throws -> ModelConfig {
         guard let model = config.model(named: name) else {
             let known = config.models.map(\.name).joined(separator: ", ")
@@ -55,6 +57,8 @@ public final class ParameterServer: @unchecked Sendable {
     }
 
     /// Table `index` of `model`.
+    /// - Throws: ``HPSError`` `.unknownModel` for an unknown model; `.unknownTable` naming the model and index when
+    ///   `index` is outside `0 ..< tableCount`.
     public func table(model name: String, index: Int) throws -> TableConfig {
         let model = try model(named: name)
         guard index >= 0 && index < model.tableCount else {
@@ -69,6 +73,8 @@ public final class ParameterServer: @unchecked Sendable {
     /// (static and uvm tables live in their caches only, as in HPS). A persistent database that already
     /// holds a table's current files is not reloaded.
     /// - Parameter progress: called with (table tag, rows done, rows total) during long loads.
+    /// - Throws: ``HPSError`` from reading a table's files (`.io`, `.invalidTable` naming the file, row and key) or
+    ///   from a database that cannot store the rows (`.database`); loading stops at the first table that fails.
     public func loadTables(progress: ((String, Int, Int) -> Void)? = nil) throws {
         for model in config.models {
             let type = model.useStaticTable ? .static : model.embeddingCacheType
@@ -210,6 +216,9 @@ public final class ParameterServer: @unchecked Sendable {
     // MARK: Sessions
 
     /// The lookup session of `model` on `device` (made on first use, then shared).
+    /// - Throws: ``HPSError`` `.unknownModel` for an unknown model; `.invalidArgument` naming the model and device
+    ///   when the model is not deployed on `device`; errors of making or filling its caches (a device cache
+    ///   provider's error, table read errors).
     public func session(model name: String, device: Int) throws -> LookupSession {
         let model = try model(named: name)
         guard model.deployedDevices.contains(device) else {
@@ -225,6 +234,7 @@ public final class ParameterServer: @unchecked Sendable {
     }
 
     /// Makes the sessions of every model on every deployed device now (fills caches up front).
+    /// - Throws: what ``session(model:device:)`` throws, for the first session that cannot be made.
     public func makeAllSessions() throws {
         for model in config.models {
             for device in model.deployedDevices { _ = try session(model: model.name, device: device) }
@@ -234,6 +244,8 @@ public final class ParameterServer: @unchecked Sendable {
     // MARK: Database lookups
 
     /// Looks `keys` up in the databases only (no cache) and writes one vector per key to `output`.
+    /// - Throws: what ``table(model:index:)`` throws; errors of the persistent database when it cannot answer (a
+    ///   failing volatile database never fails a lookup).
     public func lookup(model: String, table: Int, keys: [Int64]) throws -> [Float] {
         let t = try self.table(model: model, index: table)
         var output = [Float](repeating: 0, count: keys.count * t.dimension)

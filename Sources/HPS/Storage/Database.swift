@@ -20,19 +20,29 @@ public protocol Database: AnyObject, Sendable {
     /// The most entries `table` may hold (`Int.max` when unbounded).
     func capacity(table: String) -> Int
     /// How many entries `table` holds now (0 for a table that does not exist).
+    /// - Throws: ``HPSError`` `.database` naming the table when the backend cannot answer (a node failed, RocksDB
+    ///   reported an error).
     func size(table: String) throws -> Int
 
     /// Counts how many of `keys` are present in `table`.
+    /// - Throws: ``HPSError`` `.database` naming the table when the backend cannot answer at all (a volatile database
+    ///   reports keys on a failed node as absent instead).
     func contains(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int
 
     /// Inserts or overwrites `keys[i] → values[i × valueSize ..< (i+1) × valueSize]`.
     /// - Returns: the number of keys that were not present before.
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `values` holds fewer than `keys.count ×
+    ///   valueSize` bytes; `.database` when `valueSize` differs from the table's, or when the backend could not store
+    ///   every key (Redis: after trying every partition, naming the failed nodes).
     @discardableResult
     func insert(table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws -> Int
 
     /// Copies the value of each present key into `values` at its row and calls `onMiss(i)` for each key `i`
     /// that is absent (for every key when the table does not exist).
     /// - Returns: the number of hits.
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `values` is smaller than `keys.count ×
+    ///   valueSize` bytes; `.database` when `valueSize` differs from the table's or the backend fails (a volatile
+    ///   database reports keys on a failed node as misses instead of throwing).
     @discardableResult
     func fetch(
         table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int,
@@ -41,6 +51,8 @@ public protocol Database: AnyObject, Sendable {
 
     /// Like ``fetch(table:keys:values:valueSize:onMiss:)`` for the subset `keys[indices[j]]`; row
     /// `indices[j]` of `values` receives the value and `onMiss(indices[j])` reports a miss.
+    /// - Throws: what ``fetch(table:keys:values:valueSize:onMiss:)`` throws; ``HPSError`` `.invalidArgument` for an
+    ///   index outside `keys`.
     @discardableResult
     func fetch(
         table: String, indices: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<Int64>,
@@ -48,18 +60,23 @@ public protocol Database: AnyObject, Sendable {
     ) throws -> Int
 
     /// Removes a whole table. - Returns: the number of entries removed.
+    /// - Throws: ``HPSError`` `.database` naming the table when the backend fails to remove it.
     @discardableResult
     func evict(table: String) throws -> Int
 
     /// Removes `keys` from `table`. - Returns: the number of entries removed.
+    /// - Throws: ``HPSError`` `.database` naming the table when the backend fails to remove the keys.
     @discardableResult
     func evict(table: String, keys: UnsafeBufferPointer<Int64>) throws -> Int
 
     /// Tags of every table of `model` (those starting with `hps_et.<model>.`).
+    /// - Throws: ``HPSError`` `.database` when the backend cannot list its tables.
     func findTables(model: String) throws -> [String]
 
     /// Calls `body` with successive chunks of `(keys, values)` of `table`, in no particular order.
     /// Used by dump; each chunk's buffers are valid only during the call.
+    /// - Throws: ``HPSError`` `.database` when reading the table fails (RocksDB also throws `.invalidArgument` for a
+    ///   `maxChunk` below 1); whatever `body` throws (iteration stops there).
     func forEachChunk(
         table: String, maxChunk: Int,
         _ body: (UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer, Int) throws -> Void
@@ -68,15 +85,19 @@ public protocol Database: AnyObject, Sendable {
     /// The fingerprint of the table files last loaded completely into `table`, if the database keeps one
     /// (persistent databases do, so a restart can skip reloading unchanged tables; so does Redis, shared by
     /// processes, so that one process does not rewrite what another loaded).
+    /// - Throws: ``HPSError`` `.database` naming the table when the record cannot be read.
     func loadedFingerprint(table: String) throws -> String?
 
     /// Records that `table` now holds exactly the files described by `fingerprint`.
+    /// - Throws: ``HPSError`` `.database` naming the table when the record cannot be written.
     func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws
 
     /// A loader that fills `table`, which must be empty (just evicted), faster than
     /// ``insert(table:keys:values:valueSize:)``; nil when the database has no such path (or the table is
     /// not empty), in which case the caller inserts. Until the loader finishes, nothing else may write to
     /// `table`.
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table for a `valueSize` below 1; `.database` or `.io`
+    ///   when the loader's files or handles cannot be set up.
     func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)?
 }
 
@@ -89,8 +110,12 @@ public protocol Database: AnyObject, Sendable {
 public protocol BulkLoader: AnyObject {
     /// Adds `keys.count` rows; `values` holds `keys.count × valueSize` bytes, row `i` at `i × valueSize`.
     /// The buffers are not used after the call returns.
+    /// - Throws: ``HPSError`` `.invalidArgument` after ``finish()`` or ``cancel()``; `.io` or `.database` when the
+    ///   rows cannot be written.
     func add(keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer) throws
     /// Makes every added row visible and durable. - Returns: the number of entries the table holds.
+    /// - Throws: ``HPSError`` `.database` or `.io` when the rows cannot be made visible (the table may then hold part
+    ///   of them).
     func finish() throws -> Int
     /// Abandons the load and releases what it holds (temporary files); rows already in the table may
     /// stay. Does nothing after ``finish()``.
@@ -101,13 +126,17 @@ extension Database {
     public var isShared: Bool { false }
     public func unreachableNodes() -> [String] { [] }
 
+    /// - Throws: never: this default has no bulk path and returns nil.
     public func makeBulkLoader(table: String, valueSize: Int) throws -> (any BulkLoader)? { nil }
 
+    /// - Throws: never: this default keeps no record and returns nil.
     public func loadedFingerprint(table: String) throws -> String? { nil }
+    /// - Throws: never: this default keeps no record.
     public func recordLoadedFingerprint(_ fingerprint: String?, table: String) throws {}
 
     /// Default sparse fetch: gathers the selected keys and fetches them through the dense path, one
     /// bounded chunk at a time.
+    /// - Throws: what the dense ``fetch(table:keys:values:valueSize:onMiss:)`` throws.
     @discardableResult
     public func fetch(
         table: String, indices: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<Int64>,

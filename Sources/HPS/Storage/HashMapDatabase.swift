@@ -11,8 +11,10 @@ import Dispatch
 /// Overflow: a partition that reaches `overflow_margin` evicts down to `overflow_margin ×
 /// overflow_resolution_target` by its `overflow_policy` before taking a new key.
 public final class HashMapDatabase: Database, @unchecked Sendable {
+    // @unchecked Sendable: `tablesLock` guards `tables`; `randomLock` guards `random`; each partition has its own
+    // lock (``HashMapPartition``); `parallelThreshold` is a tuning knob set before the database is shared.
     /// One table: its partitions and value size.
-    final class Table: @unchecked Sendable {
+    final class Table: Sendable {
         let partitions: [HashMapPartition]
         let valueSize: Int
         init(valueSize: Int, partitions: Int, allocationRate: Int, counters: Bool) {
@@ -72,18 +74,15 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
 
     // MARK: Database
 
-    public func capacity(table: String) -> Int {
-        let margin = config.overflowMargin
-        if margin == .max { return .max }
-        let (product, overflow) = margin.multipliedReportingOverflow(by: partitionCount)
-        return overflow ? .max : max(product, margin)
-    }
+    public func capacity(table: String) -> Int { config.tableCapacity }
 
+    /// - Throws: never: the hash map answers from memory.
     public func size(table tag: String) throws -> Int {
         guard let t = table(tag) else { return 0 }
         return t.partitions.reduce(0) { sum, p in sum + p.lock.withReadLock { p.count } }
     }
 
+    /// - Throws: never: the hash map answers from memory.
     public func contains(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
         guard let t = table(tag) else { return 0 }
         var found = 0
@@ -95,6 +94,8 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         return found
     }
 
+    /// - Throws: ``HPSError`` `.invalidArgument` naming the table when `values` holds fewer than `keys.count ×
+    ///   valueSize` bytes; `.database` when `valueSize` differs from the table's or exceeds `allocation_rate`.
     @discardableResult
     public func insert(table tag: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws -> Int {
         guard values.count >= keys.count * valueSize else {
@@ -160,6 +161,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
 
     /// Sizes the index of `tag`'s partitions for `rows` more keys (spread evenly by the key mixer, with
     /// headroom), so a bulk load does not rehash at every doubling. Creates the table when needed.
+    /// - Throws: ``HPSError`` `.database` when `valueSize` differs from the table's or exceeds `allocation_rate`.
     public func reserve(table tag: String, rows: Int, valueSize: Int) throws {
         guard rows > 0 else { return }
         let t = try table(tag, creatingWith: valueSize)
@@ -174,6 +176,8 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         }
     }
 
+    /// - Throws: ``HPSError`` `.database` naming the table when `valueSize` differs from the table's;
+    ///   `.invalidArgument` when `values` is smaller than `keys.count × valueSize` bytes.
     @discardableResult
     public func fetch(
         table tag: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeMutableRawBufferPointer, valueSize: Int,
@@ -273,6 +277,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         }
     }
 
+    /// - Throws: never: the hash map removes from memory.
     @discardableResult
     public func evict(table tag: String) throws -> Int {
         let removed = tablesLock.withWriteLock { tables.removeValue(forKey: tag) }
@@ -280,6 +285,7 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         return removed.partitions.reduce(0) { sum, p in sum + p.lock.withReadLock { p.count } }
     }
 
+    /// - Throws: never: the hash map removes from memory.
     @discardableResult
     public func evict(table tag: String, keys: UnsafeBufferPointer<Int64>) throws -> Int {
         guard let t = table(tag) else { return 0 }
@@ -292,11 +298,13 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         return removed
     }
 
+    /// - Throws: never: the hash map answers from memory.
     public func findTables(model: String) throws -> [String] {
         let prefix = TableTag.modelPrefix(model)
         return tablesLock.withReadLock { tables.keys.filter { $0.hasPrefix(prefix) }.sorted() }
     }
 
+    /// - Throws: whatever `body` throws (iteration stops there); a `maxChunk` below 1 counts as 1.
     public func forEachChunk(
         table tag: String, maxChunk: Int,
         _ body: (UnsafeBufferPointer<Int64>, UnsafeRawBufferPointer, Int) throws -> Void

@@ -17,6 +17,8 @@ import CHPSSupport
 /// index or rows holds it exclusively. Access counters and the clock are updated with relaxed atomics, so
 /// concurrent readers may record accesses.
 final class HashMapPartition: @unchecked Sendable {
+    // @unchecked Sendable: callers follow the locking contract above: `lock` shared to read, exclusive to change;
+    // counters and the clock are relaxed atomics.
     let lock = ReadWriteLock()
     let valueSize: Int
     private var pages: RowPages
@@ -350,10 +352,10 @@ final class HashMapPartition: @unchecked Sendable {
 }
 
 /// A small, fast pseudo-random generator (SplitMix64) for eviction choices and synthetic data.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -8,10 +8,12 @@ import Darwin
 
 /// A mutual-exclusion lock over `pthread_mutex_t`, for state that lives in unsafe buffers (where
 /// `Synchronization.Mutex` cannot hold it).
-public final class Lock: @unchecked Sendable {
+package final class Lock: @unchecked Sendable {
+    // @unchecked Sendable: the pthread mutex is thread-safe by design; the pointer to it is set in init and never
+    // changes.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    public init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -22,11 +24,11 @@ public final class Lock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    @inline(__always) public func lock() { pthread_mutex_lock(mutex) }
-    @inline(__always) public func unlock() { pthread_mutex_unlock(mutex) }
+    @inline(__always) package func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) package func unlock() { pthread_mutex_unlock(mutex) }
 
     @inline(__always)
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -34,10 +36,12 @@ public final class Lock: @unchecked Sendable {
 }
 
 /// A readers-writer lock over `pthread_rwlock_t`: many readers or one writer.
-public final class ReadWriteLock: @unchecked Sendable {
+package final class ReadWriteLock: @unchecked Sendable {
+    // @unchecked Sendable: the pthread rwlock is thread-safe by design; the pointer to it is set in init and never
+    // changes.
     private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    public init() {
+    package init() {
         rwlock = .allocate(capacity: 1)
         rwlock.initialize(to: pthread_rwlock_t())
         pthread_rwlock_init(rwlock, nil)
@@ -48,19 +52,19 @@ public final class ReadWriteLock: @unchecked Sendable {
         rwlock.deallocate()
     }
 
-    @inline(__always) public func lockShared() { pthread_rwlock_rdlock(rwlock) }
-    @inline(__always) public func lockExclusive() { pthread_rwlock_wrlock(rwlock) }
-    @inline(__always) public func unlock() { pthread_rwlock_unlock(rwlock) }
+    @inline(__always) package func lockShared() { pthread_rwlock_rdlock(rwlock) }
+    @inline(__always) package func lockExclusive() { pthread_rwlock_wrlock(rwlock) }
+    @inline(__always) package func unlock() { pthread_rwlock_unlock(rwlock) }
 
     @inline(__always)
-    public func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_rwlock_rdlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 
     @inline(__always)
-    public func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_rwlock_wrlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
@@ -68,11 +72,13 @@ public final class ReadWriteLock: @unchecked Sendable {
 }
 
 /// A condition variable paired with its own mutex.
-public final class Condition: @unchecked Sendable {
+package final class Condition: @unchecked Sendable {
+    // @unchecked Sendable: the pthread mutex and condition variable are thread-safe by design; the pointers are set
+    // in init and never change.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
 
-    public init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -88,10 +94,10 @@ public final class Condition: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    public func lock() { pthread_mutex_lock(mutex) }
-    public func unlock() { pthread_mutex_unlock(mutex) }
+    package func lock() { pthread_mutex_lock(mutex) }
+    package func unlock() { pthread_mutex_unlock(mutex) }
     /// Waits for a signal; the mutex must be held.
-    public func wait() { pthread_cond_wait(cond, mutex) }
-    public func signal() { pthread_cond_signal(cond) }
-    public func broadcast() { pthread_cond_broadcast(cond) }
+    package func wait() { pthread_cond_wait(cond, mutex) }
+    package func signal() { pthread_cond_signal(cond) }
+    package func broadcast() { pthread_cond_broadcast(cond) }
 }

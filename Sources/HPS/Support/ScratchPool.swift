@@ -1,6 +1,8 @@
 /// Reusable scratch buffers for bulk database calls, so the hot path allocates only when more calls run
 /// at once than ever before (then the pool keeps the extra buffers).
 final class BulkScratch: @unchecked Sendable {
+    // @unchecked Sendable: held by one bulk call at a time (taken from and returned to ``ScratchPool``); within a
+    // call each worker writes only the slots of its own partitions.
     /// Partition of each key (by input position).
     var partitionOf: UnsafeMutablePointer<Int32>
     /// Mixed hash of each key (by input position).
@@ -92,6 +94,8 @@ final class ScratchPool: Sendable {
 /// Carries a value across a concurrency boundary that the compiler cannot check, where the caller
 /// guarantees the accesses do not race (e.g. each worker touches only its own partitions).
 package struct UnsafeTransfer<Value>: @unchecked Sendable {
+    // @unchecked Sendable: by contract: the caller guarantees the accesses do not race (see above); use it only where
+    // that holds.
     package let value: Value
     package init(_ value: Value) { self.value = value }
 }

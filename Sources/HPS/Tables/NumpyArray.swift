@@ -141,12 +141,18 @@ public struct NumpyArray: Sendable, Equatable {
 
     /// Reads elements `elements` (in C order) as `Float`, converting from `float64` when needed (rounded to
     /// the nearest float32; a finite value beyond float32's range is an error, never `inf`).
+    /// - Throws: ``HPSError`` `.io` naming the file when it cannot be opened or read; `.invalidArgument` when
+    ///   `elements` or `buffer` do not fit the array; `.invalidTable` naming the file and element for a float64 value
+    ///   beyond float32's range or an integer dtype.
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try read(elements: elements, into: buffer, file: try OpenFile.openForReading(path))
     }
 
     /// Reads elements `elements` (in C order) as `Int64`, widening `int32`/`uint32`; a `uint64` value of
     /// 2^63 or more is an error (it has no int64 key).
+    /// - Throws: ``HPSError`` `.io` naming the file when it cannot be opened or read; `.invalidArgument` when
+    ///   `elements` or `buffer` do not fit the array; `.invalidTable` naming the file and element for a uint64 value
+    ///   of 2^63 or more.
     public func read(elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Int64>) throws {
         try read(elements: elements, into: buffer, file: try OpenFile.openForReading(path))
     }

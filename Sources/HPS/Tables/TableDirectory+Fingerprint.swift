@@ -28,6 +28,8 @@ public struct LoadedTableRecord: Sendable, Equatable {
 
 extension TableDirectory {
     /// Sizes and modification times (ns) of `key` and `emb_vector`: `<bytes>@<mtime>,<bytes>@<mtime>`.
+    /// - Throws: ``HPSError`` `.invalidTable` naming the file when it disappeared; `.io` when its status cannot be
+    ///   read.
     public func fileStamp() throws -> String {
         var parts: [String] = []
         for file in [keyFile, vectorFile] {
@@ -45,6 +47,8 @@ extension TableDirectory {
     /// Databases store it after loading a table so a later start can skip reloading unchanged files. It
     /// depends only on the bytes, not on modification times, so a copied or re-exported identical table is
     /// recognised as unchanged. Reads both files once, in 1 MiB pieces.
+    /// - Throws: ``HPSError`` `.io` naming the file when it cannot be read, or `.invalidTable` when it has changed
+    ///   size since the directory was opened.
     public func fingerprint() throws -> String {
         let keyHash = try Self.hash(file: try openChecked(keyFile, expectedSize: keyByteCount), size: keyByteCount)
         let vectorHash = try Self.hash(file: try openChecked(vectorFile, expectedSize: vectorByteCount), size: vectorByteCount)

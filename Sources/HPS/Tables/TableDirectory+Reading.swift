@@ -53,6 +53,8 @@ extension TableDirectory {
 
     /// Streams only the keys, `maxRows` at a time (reads the `key` file alone). Keys that do not fit
     /// `keyWidth` are an error, as in ``forEachChunk(maxRows:keyWidth:progress:_:)``.
+    /// - Throws: ``HPSError`` as ``forEachChunk(maxRows:keyWidth:progress:_:)`` for the `key` file; whatever `body`
+    ///   throws.
     public func forEachKeyChunk(
         maxRows: Int = 65536, keyWidth: KeyWidth = .int64, _ body: (UnsafeBufferPointer<Int64>) throws -> Void
     ) throws {
@@ -76,6 +78,7 @@ extension TableDirectory {
     }
 
     /// The smallest and largest key (after `keyWidth` mapping). Reads the `key` file once.
+    /// - Throws: ``HPSError`` as ``forEachKeyChunk(maxRows:keyWidth:_:)``.
     public func keyRange(keyWidth: KeyWidth = .int64) throws -> (min: Int64, max: Int64) {
         var low = Int64.max
         var high = Int64.min
@@ -91,6 +94,8 @@ extension TableDirectory {
     /// Facts about the table for `hps inspect`: sizes, key range and duplicate keys.
     ///
     /// Streams the key file; see ``scanKeys(keyWidth:maxKeysInMemory:)`` for the memory it takes.
+    /// - Throws: ``HPSError`` as ``scanKeys(keyWidth:maxKeysInMemory:)`` (file reads, keys that do not fit
+    ///   `keyWidth`).
     public func statistics(keyWidth: KeyWidth = .int64, maxKeysInMemory: Int? = nil) throws -> TableStatistics {
         let scan = try scanKeys(keyWidth: keyWidth, maxKeysInMemory: maxKeysInMemory)
         return TableStatistics(

@@ -36,6 +36,8 @@ public enum TableWriter {
     }
 
     /// Writes a table from arrays; see the buffer-pointer overload.
+    /// - Throws: as the buffer-pointer overload: ``HPSError`` `invalidArgument` when the sizes do not agree or there
+    ///   are no rows; `io` when a file cannot be written.
     public static func write(directory: String, keys: [Int64], vectors: [Float], dimension: Int) throws {
         try keys.withUnsafeBufferPointer { k in
             try vectors.withUnsafeBufferPointer { v in
