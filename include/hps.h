@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define HPS_API_VERSION_MAJOR 1
-#define HPS_API_VERSION_MINOR 0
+#define HPS_API_VERSION_MINOR 1
 #define HPS_API_VERSION_PATCH 0
 #define HPS_API_VERSION (HPS_API_VERSION_MAJOR * 10000 + HPS_API_VERSION_MINOR * 100 + HPS_API_VERSION_PATCH)
 
@@ -112,6 +112,19 @@ int hps_session_int64_keys(const hps_session *session);
 int hps_lookup(hps_session *session, int table, const int64_t *keys, int64_t count, float *out, int memory, void *cuda_stream);
 /* The same for int32 keys (models with supportlonglong false; the keys are read as uint32). */
 int hps_lookup_i32(hps_session *session, int table, const int32_t *keys, int64_t count, float *out, int memory, void *cuda_stream);
+
+/* Looks up the keys of several tables in one call: counts[j] keys of table tables[j] (j < num_tables), the
+ * tables' keys one after another in `keys` (tables[0]'s first), and writes their vectors one table after
+ * another to `out` (counts[j] x dim(tables[j]) floats each, in input order), as num_tables hps_lookup calls
+ * would. With fuse_embedding_table, the tables of one fused group (same vector size and default value) are
+ * answered in one pass through their shared cache and database table (host memory; device memory looks the
+ * tables up one after another). A table may appear more than once. Each counts[j] is limited as in
+ * hps_lookup (HPS_ERROR_TOO_MANY_KEYS). */
+int hps_lookup_tables(hps_session *session, int num_tables, const int *tables, const int64_t *counts, const int64_t *keys, float *out,
+                      int memory, void *cuda_stream);
+/* The same for int32 keys (models with supportlonglong false; the keys are read as uint32). */
+int hps_lookup_tables_i32(hps_session *session, int num_tables, const int *tables, const int64_t *counts, const int32_t *keys, float *out,
+                          int memory, void *cuda_stream);
 
 /* Counters of the server since it was built (all models): lookups, keys, distinct keys, cache hits and misses,
  * keys answered by the volatile and persistent databases and by the default value. Any pointer may be NULL. */

@@ -1,4 +1,5 @@
 import CCUDADriver
+import HPS
 
 /// One kernel of a loaded module, with what the launch helper needs to size a grid.
 public struct CUDAFunction: @unchecked Sendable {
@@ -54,6 +55,8 @@ public final class CUDAKernels: Sendable {
     let copyRows: CUDAVectorFunction
     let countMissedAccesses: CUDAFunction
     let widenKeys: CUDAFunction
+    /// Tags the keys of a table of a fused group (`fuse_keys`, Kernels/rows.cu).
+    let fuseKeys: CUDAFunction
     let dedupInsert: CUDAFunction
     let dedupResolve: CUDAFunction
     let dedupClear: CUDAFunction
@@ -100,6 +103,7 @@ public final class CUDAKernels: Sendable {
         copyRows = try vector("rows.cu", "copy_rows")
         countMissedAccesses = try function("rows.cu", "count_missed_accesses")
         widenKeys = try function("rows.cu", "widen_keys_u32")
+        fuseKeys = try function("rows.cu", "fuse_keys")
         dedupInsert = try function("dedup.cu", "dedup_insert")
         dedupResolve = try function("dedup.cu", "dedup_resolve")
         dedupClear = try function("dedup.cu", "dedup_clear")
@@ -133,7 +137,7 @@ public final class CUDAKernels: Sendable {
     public var all: [CUDAFunction] {
         let vectors = [copyRows, dynQuery, dynApply, stWriteRows, stQuery].flatMap { [$0.v4, $0.v2, $0.v1] }
         let rows = dynQueryRows.keys.sorted().compactMap { dynQueryRows[$0] } + dynGatherRows.keys.sorted().compactMap { dynGatherRows[$0] }
-        return vectors + rows + [countMissedAccesses, widenKeys, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
+        return vectors + rows + [countMissedAccesses, widenKeys, fuseKeys, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, stFind, stInsert,
                                  benchZipfKeys, benchFillValues, benchSequenceKeys, benchPickKeys, benchKeyValues]
     }
 
@@ -168,5 +172,15 @@ public final class CUDAKernels: Sendable {
         var log: UInt32 = 0
         while log < 5 && (1 << log) < units { log += 1 }
         return log
+    }
+}
+
+extension CUDAKernels {
+    /// Enqueues the tagging of `count` keys at `keys` (int64, or int32 read as uint32) of a table of a fused
+    /// group into `output` (`count` int64 keys).
+    func enqueueFuseKeys(_ transform: FusedKeyTransform, keys: DeviceAddress, int32Keys: Bool, count: Int, output: DeviceAddress, stream: CUDAStream) throws {
+        try launch(
+            fuseKeys, threads: count, stream: stream,
+            [.pointer(keys), .u32(int32Keys ? 1 : 0), .count(count), .u64(transform.tag), .u32(UInt32(transform.keyBits)), .u64(transform.absentKey), .pointer(output)])
     }
 }

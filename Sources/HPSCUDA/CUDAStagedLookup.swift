@@ -51,6 +51,11 @@ public final class CUDAStagedLookup: DeviceTableLookup, Sendable {
                 try context.copy(toHost: buffers.hostKeys.host, from: request.keys, bytes: n * 8, stream: stream)
             }
             try stream.synchronize()
+            if let transform = request.fusedKeys {
+                // A table of a fused group: the host lookup takes the group's tagged keys.
+                let keys = buffers.hostKeys.typed(Int64.self)
+                for i in 0..<n { keys[i] = transform.apply(keys[i]) }
+            }
             try host.lookupHost(UnsafeBufferPointer(start: buffers.hostKeys.typed(Int64.self), count: n), buffers.hostValues.typed(Float.self))
             try context.copy(toDevice: request.output, from: buffers.hostValues.host, bytes: n * dimension * 4, stream: stream)
             // The pinned buffers are reused by the next call: wait for the copy.

@@ -297,8 +297,13 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
     /// is one thread's work); one chunk per core at most.
     static let fetchChunk = 2048
 
-    /// The int64 keys of `request` on the device: the request's own, or its int32 keys widened into the worker.
+    /// The int64 keys of `request` on the device: the request's own, or its int32 keys widened into the worker;
+    /// for a table of a fused group, its keys tagged into the worker.
     private func widenedKeys(_ request: DeviceLookupRequest, worker: Worker, stream: CUDAStream) throws -> DeviceAddress {
+        if let transform = request.fusedKeys {
+            try kernels.enqueueFuseKeys(transform, keys: request.keys, int32Keys: request.int32Keys, count: request.count, output: worker.keys.pointer, stream: stream)
+            return worker.keys.pointer
+        }
         guard request.int32Keys else { return request.keys }
         try kernels.launch(kernels.widenKeys, threads: request.count, stream: stream, [.pointer(request.keys), .count(request.count), .pointer(worker.keys.pointer)])
         return worker.keys.pointer

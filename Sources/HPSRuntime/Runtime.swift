@@ -44,7 +44,8 @@ public enum HPSRuntime {
         guard issues.isEmpty else { throw ConfigValidationError(issues: issues) }
         let memory = SystemInfo.physicalMemory
         for (i, model) in config.models.enumerated() {
-            guard let perSession = model.sessionBufferBytes else { continue }  // limitIssues reports it
+            // Fused tables: a lookup buffer holds the keys of every table of the widest group.
+            guard let perSession = config.fusion(of: model).servedModel.sessionBufferBytes else { continue }  // limitIssues reports it
             let (total, overflow) = perSession.multipliedReportingOverflow(by: max(1, model.deployedDevices.count))
             if memory > 0 && (overflow || total > memory) {
                 throw HPSError(

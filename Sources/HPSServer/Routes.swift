@@ -126,7 +126,8 @@ struct Routes: Sendable {
         }
     }
 
-    /// Looks up every table's keys into one output buffer: table t's keys × its dim, in request order.
+    /// Looks up every table's keys into one output buffer: table t's keys × its dim, in request order. One
+    /// multi-table lookup: the tables of a fused group (`fuse_embedding_table`) are answered in one pass.
     private static func lookUp(_ request: InferenceRequest, in served: ServedModel) throws -> [Float] {
         let tables = served.config.tables
         var total = 0
@@ -134,17 +135,7 @@ struct Routes: Sendable {
         var output = [Float](repeating: 0, count: total)
         try request.keys.withUnsafeBufferPointer { keys in
             try output.withUnsafeMutableBufferPointer { out in
-                var keyStart = 0, outStart = 0
-                for (t, n) in request.keysPerTable.enumerated() {
-                    let width = n * tables[t].dimension
-                    if n > 0 {
-                        try served.session.lookup(
-                            table: t, keys: UnsafeBufferPointer(rebasing: keys[keyStart..<(keyStart + n)]),
-                            into: UnsafeMutableBufferPointer(rebasing: out[outStart..<(outStart + width)]))
-                    }
-                    keyStart += n
-                    outStart += width
-                }
+                try served.session.lookup(tables: Array(tables.indices), keys: keys, counts: request.keysPerTable, into: out)
             }
         }
         return output

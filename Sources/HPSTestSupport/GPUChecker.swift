@@ -83,6 +83,13 @@ public struct GPUChecker {
         for type in [EmbeddingCacheType.dynamic, .static, .uvm] {
             guarded("parameter server with \(type.rawValue) GPU cache vs table files") { try $0.checkServer(type: type) }
         }
+        for type in [EmbeddingCacheType.dynamic, .static] {
+            for longKeys in [true, false] {
+                guarded("fused tables (\(type.rawValue) GPU cache, \(longKeys ? "int64" : "int32") keys) vs unfused, host and device memory") {
+                    try $0.checkFusedServer(type: type, longKeys: longKeys, context: context)
+                }
+            }
+        }
     }
 
     // MARK: Helpers
@@ -443,6 +450,94 @@ public struct GPUChecker {
         session.waitForBackgroundInserts()
         let stats = server.statistics.snapshot
         return (problems, "\(lookups) lookups of up to 8192 keys, hit_rate_threshold 1.0, cache hits \(stats.cacheHits), misses \(stats.cacheMisses); every answer equals the table files")
+    }
+}
+
+extension GPUChecker {
+    /// `fuse_embedding_table`: a model of three tables of dim 16 (keys shared across them) and one of dim 8 on the
+    /// GPU caches, fused and unfused side by side. Every table's answers must be bit-identical: multi-table and
+    /// single-table host lookups, and device-memory lookups (the keys of a fused table tagged by `fuse_keys`).
+    mutating func checkFusedServer(type: EmbeddingCacheType, longKeys: Bool, context: CUDAContext) throws -> ([String], String) {
+        let root = NSTemporaryDirectory() + "hps-gpu-check-\(getpid())-fused-\(type.rawValue)-\(longKeys)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let dims = [16, 16, 8, 16]
+        let rows = 6000
+        // Keys within the fused key space (int64: the top 2 bits tag the table) or uint32; shared by the tables.
+        var keySet = Set<Int64>()
+        while keySet.count < rows { keySet.insert(longKeys ? Int64(bitPattern: rng.next()) >> Int64(2 + random(50)) : Int64(rng.next() & 0xFFFF_FFFF)) }
+        let keys = Array(keySet)
+        for (t, dim) in dims.enumerated() {
+            try TableWriter.write(directory: root + "/t\(t)", keys: keys, vectors: Self.vectors(keys, version: t, dim: dim), dimension: dim)
+        }
+        var config = ParameterServerConfig()
+        config.supportLongLong = longKeys
+        var model = ModelConfig()
+        model.name = "fusion"
+        model.sparseFiles = dims.indices.map { root + "/t\($0)" }
+        model.deployedDevices = [0]
+        model.maxBatchSize = 1024
+        model.maxKeysPerSample = [1, 2, 1, 1]
+        model.embeddingVectorSizes = dims
+        model.defaultValues = [0.25, 0.25, -1, 0.25]
+        model.deviceCachePercentage = 0.3
+        model.hitRateThreshold = 1.0
+        model.embeddingCacheType = type
+        config.models = [model]
+        let plain = try HPSRuntime.makeParameterServer(config: config, logger: HPSLogger(level: .warning))
+        config.fuseEmbeddingTable = true
+        let fused = try HPSRuntime.makeParameterServer(config: config, logger: HPSLogger(level: .warning))
+        let plainSession = try plain.session(model: "fusion", device: 0)
+        let fusedSession = try fused.session(model: "fusion", device: 0)
+        var problems: [String] = []
+        if fusedSession.fusion.groups.map(\.members) != [[0, 1, 3], [2]] { problems.append("fusion groups \(fusedSession.fusion.groups.map(\.members))") }
+        if !(fusedSession.caches[0] is any CUDADeviceCache) || fusedSession.caches[0] !== fusedSession.caches[3] {
+            problems.append("the fused tables do not share one CUDA cache (\(fusedSession.caches.map { $0.map { "\(Swift.type(of: $0))" } ?? "none" }))")
+        }
+        let stream = try context.makeStream()
+        let maxKeys = 2048
+        let dKeys = try context.allocate(bytes: maxKeys * 8, what: "fusion check keys")
+        let dOut = try context.allocate(bytes: maxKeys * 16 * 4, what: "fusion check output")
+        var compared = 0
+        for round in 0..<12 {
+            let order = round % 3 == 0 ? [0, 1, 2, 3] : [3, 0, 2, 1, 0]
+            let batches: [[Int64]] = order.map { t in
+                (0..<(1 + random(model.maxQueryLength(table: t)))).map { _ in
+                    switch random(10) {
+                    case 0: return longKeys ? Int64(bitPattern: rng.next()) : Int64(rng.next() & 0xFFFF_FFFF)  // absent, or beyond the fused key space
+                    default: return keys[random(rows / (1 + random(10)))]
+                    }
+                }
+            }
+            let plainMany = try plainSession.lookup(tables: order, keys: batches)
+            let fusedMany = try fusedSession.lookup(tables: order, keys: batches)
+            for (j, t) in order.enumerated() {
+                let plainOne = try plainSession.lookup(table: t, keys: batches[j])
+                let fusedOne = try fusedSession.lookup(table: t, keys: batches[j])
+                // Device memory: the keys as the caller has them (int64, or int32 read as uint32).
+                let n = batches[j].count, dim = dims[t]
+                var device = [Float](repeating: .nan, count: n * dim)
+                if longKeys {
+                    try batches[j].withUnsafeBytes { try context.copy(toDevice: dKeys.pointer, from: $0.baseAddress!, bytes: $0.count, stream: stream) }
+                } else {
+                    let narrow = batches[j].map { Int32(truncatingIfNeeded: $0) }
+                    try narrow.withUnsafeBytes { try context.copy(toDevice: dKeys.pointer, from: $0.baseAddress!, bytes: $0.count, stream: stream) }
+                }
+                try stream.synchronize()
+                try fusedSession.lookupDevice(table: t, keys: dKeys.pointer, int32Keys: !longKeys, count: n, output: dOut.pointer, stream: nil)
+                try device.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: dOut.pointer, bytes: $0.count, stream: stream) }
+                try stream.synchronize()
+                for (name, answer) in [("fused multi-table", fusedMany[j]), ("fused single-table", fusedOne), ("fused device-memory", device), ("unfused multi-table", plainMany[j])] {
+                    if let i = (0..<n).first(where: { i in (0..<dim).contains { answer[i * dim + $0].bitPattern != plainOne[i * dim + $0].bitPattern } }) {
+                        problems.append("round \(round) table \(t): \(name) lookup of key \(batches[j][i]) differs from the unfused server's answer")
+                    }
+                }
+                compared += n
+            }
+            if problems.count > 5 { break }
+        }
+        let stats = fused.statistics.snapshot
+        return (problems, "\(compared) keys of 4 tables (3 fused) compared, fused cache hits \(stats.cacheHits), misses \(stats.cacheMisses); fused answers equal unfused")
     }
 }
 

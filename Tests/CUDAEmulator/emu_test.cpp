@@ -543,6 +543,47 @@ static void testBench() {
     CHECK(std::memcmp(a, b, 50 * 7 * 4) == 0, "bench_key_values differs from bench_fill_values");
 }
 
+// fuse_keys against the Swift FusedKeySpace rule: tag | low bits when the key fits keyBits bits (two's
+// complement for int64, always for uint32), else the absent key.
+static void testFuseKeys(std::mt19937_64 &rng) {
+    const u32 n = 700;
+    for (int memberCount : {2, 3, 26}) {
+        int memberBits = 0;
+        while ((1 << memberBits) <= memberCount) ++memberBits;  // room for memberCount itself (the absent tag)
+        for (int int32Keys : {0, 1}) {
+            const u32 keyBits = int32Keys ? 32u : 64u - (u32)memberBits;
+            const u64 absent = (u64)memberCount << keyBits;
+            const int member = (int)(rng() % memberCount);
+            const u64 tag = (u64)member << keyBits;
+            i64 *k64 = dalloc<i64>(n);
+            u32 *k32 = dalloc<u32>(n);
+            i64 *out = dalloc<i64>(n);
+            for (u32 i = 0; i < n; ++i) {
+                const i64 edge[] = {0, -1, 1, INT64_MIN, INT64_MAX, (i64)1 << (keyBits - 1), -((i64)1 << (keyBits - 1)), ((i64)1 << (keyBits - 1)) - 1};
+                k64[i] = i < 8 ? edge[i] : (i64)(rng() >> (rng() % 64));
+                if (rng() % 2) k64[i] = -k64[i];
+                k32[i] = (u32)rng();
+            }
+            emu_launch(fuse_keys, gridFor(n), kBlock, int32Keys ? (const void *)k32 : (const void *)k64, (u32)int32Keys, n, tag, keyBits, absent, out);
+            for (u32 i = 0; i < n; ++i) {
+                i64 expected;
+                if (int32Keys) {
+                    expected = (i64)(tag | (u64)k32[i]);
+                } else {
+                    const i64 lo = INT64_MIN >> memberBits, hi = INT64_MAX >> memberBits;
+                    const i64 key = k64[i];
+                    expected = key >= lo && key <= hi ? (i64)(tag | ((u64)key & (~0ull >> memberBits))) : (i64)absent;
+                }
+                CHECK(out[i] == expected, "fuse_keys members %d int32 %d key %lld: got %llx expected %llx", memberCount, int32Keys,
+                      (long long)(int32Keys ? (i64)k32[i] : k64[i]), (unsigned long long)out[i], (unsigned long long)expected);
+            }
+            std::free(k64);
+            std::free(k32);
+            std::free(out);
+        }
+    }
+}
+
 int main() {
     std::mt19937_64 rng(12345);
     testBench();
@@ -551,6 +592,8 @@ int main() {
     std::printf("copy_rows checked\n");
     testDedup(rng);
     std::printf("dedup checked\n");
+    testFuseKeys(rng);
+    std::printf("fuse_keys checked\n");
     testDynamic(rng, 1, 3, 100);    // one set; groups larger than DYN_GROUP_CAP (walk path) and chunking
     testDynamic(rng, 3, 4, 1000);
     testDynamic(rng, 17, 33, 1000);

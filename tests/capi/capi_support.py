@@ -39,6 +39,7 @@ def hps(library_path):
         ("hps_table_count", I, [P]), ("hps_table_dimension", I, [P, I]), ("hps_table_max_keys", I64, [P, I]),
         ("hps_table_name", S, [P, I]), ("hps_session_on_gpu", I, [P]), ("hps_session_int64_keys", I, [P]),
         ("hps_lookup", I, [P, I, P, I64, P, I, P]), ("hps_lookup_i32", I, [P, I, P, I64, P, I, P]),
+        ("hps_lookup_tables", I, [P, I, P, P, P, P, I, P]), ("hps_lookup_tables_i32", I, [P, I, P, P, P, P, I, P]),
         ("hps_server_statistics", I, [P, P]), ("hps_server_wait", I, [P]),
     ]:
         f = getattr(lib, name)

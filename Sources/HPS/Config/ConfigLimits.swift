@@ -78,11 +78,22 @@ extension ParameterServerConfig {
             for (t, value) in m.defaultValues.enumerated() where !value.isFinite {
                 issue(path + ".default_value_for_each_table[\(t)]", "\(value) is not a finite float32")
             }
+            // Fused tables: one lookup of a group takes the keys of all its tables.
+            let fusion = issues.count == before && fuseEmbeddingTable && m.fuseEmbeddingTable ? self.fusion(of: m) : nil
+            for group in fusion?.groups ?? [] where group.isFused {
+                let keys = fusion!.servedModel.maxQueryLength(table: group.table.index)
+                if keys > ConfigLimits.maxKeysPerLookup {
+                    issue(
+                        path + ".fuse_embedding_table",
+                        "the fused group \(group.table.name) of tables \(group.members) takes max_batch_size \(m.maxBatchSize) × \(group.table.maxKeysPerSample) = \(keys) keys per lookup, more than the limit of \(ConfigLimits.describe(limit: ConfigLimits.maxKeysPerLookup)); set fuse_embedding_table false for this model")
+                }
+            }
             // The buffers, only when the sizes they derive from are themselves within their limits.
             if issues.count == before {
-                let bytes = m.sessionBufferBytes
+                let bytes = (fusion?.servedModel ?? m).sessionBufferBytes
                 if bytes.map({ $0 > ConfigLimits.maxSessionBufferBytes }) ?? true {
-                    let keys = (0..<m.tableCount).map { m.maxQueryLength(table: $0) }.max() ?? 1
+                    let served = fusion?.servedModel ?? m
+                    let keys = (0..<served.tableCount).map { served.maxQueryLength(table: $0) }.max() ?? 1
                     let dimension = m.embeddingVectorSizes.max() ?? 1
                     issue(
                         path,

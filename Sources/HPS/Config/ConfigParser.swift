@@ -60,6 +60,11 @@ extension ParameterServerConfig {
             throw ConfigValidationError(file: file, issues: diagnostics.issues)
         }
         config.warnings = diagnostics.warnings
+        if config.fuseEmbeddingTable {
+            for (i, model) in config.models.enumerated() where model.fuseEmbeddingTable {
+                config.warnings += TableFusion.warnings(model: model, path: "models[\(i)]")
+            }
+        }
         return config
     }
 }

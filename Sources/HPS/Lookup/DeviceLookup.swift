@@ -15,6 +15,9 @@ public struct DeviceLookupRequest: @unchecked Sendable {
     /// The caller's stream (a `CUstream` of the device's primary context), or nil: the lookup then runs on
     /// a stream of its own and is complete when the call returns.
     public var stream: UnsafeMutableRawPointer?
+    /// For a table of a fused group (``TableFusion``): the tagging the keys get on the device before the lookup
+    /// (after int32 keys are widened); nil for keys looked up as they are.
+    public var fusedKeys: FusedKeyTransform?
 
     public init(keys: UInt64, int32Keys: Bool, count: Int, output: UInt64, stream: UnsafeMutableRawPointer?) {
         self.keys = keys

@@ -18,15 +18,25 @@ public final class LookupSession: @unchecked Sendable {
     // themselves, and cache inserts are serialised on `inserter`.
     public let model: ModelConfig
     public let device: Int
-    /// The cache of each table, or nil per table when `gpucache` is false.
+    /// How the model's tables map onto caches and database tables (`fuse_embedding_table`); without fusion
+    /// group `t` is table `t`.
+    public let fusion: TableFusion
+    /// The cache of each table (the tables of a fused group share one), or nil per table when `gpucache` is
+    /// false.
     public let caches: [(any EmbeddingCache)?]
-    /// The device-resident lookup of each table, or nil per table when this session's device serves no
-    /// device memory (no accelerator).
+    /// The device-resident lookup of each table (shared within a fused group), or nil per table when this
+    /// session's device serves no device memory (no accelerator).
     public let deviceLookups: [(any DeviceTableLookup)?]
     // The databases and settings of the server that made this session, held strongly: a session stays
     // valid after its server is released (the server's table of sessions does not hold it back).
     private let tiers: TierChain
     private let tables: [TableConfig]
+    /// What each group is served as (``TableFusion/Group/table``): the unit the lookup path below works on.
+    /// Without fusion, `units[t]` is table `t`.
+    private let units: [TableConfig]
+    private let unitCaches: [(any EmbeddingCache)?]
+    private let unitDeviceLookups: [(any DeviceTableLookup)?]
+    private let unitDirect: [Bool]
     private let pool: WorkspacePool
     private let inserter: DispatchQueue
     private let cacheType: EmbeddingCacheType
@@ -36,8 +46,12 @@ public final class LookupSession: @unchecked Sendable {
         self.model = model
         self.device = device
         tables = model.tables
+        let fusion = tiers.config.fusion(of: model)
+        self.fusion = fusion
+        let served = fusion.servedModel
+        units = fusion.groups.map(\.table)
         cacheType = model.useStaticTable ? .static : model.embeddingCacheType
-        let maxKeys = (0..<model.tableCount).map { model.maxQueryLength(table: $0) }.max() ?? 1
+        let maxKeys = (0..<served.tableCount).map { served.maxQueryLength(table: $0) }.max() ?? 1
         let maxDim = model.embeddingVectorSizes.max() ?? 1
         pool = WorkspacePool(count: model.workerBuffers, maxKeys: maxKeys, maxDimension: maxDim)
         inserter = DispatchQueue(label: "hps.inserter.\(model.name).\(device)")
@@ -45,9 +59,11 @@ public final class LookupSession: @unchecked Sendable {
         var deviceLookups: [(any DeviceTableLookup)?] = []
         var direct: [Bool] = []
         let wholeTable = cacheType == .static || cacheType == .uvm
-        for table in tables {
-            let directory = try TableDirectory(path: table.path, dimension: table.dimension)
-            let request = CacheRequest(model: model, table: table, device: device, type: cacheType, tableRows: directory.rowCount)
+        for group in fusion.groups {
+            let source = try LoadSource(group: group, tables: tables)
+            let table = group.table
+            // Cache providers see the served model: a fused group is one table of the summed keys per sample.
+            let request = CacheRequest(model: served, table: table, device: device, type: cacheType, tableRows: source.rowCount)
             guard model.deviceCache || wholeTable else {
                 caches.append(nil)
                 deviceLookups.append(try tiers.cacheProvider?.makeDeviceLookup(request, cache: nil, logger: tiers.logger))
@@ -55,7 +71,7 @@ public final class LookupSession: @unchecked Sendable {
                 continue
             }
             let deviceCache = try tiers.cacheProvider?.makeCache(request, logger: tiers.logger)
-            if deviceCache == nil, !wholeTable, !model.cpuCache, Self.hashMapHoldsEveryRow(tiers: tiers, table: table, rows: directory.rowCount) {
+            if deviceCache == nil, !wholeTable, !model.cpuCache, Self.hashMapHoldsEveryRow(tiers: tiers, table: table, rows: source.rowCount) {
                 // A CPU "device cache" would copy rows out of the same memory the hash map holds them in: look
                 // the hash map up directly (exact, one pass; `cpu_cache: true` keeps the cache).
                 caches.append(nil)
@@ -65,24 +81,29 @@ public final class LookupSession: @unchecked Sendable {
             }
             let cache = deviceCache ?? CPUCacheProvider().cache(for: request)
             if wholeTable {
-                try Self.fill(cache, from: directory, rows: directory.rowCount, keyWidth: tiers.keyWidth)
+                try Self.fill(cache, from: source, rows: source.rowCount, keyWidth: tiers.keyWidth)
                 tiers.logger.info("Model \(model.name) device \(device): \(cacheType.rawValue) table \(table.tag) holds \(cache.count) rows")
             } else if model.initializeCache && model.cacheRefreshPercentagePerIteration > 0 {
-                let rows = min(directory.rowCount, cache.capacity)
-                try Self.fill(cache, from: directory, rows: rows, keyWidth: tiers.keyWidth)
+                let rows = min(source.rowCount, cache.capacity)
+                try Self.fill(cache, from: source, rows: rows, keyWidth: tiers.keyWidth)
                 tiers.logger.info("Model \(model.name) device \(device): warmed cache of \(table.tag) with \(cache.count) / \(cache.capacity) rows")
             }
             caches.append(cache)
             deviceLookups.append(try tiers.cacheProvider?.makeDeviceLookup(request, cache: cache, logger: tiers.logger))
             direct.append(false)
         }
-        self.caches = caches
-        self.deviceLookups = deviceLookups
-        self.direct = direct
+        unitCaches = caches
+        unitDeviceLookups = deviceLookups
+        unitDirect = direct
+        self.caches = tables.map { caches[fusion.groupOfTable[$0.index]] }
+        self.deviceLookups = tables.map { deviceLookups[fusion.groupOfTable[$0.index]] }
+        self.direct = tables.map { direct[fusion.groupOfTable[$0.index]] }
         deviceHosts = makeDeviceHosts()
+        let fused = fusion.groups.filter(\.isFused)
         tiers.logger.info(
             "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
-                + "\(direct.filter { $0 }.count) table(s) looked up in the hash map directly, "
+                + (fused.isEmpty ? "" : "\(fused.map(\.members.count).reduce(0, +)) table(s) fused into \(fused.count) group(s) (\(fused.map(\.table.name).joined(separator: ", "))), ")
+                + "\(direct.filter { $0 }.count) cache(s) looked up in the hash map directly, "
                 + "gpucacheper \(model.deviceCachePercentage), hit_rate_threshold \(model.hitRateThreshold), max keys per lookup \(maxKeys), "
                 + "i64 keys \(tiers.config.supportLongLong), worker buffers \(model.workerBuffers)")
     }
@@ -100,10 +121,10 @@ public final class LookupSession: @unchecked Sendable {
         return rows == 0 || ((try? vdb.size(table: table.tag)) ?? 0) > 0
     }
 
-    /// Inserts the first `rows` rows of the table files into `cache`.
-    private static func fill(_ cache: any EmbeddingCache, from directory: TableDirectory, rows: Int, keyWidth: KeyWidth) throws {
+    /// Inserts the first `rows` rows of the table files into `cache` (keys of a fused group tagged).
+    private static func fill(_ cache: any EmbeddingCache, from source: LoadSource, rows: Int, keyWidth: KeyWidth) throws {
         var remaining = rows
-        try directory.forEachChunk(maxRows: 65536, keyWidth: keyWidth) { keys, vectors in
+        try source.forEachChunk(maxRows: 65536, keyWidth: keyWidth, progress: nil) { keys, vectors in
             guard remaining > 0 else { return }
             let n = min(remaining, keys.count)
             try cache.replace(keys: UnsafeBufferPointer(rebasing: keys[0..<n]), values: vectors.baseAddress!)
@@ -123,30 +144,152 @@ public final class LookupSession: @unchecked Sendable {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
         let width = tiers.keyWidth
-        if width == .int64 && direct[table] && deviceLookups[table] == nil {
+        let g = fusion.groupOfTable[table]
+        let unit = units[g]
+        if let space = fusion.groups[g].keySpace {
+            let member = fusion.memberOfTable[table]
+            for i in 0..<keys.count { ws.keys[i] = space.encode(width.normalize(keys[i]), member: member) }
+        } else if width == .int64 && unitDirect[g] && unitDeviceLookups[g] == nil {
             defer { pool.release(ws) }
-            lookupDirect(t, keys: keys, ws: ws, output: output.baseAddress!)
+            lookupDirect(unit, keys: keys, ws: ws, output: output.baseAddress!)
             return
-        }
-        if width == .int64 {
+        } else if width == .int64 {
             if let base = keys.baseAddress { ws.keys.update(from: base, count: keys.count) }
         } else {
             for i in 0..<keys.count { ws.keys[i] = width.normalize(keys[i]) }
         }
-        try run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+        _ = t
+        try run(unit, ws: ws, count: keys.count, output: output.baseAddress!)
     }
 
     /// Looks up int32 keys (models with `supportlonglong: false`; the values are read as uint32).
     /// - Throws: what ``lookup(table:keys:into:)-(_,UnsafeBufferPointer<Int64>,_)`` throws.
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int32>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        let t = try check(table: table, count: keys.count, output: output)
+        _ = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
-        for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
-        try run(t, ws: ws, count: keys.count, output: output.baseAddress!)
+        let g = fusion.groupOfTable[table]
+        if let space = fusion.groups[g].keySpace {
+            let member = fusion.memberOfTable[table]
+            for i in 0..<keys.count { ws.keys[i] = space.encode(Int64(UInt32(bitPattern: keys[i])), member: member) }
+        } else {
+            for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
+        }
+        try run(units[g], ws: ws, count: keys.count, output: output.baseAddress!)
+    }
+
+    /// Looks up the keys of several tables at once: `counts[j]` keys of table `tables[j]`, the tables' keys one
+    /// after another in `keys` (table `tables[0]`'s first), and writes their vectors one table after another to
+    /// `output` (`counts[j] × dim(tables[j])` floats each, in input order), as that many
+    /// ``lookup(table:keys:into:)`` calls would.
+    ///
+    /// The tables of a fused group (``TableFusion``) are answered in one pass through their shared cache and
+    /// database table; other tables one after another. A table may appear more than once.
+    /// - Throws: ``HPSError`` — `.invalidArgument` when `tables` and `counts` differ in length, a count is negative
+    ///   or above the table's `max_batch_size × maxnum_catfeature_query_per_table_per_sample`, the counts do not
+    ///   add up to `keys.count`, or `output` is too small; `.unknownTable`; a device error of a cache.
+    public func lookup(tables: [Int], keys: UnsafeBufferPointer<Int64>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        let width = tiers.keyWidth
+        try lookupMany(tables: tables, keyCount: keys.count, counts: counts, output: output) { i in width.normalize(keys[i]) }
+    }
+
+    /// ``lookup(tables:keys:counts:into:)`` for int32 keys (models with `supportlonglong: false`; read as uint32).
+    /// - Throws: as ``lookup(tables:keys:counts:into:)``.
+    public func lookup(tables: [Int], keys: UnsafeBufferPointer<Int32>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try lookupMany(tables: tables, keyCount: keys.count, counts: counts, output: output) { i in Int64(UInt32(bitPattern: keys[i])) }
+    }
+
+    private func lookupMany(
+        tables requested: [Int], keyCount: Int, counts: [Int], output: UnsafeMutableBufferPointer<Float>, key: (Int) -> Int64
+    ) throws {
+        guard requested.count == counts.count else {
+            throw HPSError(.invalidArgument, subject: model.name, "\(requested.count) table(s) but \(counts.count) key count(s); give one count per table")
+        }
+        // Where each table's keys and vectors start.
+        var keyStart = [Int](repeating: 0, count: requested.count + 1)
+        var outStart = [Int](repeating: 0, count: requested.count + 1)
+        for (j, table) in requested.enumerated() {
+            let t = try check(table: table, count: counts[j])
+            guard counts[j] >= 0 else { throw HPSError(.invalidArgument, subject: t.tag, "key count \(counts[j]) is negative") }
+            keyStart[j + 1] = keyStart[j] + counts[j]
+            outStart[j + 1] = outStart[j] + counts[j] * t.dimension
+        }
+        guard keyStart[requested.count] == keyCount else {
+            throw HPSError(.invalidArgument, subject: model.name, "the key counts add up to \(keyStart[requested.count]) but \(keyCount) keys were given")
+        }
+        guard output.count >= outStart[requested.count] else {
+            throw HPSError(.invalidArgument, subject: model.name, "output holds \(output.count) floats; the tables' keys × dims need \(outStart[requested.count])")
+        }
+        let out = output.baseAddress
+        var done = [Bool](repeating: false, count: requested.count)
+        var batch: [Int] = []
+        for j in requested.indices where !done[j] {
+            let g = fusion.groupOfTable[requested[j]]
+            let unit = units[g]
+            let ws = pool.acquire()
+            guard let space = fusion.groups[g].keySpace else {
+                done[j] = true
+                for i in 0..<counts[j] { ws.keys[i] = key(keyStart[j] + i) }
+                try run(unit, ws: ws, count: counts[j], output: out! + outStart[j])
+                continue
+            }
+            // Every requested table of the group, up to the group's keys per lookup (a table asked twice may
+            // need a second pass): tagged keys one after another in one workspace.
+            let limit = fusion.servedModel.maxQueryLength(table: g)
+            var n = 0
+            var contiguous = true
+            batch.removeAll(keepingCapacity: true)
+            for q in j..<requested.count where !done[q] && fusion.groupOfTable[requested[q]] == g {
+                guard n + counts[q] <= limit else { break }
+                let member = fusion.memberOfTable[requested[q]]
+                for i in 0..<counts[q] { ws.keys[n + i] = space.encode(key(keyStart[q] + i), member: member) }
+                if outStart[q] != outStart[j] + n * unit.dimension { contiguous = false }
+                n += counts[q]
+                done[q] = true
+                batch.append(q)
+            }
+            if contiguous {
+                try run(unit, ws: ws, count: n, output: out! + outStart[j])
+            } else {
+                // The group's tables are not next to each other in the output: answer into a buffer, then copy.
+                var vectors = [Float](repeating: 0, count: n * unit.dimension)
+                try vectors.withUnsafeMutableBufferPointer { try run(unit, ws: ws, count: n, output: $0.baseAddress!) }
+                var offset = 0
+                vectors.withUnsafeBufferPointer { v in
+                    for q in batch {
+                        let floats = counts[q] * unit.dimension
+                        (out! + outStart[q]).update(from: v.baseAddress! + offset, count: floats)
+                        offset += floats
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convenience for tools and tests: looks up the keys of several tables at once (see
+    /// ``lookup(tables:keys:counts:into:)``); one array of vectors per table.
+    /// - Throws: as ``lookup(tables:keys:counts:into:)``.
+    public func lookup(tables: [Int], keys: [[Int64]]) throws -> [[Float]] {
+        guard tables.count == keys.count else {
+            throw HPSError(.invalidArgument, subject: model.name, "\(tables.count) table(s) but \(keys.count) key list(s)")
+        }
+        let dims = try tables.map { try tableConfig($0).dimension }
+        let flat = keys.flatMap { $0 }
+        var output = [Float](repeating: 0, count: zip(keys, dims).reduce(0) { $0 + $1.0.count * $1.1 })
+        try flat.withUnsafeBufferPointer { k in
+            try output.withUnsafeMutableBufferPointer { o in try lookup(tables: tables, keys: k, counts: keys.map(\.count), into: o) }
+        }
+        var result: [[Float]] = []
+        var start = 0
+        for (k, dim) in zip(keys, dims) {
+            result.append(Array(output[start..<(start + k.count * dim)]))
+            start += k.count * dim
+        }
+        return result
     }
 
     /// Looks up keys that live in device memory and writes the vectors to device memory, enqueued on
-    /// `stream` (see ``DeviceLookupRequest``): the device-resident path of ``DeviceTableLookup``.
+    /// `stream` (see ``DeviceLookupRequest``): the device-resident path of ``DeviceTableLookup``. Keys of a
+    /// table of a fused group are tagged on the device.
     ///
     /// - Parameters:
     ///   - keys: device address of `count` keys (Int64, or Int32 read as uint32 when `int32Keys`).
@@ -158,16 +301,19 @@ public final class LookupSession: @unchecked Sendable {
     public func lookupDevice(table: Int, keys: UInt64, int32Keys: Bool, count: Int, output: UInt64, stream: UnsafeMutableRawPointer?) throws {
         guard count >= 0 else { throw HPSError(.invalidArgument, subject: "\(model.name) table \(table)", "key count \(count) is negative") }
         _ = try check(table: table, count: count)
-        guard let engine = deviceLookups[table] else {
+        let g = fusion.groupOfTable[table]
+        guard let engine = unitDeviceLookups[g] else {
             throw HPSError(
                 .device, subject: "\(model.name) device \(device)",
                 "device-memory lookup, but no CUDA device serves model \(model.name) on device \(device) here (no usable GPU, HPS_DISABLE_CUDA set, or fewer devices than deployed_device_list); use host memory")
         }
         guard count > 0 else { return }
-        try engine.lookup(DeviceLookupRequest(keys: keys, int32Keys: int32Keys, count: count, output: output, stream: stream), host: deviceHosts[table])
+        var request = DeviceLookupRequest(keys: keys, int32Keys: int32Keys, count: count, output: output, stream: stream)
+        request.fusedKeys = fusion.groups[g].keySpace?.transform(member: fusion.memberOfTable[table])
+        try engine.lookup(request, host: deviceHosts[g])
     }
 
-    /// What the device lookups of each table need from this session (made once at the end of init, never
+    /// What the device lookups of each group need from this session (made once at the end of init, never
     /// written again, so calls read it without a lock and allocate nothing).
     private var deviceHosts: [DeviceLookupHost] = []
 
@@ -177,7 +323,7 @@ public final class LookupSession: @unchecked Sendable {
     private let hostLookupsOnDevice = SystemInfo.environment("HPS_HOST_LOOKUPS_ON_DEVICE") != "0"
 
     private func makeDeviceHosts() -> [DeviceLookupHost] {
-      tables.map { table in
+      units.map { table in
         let tiers = self.tiers, pool = self.pool, inserter = self.inserter
         let stats = tiers.statistics
         return DeviceLookupHost(
@@ -186,7 +332,10 @@ public final class LookupSession: @unchecked Sendable {
                 tiers.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
             },
             lookupHost: { [unowned self] keys, output in
-                try self.lookup(table: table.index, keys: keys, into: UnsafeMutableBufferPointer(start: output, count: keys.count * table.dimension))
+                // The keys are the group's own (tagged when fused): look them up as they are.
+                let ws = pool.acquire()
+                if let base = keys.baseAddress { ws.keys.update(from: base, count: keys.count) }
+                try self.run(table, ws: ws, count: keys.count, output: output)
             },
             background: { work in inserter.async(execute: work) },
             record: { keys, unique, misses, defaults in
@@ -249,11 +398,13 @@ public final class LookupSession: @unchecked Sendable {
         return t
     }
 
+    /// Looks up `n` keys of `ws.keys` (the unit's own keys: tagged for a fused group) through the unit's cache and
+    /// the databases into `output`; releases `ws` (or hands it to a background insert).
     /// - Throws: a device error of the table's cache (the lookup then fails; the workspace goes back to the pool).
     private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws {
         var handedOff = false
         defer { if !handedOff { pool.release(ws) } }
-        if hostLookupsOnDevice, let engine = deviceLookups[table.index], n > 0 {
+        if hostLookupsOnDevice, let engine = unitDeviceLookups[table.index], n > 0 {
             // A device cache: the keys cross to the device once and the vectors come back once (the device path);
             // should the device fail, the host path below still answers (the cache then reports misses).
             do {
@@ -264,11 +415,11 @@ public final class LookupSession: @unchecked Sendable {
                 tiers.logger.error("device lookup of \(table.tag) failed, answering on the host path: \(error)")
             }
         }
-        if direct[table.index] {
+        if unitDirect[table.index] {
             lookupDirect(table, keys: UnsafeBufferPointer(start: ws.keys, count: n), ws: ws, output: output)
             return
         }
-        if let cache = caches[table.index] as? DynamicCache {
+        if let cache = unitCaches[table.index] as? DynamicCache {
             handedOff = try runInInputOrder(table, cache: cache, ws: ws, count: n, output: output)
             return
         }
@@ -276,7 +427,7 @@ public final class LookupSession: @unchecked Sendable {
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
-        if let cache = caches[table.index] {
+        if let cache = unitCaches[table.index] {
             let missing = try query(cache, keys: uniqueKeys, dim: dim, ws: ws)
             stats.add(stats.cacheHits, unique - missing)
             stats.add(stats.cacheMisses, missing)
@@ -504,8 +655,8 @@ public final class LookupSession: @unchecked Sendable {
     public func refresh() throws -> Int {
         if !tiers.volatileRefill.pendingTags.isEmpty { _ = tiers.volatileRefill.attempt(tiers: tiers) }
         var refreshed = 0
-        for table in tables {
-            guard let cache = caches[table.index], !cache.holdsWholeTable else { continue }
+        for table in units {
+            guard let cache = unitCaches[table.index], !cache.holdsWholeTable else { continue }
             let pct = model.cacheRefreshPercentagePerIteration
             let step = pct > 0 ? max(1, Int(Double(cache.unitCount) * pct)) : cache.unitCount
             var unit = 0

@@ -71,29 +71,36 @@ public final class ParameterServer: @unchecked Sendable {
 
     /// Loads every table of every model with a dynamic cache into the volatile and persistent databases
     /// (static and uvm tables live in their caches only, as in HPS). A persistent database that already
-    /// holds a table's current files is not reloaded.
+    /// holds a table's current files is not reloaded. The tables of a fused group (``TableFusion``) go into
+    /// the group's one database table, keys tagged by table.
     /// - Parameter progress: called with (table tag, rows done, rows total) during long loads.
-    /// - Throws: ``HPSError`` from reading a table's files (`.io`, `.invalidTable` naming the file, row and key) or
-    ///   from a database that cannot store the rows (`.database`); loading stops at the first table that fails.
+    /// - Throws: ``HPSError`` from reading a table's files (`.io`, `.invalidTable` naming the file, row and key),
+    ///   from a database that cannot store the rows (`.database`), or (fused int64 keys) `.invalidTable` for a key
+    ///   outside the fused key space, naming the table and the key; loading stops at the first table that fails.
     public func loadTables(progress: ((String, Int, Int) -> Void)? = nil) throws {
         for model in config.models {
             let type = model.useStaticTable ? .static : model.embeddingCacheType
             guard type == .dynamic || type == .stochastic else { continue }
-            for table in model.tables {
-                try load(table: table, progress: progress)
+            let fusion = config.fusion(of: model)
+            let tables = model.tables
+            for group in fusion.groups {
+                if group.isFused {
+                    logger.info("Model \(model.name): tables \(group.members.map { tables[$0].name }.joined(separator: ", ")) fused into \(group.table.tag) (\(group.keySpace!))")
+                }
+                try load(try LoadSource(group: group, tables: tables), progress: progress)
             }
         }
     }
 
-    private func load(table: TableConfig, progress: ((String, Int, Int) -> Void)?) throws {
-        let directory = try TableDirectory(path: table.path, dimension: table.dimension)
+    private func load(_ source: LoadSource, progress: ((String, Int, Int) -> Void)?) throws {
+        let table = source.table
         let tag = table.tag
         var targets: [any Database] = []
         // A shared volatile database (Redis) that another process (or an earlier start) filled with these
         // table files is not written again; see ParameterServer+SharedVolatile.swift.
         var sharedVolatileLoad = false
         if let vdb = volatileDatabase, config.volatileDatabase.initializeAfterStartup {
-            if vdb.isShared, tiers.sharedVolatileHolds(vdb, directory: directory, tag: tag) {
+            if vdb.isShared, tiers.sharedVolatileHolds(vdb, source: source, tag: tag) {
                 logger.info("Table \(tag): \(vdb.name) already holds these table files (loaded by this or another process); not rewriting.")
             } else {
                 targets.append(vdb)
@@ -108,13 +115,13 @@ public final class ParameterServer: @unchecked Sendable {
         // volatile-database node could not take are still answered exactly (from the persistent database).
         var persistentHoldsTable = false
         if let pdb = persistentDatabase, config.persistentDatabase.initializeAfterStartup {
-            let stamp = try directory.fileStamp()
+            let stamp = try source.fileStamp()
             let stored = try pdb.loadedFingerprint(table: tag).flatMap(LoadedTableRecord.init)
             if let stored, stored.stamp == stamp {
                 logger.info("Table \(tag): \(pdb.name) already holds these table files (same sizes and modification times); not reloading.")
                 persistentHoldsTable = true
             } else {
-                let content = try directory.fingerprint()
+                let content = try source.fingerprint()
                 if let stored, stored.content == content {
                     logger.info("Table \(tag): \(pdb.name) already holds these table files (same content); not reloading.")
                     persistentHoldsTable = true
@@ -147,15 +154,15 @@ public final class ParameterServer: @unchecked Sendable {
         defer { bulk?.cancel() }  // after a failure; nothing once finished
         // initial_cache_rate: the volatile database takes the first share of the rows; the rest is fetched
         // from the persistent database (validation requires one when the rate is below 1).
-        var volatileRowsLeft = volatileRowLimit(rows: directory.rowCount)
+        var volatileRowsLeft = volatileRowLimit(rows: source.rowCount)
         // Keys a volatile-database node did not take, by node (only while the persistent database holds
         // the table: otherwise a failed write fails the load).
         var unwritten: [String: Int] = [:]
         if let hashMap = volatileDatabase as? HashMapDatabase, inserting.contains(where: { $0 === hashMap }) {
             try hashMap.reserve(table: tag, rows: volatileRowsLeft, valueSize: table.valueSize)
         }
-        var report = LoadProgress(tag: tag, total: directory.rowCount, bytesPerRow: 8 + table.valueSize, start: start)
-        try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
+        var report = LoadProgress(tag: tag, total: source.rowCount, bytesPerRow: 8 + table.valueSize, start: start)
+        try source.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: { done, total in
             if let progress { progress(tag, done, total) }
             if let line = report.line(done: done, now: clock.now) { self.logger.info(line) }
         }) { keys, vectors in
@@ -183,21 +190,21 @@ public final class ParameterServer: @unchecked Sendable {
             let nodes = unwritten.keys.sorted().map { "\($0) (\(unwritten[$0] ?? 0) keys)" }.joined(separator: ", ")
             let total = unwritten.values.reduce(0, +)
             logger.warning(
-                "Table \(tag): \(vdb.name) could not take \(total) of \(volatileRowLimit(rows: directory.rowCount)) keys: node(s) \(nodes) failed; "
+                "Table \(tag): \(vdb.name) could not take \(total) of \(volatileRowLimit(rows: source.rowCount)) keys: node(s) \(nodes) failed; "
                     + "starting anyway: lookups of those keys are answered by \(pdb.name), which holds the whole table. "
                     + "The table is written again once every node answers (checked every \(VolatileRefill.interval), and at refresh).")
-            tiers.volatileRefill.schedule(table, tiers: tiers)
+            tiers.volatileRefill.schedule(source, tiers: tiers)
         } else if sharedVolatileLoad, let vdb = volatileDatabase {
-            tiers.recordSharedVolatileLoad(vdb, directory: directory, tag: tag, contentFingerprint: record?.content)
+            tiers.recordSharedVolatileLoad(vdb, source: source, tag: tag, contentFingerprint: record?.content)
         }
         let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
         for db in targets {
             let size = (try? db.size(table: tag)) ?? 0
             let capacity = db.capacity(table: tag)
             let load = capacity == .max ? "unbounded" : "\(size) / \(capacity)"
-            logger.info("Table: \(tag); cached \(size) / \(directory.rowCount) embeddings in \(db.name); load: \(load); \(String(format1: seconds)) s")
+            logger.info("Table: \(tag); cached \(size) / \(source.rowCount) embeddings in \(db.name); load: \(load); \(String(format1: seconds)) s")
         }
-        try warnAboutDuplicateKeys(directory, tag: tag, loadedInto: targets)
+        try warnAboutDuplicateKeys(source, tag: tag, loadedInto: targets)
     }
 
     // MARK: Volatile refill
@@ -244,13 +251,21 @@ public final class ParameterServer: @unchecked Sendable {
     // MARK: Database lookups
 
     /// Looks `keys` up in the databases only (no cache) and writes one vector per key to `output`.
+    /// A table of a fused group is read from the group's database table (keys tagged).
     /// - Throws: what ``table(model:index:)`` throws; errors of the persistent database when it cannot answer (a
     ///   failing volatile database never fails a lookup).
     public func lookup(model: String, table: Int, keys: [Int64]) throws -> [Float] {
-        let t = try self.table(model: model, index: table)
+        _ = try self.table(model: model, index: table)
+        let fusion = config.fusion(of: try self.model(named: model))
+        let group = fusion.groups[fusion.groupOfTable[table]]
+        let t = group.table
+        let member = fusion.memberOfTable[table]
         var output = [Float](repeating: 0, count: keys.count * t.dimension)
         var misses = [Int](repeating: 0, count: keys.count)
-        let normalized = keys.map(keyWidth.normalize)
+        let normalized = keys.map { key in
+            let k = keyWidth.normalize(key)
+            return group.keySpace.map { $0.encode(k, member: member) } ?? k
+        }
         normalized.withUnsafeBufferPointer { k in
             output.withUnsafeMutableBufferPointer { o in
                 misses.withUnsafeMutableBufferPointer { m in

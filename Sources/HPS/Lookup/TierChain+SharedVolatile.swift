@@ -27,27 +27,27 @@ struct SharedVolatileRecord: Equatable {
 }
 
 extension TierChain {
-    /// Whether `vdb` holds the table of `directory` as a complete earlier load left it. Any failure to
+    /// Whether `vdb` holds the table of `source` as a complete earlier load left it. Any failure to
     /// tell (a node down, no record) means no: the table is written.
-    func sharedVolatileHolds(_ vdb: any Database, directory: TableDirectory, tag: String) -> Bool {
+    func sharedVolatileHolds(_ vdb: any Database, source: LoadSource, tag: String) -> Bool {
         guard let text = try? vdb.loadedFingerprint(table: tag), let stored = SharedVolatileRecord(text),
-            stored.rows == volatileRowLimit(rows: directory.rowCount),
+            stored.rows == volatileRowLimit(rows: source.rowCount),
             let size = try? vdb.size(table: tag), size == stored.size,
-            let stamp = try? directory.fileStamp()
+            let stamp = try? source.fileStamp()
         else { return false }
         if stored.loaded.stamp == stamp { return true }
-        guard let content = try? directory.fingerprint() else { return false }
+        guard let content = try? source.fingerprint() else { return false }
         return stored.loaded.content == content
     }
 
-    /// Records a complete load of the table of `directory` into `vdb` (best effort: without a record the
+    /// Records a complete load of the table of `source` into `vdb` (best effort: without a record the
     /// next start writes the table again).
-    func recordSharedVolatileLoad(_ vdb: any Database, directory: TableDirectory, tag: String, contentFingerprint: String?) {
+    func recordSharedVolatileLoad(_ vdb: any Database, source: LoadSource, tag: String, contentFingerprint: String?) {
         do {
-            let stamp = try directory.fileStamp()
-            let content = try contentFingerprint ?? directory.fingerprint()
+            let stamp = try source.fileStamp()
+            let content = try contentFingerprint ?? source.fingerprint()
             let record = SharedVolatileRecord(
-                loaded: LoadedTableRecord(content: content, stamp: stamp), rows: volatileRowLimit(rows: directory.rowCount),
+                loaded: LoadedTableRecord(content: content, stamp: stamp), rows: volatileRowLimit(rows: source.rowCount),
                 size: try vdb.size(table: tag))
             try vdb.recordLoadedFingerprint(record.text, table: tag)
         } catch {

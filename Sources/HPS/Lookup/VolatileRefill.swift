@@ -15,7 +15,7 @@ final class VolatileRefill: Sendable {
         max(10, Int(SystemInfo.environment("HPS_VOLATILE_REFILL_INTERVAL_MS") ?? "") ?? 5000))
 
     private struct State {
-        var pending: [String: TableConfig] = [:]
+        var pending: [String: LoadSource] = [:]
         var timer: (any DispatchSourceTimer)?
     }
     private let state = Mutex(State())
@@ -24,10 +24,10 @@ final class VolatileRefill: Sendable {
     /// Tables waiting for a refill, by tag.
     var pendingTags: [String] { state.withLock { $0.pending.keys.sorted() } }
 
-    /// Adds `table` and starts the timer if it is not running.
-    func schedule(_ table: TableConfig, tiers: TierChain) {
+    /// Adds the table of `source` (one table, or a fused group's) and starts the timer if it is not running.
+    func schedule(_ source: LoadSource, tiers: TierChain) {
         state.withLock { s in
-            s.pending[table.tag] = table
+            s.pending[source.table.tag] = source
             guard s.timer == nil else { return }
             let timer = DispatchSource.makeTimerSource(queue: queue)
             let ms = Int(Self.interval.components.seconds * 1000 + Self.interval.components.attoseconds / 1_000_000_000_000_000)
@@ -56,9 +56,10 @@ final class VolatileRefill: Sendable {
             return 0
         }
         var written = 0
-        for table in tables.sorted(by: { $0.tag < $1.tag }) {
+        for source in tables.sorted(by: { $0.table.tag < $1.table.tag }) {
+            let table = source.table
             do {
-                let rows = try tiers.rewriteVolatile(table: table)
+                let rows = try tiers.rewriteVolatile(source)
                 written += rows
                 state.withLock { s in
                     s.pending[table.tag] = nil
@@ -81,17 +82,17 @@ final class VolatileRefill: Sendable {
 }
 
 extension TierChain {
-    /// Writes the first `ceil(initial_cache_rate × rows)` rows of `table`'s files into the volatile
-    /// database again, and records the load when the database is shared.
+    /// Writes the first `ceil(initial_cache_rate × rows)` rows of `source` (keys tagged for a fused group)
+    /// into the volatile database again, and records the load when the database is shared.
     /// - Returns: the rows written.
     /// - Throws: ``HPSError`` when the table files cannot be read or a node does not take its keys.
-    func rewriteVolatile(table: TableConfig) throws -> Int {
+    func rewriteVolatile(_ source: LoadSource) throws -> Int {
         guard let vdb = volatileDatabase else { return 0 }
-        let directory = try TableDirectory(path: table.path, dimension: table.dimension)
-        var left = volatileRowLimit(rows: directory.rowCount)
+        let table = source.table
+        var left = volatileRowLimit(rows: source.rowCount)
         let total = left
         let chunkRows = max(1, min(config.volatileDatabase.maxBatchSize, 65536))
-        try directory.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth) { keys, vectors in
+        try source.forEachChunk(maxRows: chunkRows, keyWidth: keyWidth, progress: nil) { keys, vectors in
             let n = min(keys.count, left)
             guard n > 0 else { return }
             left -= n
@@ -99,7 +100,7 @@ extension TierChain {
                 table: table.tag, keys: UnsafeBufferPointer(rebasing: keys[0..<n]),
                 values: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(vectors)[0..<(n * table.valueSize)]), valueSize: table.valueSize)
         }
-        if vdb.isShared { recordSharedVolatileLoad(vdb, directory: directory, tag: table.tag, contentFingerprint: nil) }
+        if vdb.isShared { recordSharedVolatileLoad(vdb, source: source, tag: table.tag, contentFingerprint: nil) }
         return total
     }
 }

@@ -54,3 +54,17 @@ extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
 extern "C" __global__ void __launch_bounds__(HPS_BLOCK) widen_keys_u32(const u32 *in, u32 n, i64 *out) {
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) out[i] = (i64)in[i];
 }
+
+// Tags the keys of one table of a fused group (Swift: FusedKeyTransform): key k (int32 keys widened as uint32
+// first) becomes tag | (k & (2^keyBits − 1)) when it fits keyBits bits — two's complement for int64 keys, always
+// for uint32 keys — else absentKey, a key no table's row has.
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
+    fuse_keys(const void *in, u32 int32Keys, u32 n, u64 tag, u32 keyBits, u64 absentKey, i64 *out) {
+    const u32 shift = 64u - keyBits;
+    const u64 lowMask = ~0ull >> shift;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        const i64 k = int32Keys ? (i64)((const u32 *)in)[i] : ((const i64 *)in)[i];
+        const bool fits = int32Keys || shift == 0 || (((i64)((u64)k << shift)) >> shift) == k;
+        out[i] = fits ? (i64)(tag | ((u64)k & lowMask)) : (i64)absentKey;
+    }
+}
