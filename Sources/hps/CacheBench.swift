@@ -24,7 +24,13 @@ struct CacheBench: ParsableCommand {
             HPS: the query copies vectors, the scatter copies them again) and direct (the query returns where \
             each hit lives and the scatter reads the cache rows).
 
-            --device cpu runs the same measures through the CPU caches on the host (smaller defaults).
+            --device cpu runs the same measures through the CPU caches on the host (smaller defaults). \
+            (c) runs once per --admission policy (none: LRU; tinylfu: LRU + TinyLFU admission), on the same keys.
+
+            --policies instead compares replacement policies by hit rate per access on the host (d): the \
+            dynamic cache with and without admission, an exact fully associative LRU and the oracle holding the \
+            --slots hottest keys, on Zipf(--policy-alphas) and a drifting hot set (--drift keys per batch), \
+            batches of the first --batches size.
             """
     )
 
@@ -76,10 +82,34 @@ struct CacheBench: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @Option(parsing: .upToNextOption, help: "Admission policies of the workload's cache (c): none, tinylfu.")
+    var admission: [String] = ["none", "tinylfu"]
+
+    @Flag(help: "Compare replacement policies by hit rate (d) instead of the other measures.")
+    var policies = false
+
+    @Option(parsing: .upToNextOption, help: "Zipf exponents of the policy comparison.")
+    var policyAlphas: [Double] = [0.9, 1.05, 1.2]
+
+    @Option(help: "Keys the hot set of the drifting trace moves per batch (0: no drifting trace).")
+    var drift = 25000
+
+    @Option(help: "Warm-up batches per trace of the policy comparison.")
+    var policyWarmup = 12
+
+    @Option(help: "Measured batches per trace of the policy comparison.")
+    var policyBatches = 12
+
+    var admissions: [CacheAdmission] { admission.compactMap { CacheAdmission(rawValue: $0) } }
+
     func validate() throws {
         guard device == "cuda" || device == "cpu" else { throw ValidationError("--device must be cuda or cpu") }
         guard hitKeys >= 1024, workloadKeys >= 1000, slots >= 64, dim >= 1, keysPerSample >= 1 else { throw ValidationError("sizes too small") }
         guard batches.allSatisfy({ $0 >= 1 }), hitDims.allSatisfy({ $0 >= 1 }) else { throw ValidationError("batches and dims must be positive") }
+        for name in admission where CacheAdmission(rawValue: name) == nil {
+            throw ValidationError("--admission \(name): expected one of \(CacheAdmission.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard drift >= 0, policyWarmup >= 0, policyBatches >= 1 else { throw ValidationError("--drift, --policy-warmup must be ≥ 0, --policy-batches ≥ 1") }
     }
 
     /// One result line.
@@ -100,7 +130,9 @@ struct CacheBench: ParsableCommand {
     func run() throws {
         print("hps bench cache --device \(device): \(Date())")
         let results: [Result]
-        if device == "cuda" {
+        if policies {
+            results = CachePolicyBench(options: self).run()
+        } else if device == "cuda" {
             results = try CUDACacheBench(options: self).run()
         } else {
             results = try CPUCacheBench(options: self).run()
@@ -326,9 +358,9 @@ struct CUDACacheBench {
         let events = try (0..<6).map { _ in try context.makeEvent() }
         var results: [CacheBench.Result] = []
         var drawn: UInt64 = 0
-        for batch in o.batches {
+        for (admission, batch) in o.admissions.flatMap({ a in o.batches.map { (a, $0) } }) {
             let n = batch * o.keysPerSample
-            let cache = try CUDADynamicCache(context: context, capacity: o.slots, dimension: dim, maxBatch: n, label: "workload", logger: .silent)
+            let cache = try CUDADynamicCache(context: context, capacity: o.slots, dimension: dim, maxBatch: n, admission: admission, label: "workload", logger: .silent)
             struct Step {
                 var total = 0.0, dedup = 0.0, query = 0.0, scatter = 0.0, insert = 0.0
                 var unique = 0, misses = 0, missedAccesses = 0
@@ -409,10 +441,10 @@ struct CUDACacheBench {
                     format: "%@: dedup %.3f, query %.3f, scatter+clear %.3f, insert %.3f ms; %.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches",
                     mode == .copy ? "copy (query kernel \(cache.queryKernelFunction().name))" : mode.rawValue, median(s.map(\.dedup)), query, median(s.map(\.scatter)), median(s.map(\.insert)), uniqueMean / Double(n) * 100, hitUnique, hitHugeCTR,
                     warmBatches)
-                print("workload \(batch)×\(o.keysPerSample) \(note); total \(String(format: "%.3f", total)) ms, \(String(format: "%.0f", metric)) GiB/s, hit rate per access \(String(format: "%.4f", hitAccess))")
+                print("workload \(batch)×\(o.keysPerSample), admission \(admission.rawValue), \(note); total \(String(format: "%.3f", total)) ms, \(String(format: "%.0f", metric)) GiB/s, hit rate per access \(String(format: "%.4f", hitAccess))")
                 results.append(
                     .init(
-                        measure: "(c) HugeCTR workload, \(mode.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3),
+                        measure: "(c) HugeCTR workload, \(mode.rawValue), admission \(admission.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3),
                         uniqueKeysPerSecond: uniqueMean / (query / 1e3), hugeCTRGiBps: metric, hitRatePerAccess: hitAccess, hitRatePerUniqueKey: hitUnique, milliseconds: total,
                         note: note))
             }
@@ -489,9 +521,9 @@ struct CPUCacheBench {
         let cdf = CUDAWorkload.zipfCDF(rows: o.workloadKeys, alpha: o.alpha)
         var results: [CacheBench.Result] = []
         var drawn: UInt64 = 0
-        for batch in o.batches {
+        for (admission, batch) in o.admissions.flatMap({ a in o.batches.map { (a, $0) } }) {
             let n = batch * o.keysPerSample
-            let cache = DynamicCache(capacity: o.slots, dimension: dim)
+            let cache = DynamicCache(capacity: o.slots, dimension: dim, admission: admission)
             var keys = [Int64](repeating: 0, count: n)
             var unique = [Int64](repeating: 0, count: n)
             var inverse = [Int32](repeating: 0, count: n)
@@ -574,10 +606,10 @@ struct CPUCacheBench {
             let hitUnique = 1 - Double(steps.reduce(0) { $0 + $1.misses }) / Double(max(1, steps.reduce(0) { $0 + $1.unique }))
             let hitHugeCTR = 1 - Double(steps.reduce(0) { $0 + $1.misses }) / Double(n * steps.count)
             let metric = Double(n * dim * 4 * 2) / (total / 1e3) / Double(1 << 30)
-            print("workload \(batch)×\(o.keysPerSample): total \(String(format: "%.1f", total)) ms, query \(String(format: "%.1f", query)) ms, hit rate per access \(String(format: "%.4f", hitAccess))")
+            print("workload \(batch)×\(o.keysPerSample), admission \(admission.rawValue): total \(String(format: "%.1f", total)) ms, query \(String(format: "%.1f", query)) ms, hit rate per access \(String(format: "%.4f", hitAccess))")
             results.append(
                 .init(
-                    measure: "(c) HugeCTR workload (CPU, 1 thread)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3), uniqueKeysPerSecond: uniqueMean / (query / 1e3),
+                    measure: "(c) HugeCTR workload (CPU, 1 thread), admission \(admission.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3), uniqueKeysPerSecond: uniqueMean / (query / 1e3),
                     hugeCTRGiBps: metric, hitRatePerAccess: hitAccess, hitRatePerUniqueKey: hitUnique, milliseconds: total,
                     note: String(
                         format: "%.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches", uniqueMean / Double(n) * 100,
