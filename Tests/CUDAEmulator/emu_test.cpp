@@ -670,7 +670,7 @@ int main() {
     testDynamic(rng, 3, 4, 1000, 0, 200, true, 30);
     testDynamic(rng, 5, 64, 1000, 1, 700, true, 30);
     testDynamic(rng, 2, 128, 64, 2, 300, true, 30);
-    testDynamic(rng, 9, 128, 1000, 3, 700, true, 24);
+    testDynamic(rng, 9, 128, 1000, 3, 700, true, 36);
     for (int kernel : {0, 2, 3}) testDynamicCollisions(rng, 128, kernel);
     testDynamicCollisions(rng, 16, 1);
     std::printf("pipelined dynamic query checked\n");
