@@ -80,8 +80,11 @@ public final class CUDACacheProvider: CacheProvider, Sendable {
             let maxBatch = request.model.maxQueryLength(table: request.table.index)
             switch request.type {
             case .dynamic, .stochastic:
-                let cache = try CUDADynamicCache(context: context, capacity: request.dynamicCapacity, dimension: dim, maxBatch: maxBatch, label: tag, logger: logger)
-                logger.info("CUDA device \(context.device) (\(context.name)): dynamic cache of \(tag): \(cache.capacity) slots × dim \(dim), \(formatBytes(cache.deviceBytes)) of device memory")
+                let cache = try CUDADynamicCache(
+                    context: context, capacity: request.dynamicCapacity, dimension: dim, maxBatch: maxBatch, admission: request.model.cacheAdmission, label: tag,
+                    logger: logger)
+                logger.info(
+                    "CUDA device \(context.device) (\(context.name)): dynamic cache of \(tag): \(cache.capacity) slots × dim \(dim), admission \(cache.admission.rawValue), \(formatBytes(cache.deviceBytes)) of device memory")
                 return cache
             case .static, .uvm:
                 let kind: CUDAStaticCache.Kind = request.type == .static ? .static : .uvm

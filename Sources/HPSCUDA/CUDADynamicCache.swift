@@ -5,6 +5,9 @@ import HPS
 /// the same placement and algorithm as the CPU ``DynamicCache`` (Kernels/dynamic_cache.cu says how), so for
 /// the same sequence of operations both hold the same keys and answer the same hits.
 ///
+/// With ``CacheAdmission/tinyLFU`` the cache keeps the ``FrequencySketch`` of the CPU cache in device memory and
+/// makes the same admission decisions (Kernels/dynamic_cache.cu).
+///
 /// Operations are serialised by a lock per cache and run on the cache's stream. A query refreshes the
 /// recency of every hit. If a CUDA call fails, the cache logs the error once and from then on answers every
 /// key as a miss (lookups then go to the databases), which keeps answers correct.
@@ -46,6 +49,8 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     public let stream: CUDAStream
     /// What the cache is for (a table tag), for messages.
     public let label: String
+    /// The admission policy of inserted keys.
+    public let admission: CacheAdmission
 
     let kernels: CUDAKernels
     let tags: CUDADeviceBuffer
@@ -59,6 +64,11 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     let groupHead: CUDADeviceBuffer
     let next: CUDADeviceBuffer
     let keySet: CUDADeviceBuffer
+    // TinyLFU: the sketch's words, its counted keys (u64) and aging flag (u32), nil without admission.
+    let sketch: CUDADeviceBuffer?
+    let sketchState: CUDADeviceBuffer?
+    let sketchLog2: UInt32
+    let sketchSample: UInt64
     let staging: CUDAStaging
     private let queryWidth: (function: CUDAFunction, width: Int)
     private let applyWidth: (function: CUDAFunction, width: Int)
@@ -69,15 +79,20 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     private let logger: HPSLogger
 
     /// A cache of at least `capacity` slots (rounded up to whole sets of 64, as the CPU cache) for vectors of
-    /// `dimension` floats. `maxBatch` sizes the staging buffers (larger batches are processed in chunks).
+    /// `dimension` floats with the admission policy `admission`. `maxBatch` sizes the staging buffers (larger
+    /// batches are processed in chunks).
     /// - Throws: ``CUDAError`` `.invalidArgument` for a dimension below 1 or a size beyond what the kernels index;
     ///   `.outOfMemory` naming the buffer when device memory is short; the driver's or NVRTC's error when the kernels
     ///   cannot be loaded.
-    public init(context: CUDAContext, capacity: Int, dimension: Int, maxBatch: Int = 65536, label: String = "cache", logger: HPSLogger = .standard) throws {
+    public init(
+        context: CUDAContext, capacity: Int, dimension: Int, maxBatch: Int = 65536, admission: CacheAdmission = .none, label: String = "cache",
+        logger: HPSLogger = .standard
+    ) throws {
         guard dimension > 0 else { throw CUDAError(.invalidArgument, what: "dimension \(dimension) of \(label)") }
         self.context = context
         self.dimension = dimension
         self.label = label
+        self.admission = admission
         self.logger = logger
         setCount = max(1, (max(capacity, Self.slotsPerSet) + Self.slotsPerSet - 1) / Self.slotsPerSet)
         let slotCount = setCount * Self.slotsPerSet
@@ -99,6 +114,16 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         groupHead = try context.allocate(bytes: group.value * 4, what: "set groups of \(what)")
         next = try context.allocate(bytes: staging.chunk * 4, what: "set groups of \(what)")
         keySet = try context.allocate(bytes: staging.chunk * 4, what: "set groups of \(what)")
+        let blocks = FrequencySketch.blocks(slots: slotCount)
+        sketchLog2 = UInt32(blocks.log2)
+        sketchSample = UInt64(FrequencySketch.samplesPerSlot * slotCount)
+        if admission == .tinyLFU {
+            sketch = try context.allocate(bytes: blocks.count * 64, what: "frequency sketch of \(what)")
+            sketchState = try context.allocate(bytes: 16, what: "frequency sketch of \(what)")
+        } else {
+            sketch = nil
+            sketchState = nil
+        }
         queryWidth = kernels.dynQuery.width(for: dimension)
         applyWidth = kernels.dynApply.width(for: dimension)
         try context.fill8(tags.pointer, value: 0, count: slotCount, stream: stream)
@@ -107,23 +132,29 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         try context.fill32(occupied.pointer, value: 0, count: 2, stream: stream)
         try context.fill32(groupSet.pointer, value: 0xFFFF_FFFF, count: group.value, stream: stream)
         try context.fill32(groupHead.pointer, value: 0xFFFF_FFFF, count: group.value, stream: stream)
+        if let sketch, let sketchState {
+            try context.fill32(sketch.pointer, value: 0, count: sketch.byteCount / 4, stream: stream)
+            try context.fill32(sketchState.pointer, value: 0, count: 4, stream: stream)
+        }
         try stream.synchronize()
     }
 
     /// Device bytes a cache of `capacity` slots takes (what ``deviceBytes`` reports once made): tags, slot keys
     /// and stamps, vectors, the grouping scratch of inserts and the staging buffers of host-pointer calls.
-    public static func estimatedDeviceBytes(capacity: Int, dimension: Int, maxBatch: Int) -> Int {
+    public static func estimatedDeviceBytes(capacity: Int, dimension: Int, maxBatch: Int, admission: CacheAdmission = .none) -> Int {
         let sets = max(1, (max(capacity, slotsPerSet) + slotsPerSet - 1) / slotsPerSet)
         let slots = sets * slotsPerSet
         let chunk = CUDAStaging.chunkSize(maxBatch: maxBatch, dimension: dimension)
         let group = powerOfTwo(atLeast: max(64, 2 * chunk)).value
-        return slots * (1 + 16 + dimension * 4) + 8 + group * 8 + chunk * 8 + CUDAStaging.deviceBytes(chunk: chunk, dimension: dimension)
+        let sketch = admission == .tinyLFU ? FrequencySketch.blocks(slots: slots).count * 64 + 16 : 0
+        return slots * (1 + 16 + dimension * 4) + 8 + group * 8 + chunk * 8 + CUDAStaging.deviceBytes(chunk: chunk, dimension: dimension) + sketch
     }
 
     /// Bytes of device memory the cache holds.
     public var deviceBytes: Int {
         [tags, slots, values, occupied, groupSet, groupHead, next, keySet, staging.deviceKeys, staging.deviceValues,
          staging.deviceFlags, staging.deviceRows, staging.deviceRows2, staging.deviceCount].reduce(0) { $0 + $1.byteCount }
+            + (sketch?.byteCount ?? 0) + (sketchState?.byteCount ?? 0)
     }
 
     public var failure: CUDAError? { lock.withLock { failed } }
@@ -214,6 +245,16 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                 if !updateOnly { clock += 1 }
                 let now = clock
                 let dim = dimension
+                if !updateOnly, sketch != nil {
+                    // Age, then count every key of the call before any is placed (the sketch's rules).
+                    try launchAge(stream: stream)
+                    try forEachChunk(n, chunk: staging.chunk) { start, m in
+                        staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
+                        try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
+                        try launchCount(keys: staging.deviceKeys.pointer, count: m, stream: stream)
+                        try stream.synchronize()
+                    }
+                }
                 try forEachChunk(n, chunk: staging.chunk) { start, m in
                     staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
                     staging.hostValues.host.copyMemory(from: source + start * dim, byteCount: m * dim * 4)
@@ -294,6 +335,10 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
             return clock
         }
         try context.makeCurrent()
+        if !updateOnly, sketch != nil {
+            try launchAge(stream: stream ?? self.stream)
+            try launchCount(keys: keys, count: count, stream: stream ?? self.stream)
+        }
         try forEachChunk(count, chunk: staging.chunk) { start, m in
             try launchApply(
                 keys: keys + DeviceAddress(start * 8), values: source + DeviceAddress(start * dimension * 4), count: m, now: now, updateOnly: updateOnly,
@@ -343,7 +388,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                 [
                     .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .count(count),
                     .pointer(countPointer), .u64(now), .pointer(output), .pointer(missing), .pointer(missingKeys), .pointer(missCount),
-                    .pointer(hitFlags), .pointer(slotOut),
+                    .pointer(hitFlags), .pointer(slotOut), .pointer(sketch?.pointer ?? 0), .u32(sketchLog2), .pointer(additionsPointer),
                 ])
             return
         }
@@ -353,6 +398,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                 .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .count(count),
                 .pointer(countPointer), .u64(now), .pointer(output), .count(dimension), .u32(CUDAKernels.log2Lanes(units: dimension / launch.width)),
                 .pointer(missing), .pointer(missingKeys), .pointer(missCount), .pointer(hitFlags), .pointer(slotOut),
+                .pointer(sketch?.pointer ?? 0), .u32(sketchLog2), .pointer(additionsPointer),
             ])
     }
 
@@ -369,6 +415,39 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                 .pointer(tags.pointer), .pointer(slots.pointer), .pointer(values.pointer), .count(setCount), .pointer(keys), .pointer(source),
                 .count(count), .count(dimension), .u64(now), .u32(updateOnly ? 1 : 0), .pointer(groupSet.pointer), .pointer(groupHead.pointer),
                 .count(groupCapacity), .pointer(next.pointer), .pointer(keySet.pointer), .pointer(occupied.pointer),
+                .pointer(updateOnly ? 0 : sketch?.pointer ?? 0), .u32(sketchLog2),
             ])
+    }
+
+    /// The sketch's counted keys (device u64; 0 without admission).
+    private var additionsPointer: DeviceAddress { sketchState?.pointer ?? 0 }
+
+    /// Halves the sketch when its counted keys reached the sample size (device-side decision).
+    private func launchAge(stream: CUDAStream) throws {
+        guard let sketch, let sketchState else { return }
+        try kernels.launch(kernels.dynSketchAgeCheck, threads: 1, stream: stream, [.pointer(sketchState.pointer), .u64(sketchSample), .pointer(sketchState.pointer + 8)])
+        try kernels.launch(
+            kernels.dynSketchHalve, threads: sketch.byteCount / 4, stream: stream, [.pointer(sketch.pointer), .u64(UInt64(sketch.byteCount / 4)), .pointer(sketchState.pointer + 8)])
+    }
+
+    /// Counts `count` keys (device) in the sketch.
+    private func launchCount(keys: DeviceAddress, count: Int, stream: CUDAStream) throws {
+        guard let sketch, let sketchState, count > 0 else { return }
+        try kernels.launch(kernels.dynSketchAdd, threads: count, stream: stream, [.pointer(keys), .count(count), .pointer(sketch.pointer), .u32(sketchLog2), .pointer(sketchState.pointer)])
+    }
+
+    /// The sketch's counters and counted keys (for checks; nil without admission).
+    /// - Throws: ``CUDAError`` when a device call fails.
+    public func sketchSnapshot() throws -> (words: [UInt32], additions: UInt64)? {
+        guard let sketch, let sketchState else { return nil }
+        return try lock.withLock {
+            try context.makeCurrent()
+            var words = [UInt32](repeating: 0, count: sketch.byteCount / 4)
+            var additions: UInt64 = 0
+            try words.withUnsafeMutableBytes { try context.copy(toHost: $0.baseAddress!, from: sketch.pointer, bytes: $0.count, stream: stream) }
+            try withUnsafeMutableBytes(of: &additions) { try context.copy(toHost: $0.baseAddress!, from: sketchState.pointer, bytes: 8, stream: stream) }
+            try stream.synchronize()
+            return (words, additions)
+        }
     }
 }

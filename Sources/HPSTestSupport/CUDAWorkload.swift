@@ -2,7 +2,7 @@
 /// for bit, so CPU runs and checks reproduce what the GPU generated.
 public enum CUDAWorkload {
     @inline(__always)
-    static func mix(_ value: UInt64) -> UInt64 {
+    public static func mix(_ value: UInt64) -> UInt64 {
         var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

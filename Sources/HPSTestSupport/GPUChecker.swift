@@ -61,7 +61,11 @@ public struct GPUChecker {
         for round in 0..<rounds {
             let dim = round == 0 ? 128 : dims[Int(rng.next() % UInt64(dims.count))]
             let sets = [1, 3, 17, 600][Int(rng.next() % 4)] + (round == 0 ? 0 : Int(rng.next() % 8))
-            guarded("dynamic cache vs CPU, round \(round) (dim \(dim), \(sets) sets)") { try $0.checkDynamic(context: context, dim: dim, sets: sets) }
+            for admission in round < 2 ? [CacheAdmission.none, .tinyLFU] : [.tinyLFU] {
+                guarded("dynamic cache vs CPU, admission \(admission.rawValue), round \(round) (dim \(dim), \(sets) sets)") {
+                    try $0.checkDynamic(context: context, dim: dim, sets: sets, admission: admission)
+                }
+            }
         }
         for kind in [CUDAStaticCache.Kind.static, .uvm] {
             for round in 0..<max(1, rounds / 2) {
@@ -155,22 +159,28 @@ public struct GPUChecker {
 
     // MARK: Dynamic cache vs CPU
 
-    mutating func checkDynamic(context: CUDAContext, dim: Int, sets: Int) throws -> ([String], String) {
+    mutating func checkDynamic(context: CUDAContext, dim: Int, sets: Int, admission: CacheAdmission = .none) throws -> ([String], String) {
         let capacity = sets * 64
-        let cpu = DynamicCache(capacity: capacity, dimension: dim)
-        let gpu = try CUDADynamicCache(context: context, capacity: capacity, dimension: dim, maxBatch: 1000, label: "check", logger: .silent)
+        let cpu = DynamicCache(capacity: capacity, dimension: dim, admission: admission)
+        let gpu = try CUDADynamicCache(context: context, capacity: capacity, dimension: dim, maxBatch: 1000, admission: admission, label: "check", logger: .silent)
         guard cpu.capacity == gpu.capacity else { return (["capacity CPU \(cpu.capacity) GPU \(gpu.capacity)"], "") }
         let keys = universe(max(200, capacity * 3))
         var problems: [String] = []
         var version = 0
         var ops = (replace: 0, query: 0, update: 0, dump: 0, hits: 0, misses: 0)
+        // With admission, replaces draw skewed keys (some far more often), so that estimates differ.
+        func draw(_ checker: inout GPUChecker) -> Int64 {
+            if admission == .none { return keys[checker.random(keys.count)] }
+            let u = Double(checker.random(1 << 20)) / Double(1 << 20)
+            return keys[min(keys.count - 1, Int(Double(keys.count) * u * u * u))]
+        }
         for step in 0..<40 {
             version += 1
             switch step == 0 ? 0 : random(10) {
             case 0...3:
                 // Replace with duplicates; sometimes one batch of many staging chunks (1024 keys each here).
                 let n = step == 3 ? 70000 : 1 + random(min(3 * capacity, 5000))
-                let batch = (0..<n).map { _ in keys[random(keys.count)] }
+                let batch = (0..<n).map { _ in draw(&self) }
                 let values = Self.vectors(batch, version: version, dim: dim)
                 Self.write(cpu, batch, values, update: false)
                 Self.write(gpu, batch, values, update: false)
@@ -203,8 +213,20 @@ public struct GPUChecker {
         let all = Self.query(cpu, keys), allGPU = Self.query(gpu, keys)
         Self.compare("final query of every key", keys: keys, dim: dim, cpu: all, gpu: allGPU, into: &problems)
         if Self.dump(cpu, 0..<cpu.unitCount) != Self.dump(gpu, 0..<gpu.unitCount) { problems.append("final dump differs") }
+        var sketchNote = ""
+        if let sketch = cpu.sketch {
+            if let g = try gpu.sketchSnapshot() {
+                let c = sketch.counterWords
+                let differing = zip(c, g.words).filter { $0 != $1 }.count
+                if c.count != g.words.count || differing > 0 { problems.append("frequency sketch differs: \(differing) of \(c.count) words") }
+                if sketch.additions != g.additions { problems.append("sketch counted keys: CPU \(sketch.additions) GPU \(g.additions)") }
+                sketchNote = "; sketches identical (\(c.count) words, \(sketch.additions) counted keys since the last halving)"
+            } else {
+                problems.append("the CUDA cache has no frequency sketch")
+            }
+        }
         if let failure = gpu.failure { problems.append("cache failed: \(failure)") }
-        return (problems, "\(ops.replace) replaces, \(ops.query) queries (\(ops.hits) hits, \(ops.misses) misses), \(ops.update) updates, \(ops.dump) dumps; \(cpu.count) / \(cpu.capacity) slots used")
+        return (problems, "\(ops.replace) replaces, \(ops.query) queries (\(ops.hits) hits, \(ops.misses) misses), \(ops.update) updates, \(ops.dump) dumps; \(cpu.count) / \(cpu.capacity) slots used" + sketchNote)
     }
 
     // MARK: Static / uvm vs CPU

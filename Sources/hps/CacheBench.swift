@@ -23,7 +23,13 @@ struct CacheBench: ParsableCommand {
             HPS: the query copies vectors, the scatter copies them again) and direct (the query returns where \
             each hit lives and the scatter reads the cache rows).
 
-            --device cpu runs the same measures through the CPU caches on the host (smaller defaults).
+            --device cpu runs the same measures through the CPU caches on the host (smaller defaults). \
+            (c) runs once per --admission policy (none: LRU; tinylfu: LRU + TinyLFU admission), on the same keys.
+
+            --policies instead compares replacement policies by hit rate per access on the host (d): the \
+            dynamic cache with and without admission, an exact fully associative LRU and the oracle holding the \
+            --slots hottest keys, on Zipf(--policy-alphas) and a drifting hot set (--drift keys per batch), \
+            batches of the first --batches size.
             """
     )
 
@@ -75,10 +81,34 @@ struct CacheBench: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @Option(parsing: .upToNextOption, help: "Admission policies of the workload's cache (c): none, tinylfu.")
+    var admission: [String] = ["none", "tinylfu"]
+
+    @Flag(help: "Compare replacement policies by hit rate (d) instead of the other measures.")
+    var policies = false
+
+    @Option(parsing: .upToNextOption, help: "Zipf exponents of the policy comparison.")
+    var policyAlphas: [Double] = [0.9, 1.05, 1.2]
+
+    @Option(help: "Keys the hot set of the drifting trace moves per batch (0: no drifting trace).")
+    var drift = 25000
+
+    @Option(help: "Warm-up batches per trace of the policy comparison.")
+    var policyWarmup = 12
+
+    @Option(help: "Measured batches per trace of the policy comparison.")
+    var policyBatches = 12
+
+    var admissions: [CacheAdmission] { admission.compactMap { CacheAdmission(rawValue: $0) } }
+
     func validate() throws {
         guard device == "cuda" || device == "cpu" else { throw ValidationError("--device must be cuda or cpu") }
         guard hitKeys >= 1024, workloadKeys >= 1000, slots >= 64, dim >= 1, keysPerSample >= 1 else { throw ValidationError("sizes too small") }
         guard batches.allSatisfy({ $0 >= 1 }), hitDims.allSatisfy({ $0 >= 1 }) else { throw ValidationError("batches and dims must be positive") }
+        for name in admission where CacheAdmission(rawValue: name) == nil {
+            throw ValidationError("--admission \(name): expected one of \(CacheAdmission.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard drift >= 0, policyWarmup >= 0, policyBatches >= 1 else { throw ValidationError("--drift, --policy-warmup must be ≥ 0, --policy-batches ≥ 1") }
     }
 
     /// One result line.
@@ -99,7 +129,9 @@ struct CacheBench: ParsableCommand {
     func run() throws {
         print("hps bench cache --device \(device): \(Date())")
         let results: [Result]
-        if device == "cuda" {
+        if policies {
+            results = CachePolicyBench(options: self).run()
+        } else if device == "cuda" {
             results = try CUDACacheBench(options: self).run()
         } else {
             results = try CPUCacheBench(options: self).run()
@@ -272,6 +304,14 @@ struct CUDACacheBench {
         let full = try time(stream, context, repetitions: o.repetitions) { r in
             try pipeline.enqueueLookup(cache: cache, keys: queryKeys[r % sets].pointer, count: n, output: output.pointer, defaultValue: o.defaultValue, mode: .direct, stream: stream)
         }
+        // The same all-hit query on a cache with TinyLFU admission (each query counts its hits in the sketch).
+        let admitted = try CUDADynamicCache(context: context, capacity: 2 * n, dimension: dim, maxBatch: n, admission: .tinyLFU, label: "bench", logger: .silent)
+        try admitted.enqueueReplace(keys: tableKeys.pointer, values: tableValues.pointer, count: n, stream: stream)
+        let queryAdmission = try time(stream, context, repetitions: o.repetitions) { r in
+            try admitted.enqueueQuery(keys: queryKeys[r % sets].pointer, count: n, output: output.pointer, missCount: counter.pointer, stream: stream)
+        }
+        let admissionProblems = try checkOutput(keys: queryKeys[(o.repetitions - 1) % sets], countMisses: true)
+        print(String(format: "  with TinyLFU admission: query %.3f ms (%.1f%% of the plain query's rate)", queryAdmission, query / queryAdmission * 100))
         let bytes = Double(n * dim * 4 * 2)
         let note = problems.isEmpty ? "all hits, vectors checked" : "PROBLEM: \(problems[0])"
         print(String(format: "all-hit dim %d: gather %.3f ms (%.2f TB/s read+write), query %.3f ms (%@, default), full lookup %.3f ms", dim, gather, bytes / gather / 1e9, query, queries.last!.name, full))
@@ -301,6 +341,11 @@ struct CUDACacheBench {
                       note: (q.problems.isEmpty ? "all hits, vectors checked" : "PROBLEM: \(q.problems[0])") + "; \(q.name)" + (q.kernel == .classic ? " (the old kernel)" : "") + "; \(q.info)"))
         }
         results.append(
+            .init(measure: "(b) all-hit cache query, TinyLFU admission", dim: dim, batch: nil, keysPerSecond: Double(n) / (queryAdmission / 1e3),
+                  uniqueKeysPerSecond: Double(n) / (queryAdmission / 1e3), ratioToGather: gather / queryAdmission, milliseconds: queryAdmission,
+                  note: (admissionProblems.isEmpty ? "all hits, vectors checked" : "PROBLEM: \(admissionProblems[0])")
+                      + String(format: "; %.1f%% of the plain query's rate (the keys' counts saturate after 15 queries: a lower bound of the cost)", query / queryAdmission * 100)))
+        results.append(
             .init(measure: "(b) all-hit lookup: dedup + query + scatter", dim: dim, batch: nil, keysPerSecond: Double(n) / (full / 1e3), ratioToGather: gather / full,
                   milliseconds: full, note: "direct mode, distinct keys"))
         return results
@@ -325,9 +370,9 @@ struct CUDACacheBench {
         let events = try (0..<6).map { _ in try context.makeEvent() }
         var results: [CacheBench.Result] = []
         var drawn: UInt64 = 0
-        for batch in o.batches {
+        for (admission, batch) in o.admissions.flatMap({ a in o.batches.map { (a, $0) } }) {
             let n = batch * o.keysPerSample
-            let cache = try CUDADynamicCache(context: context, capacity: o.slots, dimension: dim, maxBatch: n, label: "workload", logger: .silent)
+            let cache = try CUDADynamicCache(context: context, capacity: o.slots, dimension: dim, maxBatch: n, admission: admission, label: "workload", logger: .silent)
             struct Step {
                 var total = 0.0, dedup = 0.0, query = 0.0, scatter = 0.0, insert = 0.0
                 var unique = 0, misses = 0, missedAccesses = 0
@@ -408,10 +453,10 @@ struct CUDACacheBench {
                     format: "%@: dedup %.3f, query %.3f, scatter+clear %.3f, insert %.3f ms; %.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches",
                     mode == .copy ? "copy (query kernel \(cache.queryKernelFunction().name))" : mode.rawValue, median(s.map(\.dedup)), query, median(s.map(\.scatter)), median(s.map(\.insert)), uniqueMean / Double(n) * 100, hitUnique, hitHugeCTR,
                     warmBatches)
-                print("workload \(batch)×\(o.keysPerSample) \(note); total \(String(format: "%.3f", total)) ms, \(String(format: "%.0f", metric)) GiB/s, hit rate per access \(String(format: "%.4f", hitAccess))")
+                print("workload \(batch)×\(o.keysPerSample), admission \(admission.rawValue), \(note); total \(String(format: "%.3f", total)) ms, \(String(format: "%.0f", metric)) GiB/s, hit rate per access \(String(format: "%.4f", hitAccess))")
                 results.append(
                     .init(
-                        measure: "(c) HugeCTR workload, \(mode.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3),
+                        measure: "(c) HugeCTR workload, \(mode.rawValue), admission \(admission.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3),
                         uniqueKeysPerSecond: uniqueMean / (query / 1e3), hugeCTRGiBps: metric, hitRatePerAccess: hitAccess, hitRatePerUniqueKey: hitUnique, milliseconds: total,
                         note: note))
             }
@@ -476,7 +521,20 @@ struct CPUCacheBench {
                 }
             }
         }
+        let admitted = DynamicCache(capacity: 2 * n, dimension: dim, admission: .tinyLFU)
+        keys.withUnsafeBufferPointer { k in table.withUnsafeBufferPointer { admitted.replace(keys: k, values: $0.baseAddress!) } }
+        var admittedMisses = 0
+        let queryAdmission = output.withUnsafeMutableBufferPointer { out in
+            missing.withUnsafeMutableBufferPointer { m in
+                time(repetitions: reps) { r in
+                    admittedMisses += queryKeys[r % queryKeys.count].withUnsafeBufferPointer { admitted.query(keys: $0, into: out.baseAddress!, missing: m.baseAddress!) }
+                }
+            }
+        }
         return [
+            .init(measure: "(b) all-hit CPU cache query, TinyLFU admission (1 thread)", dim: dim, batch: nil, keysPerSecond: Double(n) / (queryAdmission / 1e3),
+                  uniqueKeysPerSecond: Double(n) / (queryAdmission / 1e3), ratioToGather: gather / queryAdmission, milliseconds: queryAdmission,
+                  note: (admittedMisses == 0 ? "all hits" : "PROBLEM: \(admittedMisses) misses") + String(format: "; %.1f%% of the plain query's rate", query / queryAdmission * 100)),
             .init(measure: "(a) raw gather (host, 1 thread)", dim: dim, batch: nil, keysPerSecond: Double(n) / (gather / 1e3), milliseconds: gather, note: "\(n) random rows"),
             .init(measure: "(b) all-hit CPU cache query (1 thread)", dim: dim, batch: nil, keysPerSecond: Double(n) / (query / 1e3), uniqueKeysPerSecond: Double(n) / (query / 1e3),
                   ratioToGather: gather / query, milliseconds: query, note: misses == 0 ? "all hits" : "PROBLEM: \(misses) misses"),
@@ -488,9 +546,9 @@ struct CPUCacheBench {
         let cdf = CUDAWorkload.zipfCDF(rows: o.workloadKeys, alpha: o.alpha)
         var results: [CacheBench.Result] = []
         var drawn: UInt64 = 0
-        for batch in o.batches {
+        for (admission, batch) in o.admissions.flatMap({ a in o.batches.map { (a, $0) } }) {
             let n = batch * o.keysPerSample
-            let cache = DynamicCache(capacity: o.slots, dimension: dim)
+            let cache = DynamicCache(capacity: o.slots, dimension: dim, admission: admission)
             var keys = [Int64](repeating: 0, count: n)
             var unique = [Int64](repeating: 0, count: n)
             var inverse = [Int32](repeating: 0, count: n)
@@ -500,7 +558,7 @@ struct CPUCacheBench {
             var tableSize = 16
             while tableSize < 2 * n { tableSize *= 2 }
             var slotsTable = [Int32](repeating: -1, count: tableSize)
-            struct Step { var total = 0.0, query = 0.0, unique = 0, misses = 0, missedAccesses = 0 }
+            struct Step { var total = 0.0, query = 0.0, insert = 0.0, unique = 0, misses = 0, missedAccesses = 0 }
             func step() -> Step {
                 cdf.withUnsafeBufferPointer { c in
                     for i in 0..<n { keys[i] = CUDAWorkload.zipfKey(cdf: c, seed: o.seed, index: drawn + UInt64(i)) }
@@ -556,8 +614,10 @@ struct CPUCacheBench {
                 values.withUnsafeMutableBufferPointer { v in
                     for j in 0..<misses { CUDAWorkload.vector(key: insertKeys[j], dimension: dim, seed: o.seed, into: v.baseAddress! + j * dim) }
                 }
+                let insertStart = Stopwatch()
                 insertKeys.withUnsafeBufferPointer { k in values.withUnsafeBufferPointer { cache.replace(keys: k, values: $0.baseAddress!) } }
-                return Step(total: total, query: query, unique: u, misses: misses, missedAccesses: missedAccesses)
+                let insert = insertStart.seconds * 1e3
+                return Step(total: total, query: query, insert: insert, unique: u, misses: misses, missedAccesses: missedAccesses)
             }
             let warmup = o.warmupKeys ?? 6_000_000
             var warmed = 0, warmBatches = 0
@@ -567,20 +627,20 @@ struct CPUCacheBench {
                 warmBatches += 1
             }
             let steps = (0..<max(1, o.measureBatches ?? 2)).map { _ in step() }
-            let total = median(steps.map(\.total)), query = median(steps.map(\.query))
+            let total = median(steps.map(\.total)), query = median(steps.map(\.query)), insert = median(steps.map(\.insert))
             let uniqueMean = Double(steps.reduce(0) { $0 + $1.unique }) / Double(steps.count)
             let hitAccess = 1 - Double(steps.reduce(0) { $0 + $1.missedAccesses }) / Double(n * steps.count)
             let hitUnique = 1 - Double(steps.reduce(0) { $0 + $1.misses }) / Double(max(1, steps.reduce(0) { $0 + $1.unique }))
             let hitHugeCTR = 1 - Double(steps.reduce(0) { $0 + $1.misses }) / Double(n * steps.count)
             let metric = Double(n * dim * 4 * 2) / (total / 1e3) / Double(1 << 30)
-            print("workload \(batch)×\(o.keysPerSample): total \(String(format: "%.1f", total)) ms, query \(String(format: "%.1f", query)) ms, hit rate per access \(String(format: "%.4f", hitAccess))")
+            print("workload \(batch)×\(o.keysPerSample), admission \(admission.rawValue): total \(String(format: "%.1f", total)) ms, query \(String(format: "%.1f", query)) ms, insert \(String(format: "%.1f", insert)) ms, hit rate per access \(String(format: "%.4f", hitAccess))")
             results.append(
                 .init(
-                    measure: "(c) HugeCTR workload (CPU, 1 thread)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3), uniqueKeysPerSecond: uniqueMean / (query / 1e3),
+                    measure: "(c) HugeCTR workload (CPU, 1 thread), admission \(admission.rawValue)", dim: dim, batch: batch, keysPerSecond: Double(n) / (total / 1e3), uniqueKeysPerSecond: uniqueMean / (query / 1e3),
                     hugeCTRGiBps: metric, hitRatePerAccess: hitAccess, hitRatePerUniqueKey: hitUnique, milliseconds: total,
                     note: String(
-                        format: "%.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches", uniqueMean / Double(n) * 100,
-                        hitUnique, hitHugeCTR, warmBatches)))
+                        format: "query %.3f, insert %.3f ms; %.0f%% distinct; hit rate per distinct key %.4f, ec_perf_test's (1 − missed distinct / keys) %.4f; %d warm-up batches",
+                        query, insert, uniqueMean / Double(n) * 100, hitUnique, hitHugeCTR, warmBatches)))
         }
         return results
     }

@@ -123,13 +123,14 @@ struct PlanCommand: ParsableCommand {
                     entry.cacheBytes = bytes.device
                     entry.pinnedHostBytes = bytes.pinnedHost
                 } else {
-                    entry.cacheBytes = CUDADynamicCache.estimatedDeviceBytes(capacity: request.dynamicCapacity, dimension: table.dimension, maxBatch: maxKeys)
+                    entry.cacheBytes = CUDADynamicCache.estimatedDeviceBytes(
+                        capacity: request.dynamicCapacity, dimension: table.dimension, maxBatch: maxKeys, admission: model.cacheAdmission)
                 }
                 entry.deviceLookupBytesPerWorker = CUDATableLookup.estimatedBytesPerWorker(maxKeys: maxKeys, dimension: table.dimension, wholeTable: wholeTable)
             } else {
                 entry.cacheBytes = wholeTable
                     ? StaticCache.estimatedBytes(capacity: rows, dimension: table.dimension)
-                    : DynamicCache.estimatedBytes(capacity: request.dynamicCapacity, dimension: table.dimension)
+                    : DynamicCache.estimatedBytes(capacity: request.dynamicCapacity, dimension: table.dimension, admission: model.cacheAdmission)
             }
             row.devices.append(entry)
         }
@@ -173,7 +174,7 @@ struct PlanCommand: ParsableCommand {
             traceKeys = HitRateSimulation.zipfTrace(keys: tableKeys, alpha: alpha, count: count)
             source = "Zipf(\(alpha)) over \(directory.rowCount) rows, \(count) keys"
         }
-        let simulation = HitRateSimulation(batchSize: batchSize, warmupBatches: warmupBatches)
+        let simulation = HitRateSimulation(batchSize: batchSize, warmupBatches: warmupBatches, admission: model.cacheAdmission)
         var sizes = Set(fractions)
         sizes.insert(model.deviceCachePercentage)
         var results: [MemoryPlanReport.Prediction.Size] = []

@@ -137,6 +137,7 @@ inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long ex
     return expected;
 }
 inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicExch(unsigned long long *p, unsigned long long v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 
 // A pool of host threads that play a block's CUDA threads (reused: creating threads per launch is slow).
 struct EmuPool {

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -59,6 +60,52 @@ static float valueOf(i64 key, int version, u32 e) {
     return (float)((i32)(h >> 40) - 8388608) / 8388608.0f;
 }
 
+// ---- Reference: the TinyLFU frequency sketch (FrequencySketch.swift's specification), sequential -------------
+struct RefSketch {
+    std::vector<u32> words;
+    u32 log2Blocks = 0;
+    u64 additions = 0, sample = 0;
+    explicit RefSketch(u32 slots) {
+        u32 needed = std::max(1u, (slots + 7) / 8), blocks = 1;
+        while (blocks < needed) blocks <<= 1, ++log2Blocks;
+        words.assign((size_t)blocks * 16, 0);
+        sample = 10ull * slots;
+    }
+    // The word and nibble shift of counter i of `key`.
+    u32 &counter(i64 key, int i, u32 &shift) {
+        u64 m = keyMix((u64)key);
+        u64 block = log2Blocks == 0 ? 0 : (m * 0x9E3779B97F4A7C15ull) >> (64 - log2Blocks);
+        u32 sel = (u32)((m * 0xC2B2AE3D27D4EB4Full) >> 32);
+        u32 b = (sel >> (8 * i)) & 0xff;
+        shift = ((b >> 2) & 7) * 4;
+        return words[block * 16 + 4 * i + (b & 3)];
+    }
+    void increment(i64 key) {
+        for (int i = 0; i < 4; ++i) {
+            u32 shift;
+            u32 &w = counter(key, i, shift);
+            if (((w >> shift) & 15) < 15) w += 1u << shift;
+        }
+    }
+    u32 estimate(i64 key) {
+        u32 least = 15;
+        for (int i = 0; i < 4; ++i) {
+            u32 shift;
+            least = std::min(least, (counter(key, i, shift) >> shift) & 15);
+        }
+        return least;
+    }
+    void ageIfDue() {
+        if (additions < sample) return;
+        additions /= 2;
+        for (u32 &w : words) {
+            u32 halved = 0;
+            for (int n = 0; n < 8; ++n) halved |= (((w >> (4 * n)) & 15) / 2) << (4 * n);
+            w = halved;
+        }
+    }
+};
+
 // ---- Reference: the CPU DynamicCache, sequential -------------------------------------------------------------
 struct RefDynamic {
     u32 sets, dim;
@@ -67,7 +114,11 @@ struct RefDynamic {
     std::vector<u64> stamps;
     std::vector<float> values;
     u64 clock = 1;
-    RefDynamic(u32 s, u32 d) : sets(s), dim(d), tags(s * 64), keys(s * 64), stamps(s * 64), values((size_t)s * 64 * d) {}
+    std::unique_ptr<RefSketch> sketch;  // TinyLFU admission when set
+    size_t refused = 0;                 // keys not admitted
+    RefDynamic(u32 s, u32 d, bool admission = false) : sets(s), dim(d), tags(s * 64), keys(s * 64), stamps(s * 64), values((size_t)s * 64 * d) {
+        if (admission) sketch.reset(new RefSketch(s * 64));
+    }
     void place(i64 key, u32 &set, u8 &tag) const {
         u64 h = keyMix((u64)key) * 0xD6E8FEB86659FD93ull;
         set = (u32)((h >> 32) % sets);
@@ -90,6 +141,7 @@ struct RefDynamic {
             int s = slot(in[i], set, tag);
             if (s >= 0) {
                 std::copy_n(&values[(size_t)(set * 64 + s) * dim], dim, &out[i * dim]);
+                if (sketch && stamps[set * 64 + s] != now) sketch->increment(in[i]), sketch->additions += 1;
                 stamps[set * 64 + s] = now;
             } else {
                 missing.push_back((int)i);
@@ -99,6 +151,11 @@ struct RefDynamic {
     }
     void write(const std::vector<i64> &in, const std::vector<float> &src, bool updateOnly) {
         u64 now = updateOnly ? clock : ++clock;
+        if (sketch && !updateOnly) {
+            sketch->ageIfDue();
+            for (i64 k : in) sketch->increment(k);
+            sketch->additions += in.size();
+        }
         for (size_t i = 0; i < in.size(); ++i) {
             u32 set;
             u8 tag;
@@ -108,15 +165,21 @@ struct RefDynamic {
                 if (updateOnly) continue;
                 int victim = 0;
                 u64 oldest = ~0ull;
+                bool empty = false;
                 for (int j = 0; j < 64; ++j) {
                     if (tags[set * 64 + j] == 0) {
                         victim = j;
+                        empty = true;
                         break;
                     }
                     if (stamps[set * 64 + j] < oldest) {
                         oldest = stamps[set * 64 + j];
                         victim = j;
                     }
+                }
+                if (!empty && sketch && sketch->estimate(in[i]) <= sketch->estimate(keys[set * 64 + victim])) {
+                    ++refused;
+                    continue;
                 }
                 s = victim;
                 tags[set * 64 + s] = tag;
@@ -139,7 +202,20 @@ struct EmuDynamic {
     i32 *groupHead, *next;
     u32 *keySet, *missCount;
     u64 clock = 1;
-    EmuDynamic(u32 s, u32 d, u32 c) : sets(s), dim(d), chunk(c) {
+    // TinyLFU admission (sketch non-null): the counters, the counted keys, the aging flag.
+    u32 *sketch = nullptr, sketchLog2 = 0, *ageFlag = nullptr;
+    u64 sketchWords = 0, sample = 0;
+    unsigned long long *additions = nullptr;
+    EmuDynamic(u32 s, u32 d, u32 c, bool admission = false) : sets(s), dim(d), chunk(c) {
+        if (admission) {
+            u32 needed = std::max(1u, (s * 64 + 7) / 8), blocks = 1;
+            while (blocks < needed) blocks <<= 1, ++sketchLog2;
+            sketchWords = (u64)blocks * 16;
+            sketch = dalloc<u32>(sketchWords);
+            additions = dalloc<unsigned long long>(1);
+            ageFlag = dalloc<u32>(1);
+            sample = 10ull * s * 64;
+        }
         tags = dalloc<u8>(s * 64);
         slots = dalloc<DynSlot>(s * 64);
         values = dalloc<float>((size_t)s * 64 * d);
@@ -172,7 +248,7 @@ struct EmuDynamic {
             int w = widthFor(dim);
             auto kfn = w == 4 ? dyn_query_v4 : (w == 2 ? dyn_query_v2 : dyn_query_v1);
             emu_launch(kfn, gridFor(n), kBlock, (const u8 *)tags, slots, (const float *)values, sets, (const i64 *)k, n, (const u32 *)nullptr, now, outArg, dim,
-                       log2Lanes(dim / w), miss, missKeys, missCount, flags, so);
+                       log2Lanes(dim / w), miss, missKeys, missCount, flags, so, sketch, sketchLog2, additions);
         } else {
             decltype(&dyn_query_d128) kfn = nullptr;
             if (kernel == 3) kfn = dim == 128 ? dyn_query_d128_cs_n : nullptr;
@@ -185,7 +261,7 @@ struct EmuDynamic {
                 std::exit(2);
             }
             emu_launch(kfn, gridFor(n), kBlock, (const u8 *)tags, slots, (const float *)values, sets, (const i64 *)k, n, (const u32 *)nullptr, now, outArg,
-                       miss, missKeys, missCount, flags, so);
+                       miss, missKeys, missCount, flags, so, sketch, sketchLog2, additions);
         }
         std::vector<int> missing;
         out.assign((size_t)n * dim, NAN);
@@ -217,6 +293,15 @@ struct EmuDynamic {
     void write(const std::vector<i64> &in, const std::vector<float> &src, bool updateOnly) {
         if (!updateOnly) ++clock;
         u64 now = clock;
+        if (sketch && !updateOnly && !in.empty()) {
+            // As CUDADynamicCache.apply: age, then count every key of the call, then place them chunk by chunk.
+            i64 *all = dalloc<i64>(in.size());
+            std::copy(in.begin(), in.end(), all);
+            emu_launch(dyn_sketch_age_check, 1, 32, additions, sample, ageFlag);
+            emu_launch(dyn_sketch_halve, gridFor(sketchWords), kBlock, sketch, sketchWords, (const u32 *)ageFlag);
+            emu_launch(dyn_sketch_add, gridFor(in.size()), kBlock, (const i64 *)all, (u32)in.size(), sketch, sketchLog2, additions);
+            free(all);
+        }
         for (size_t start = 0; start < in.size(); start += chunk) {
             u32 m = (u32)std::min<size_t>(chunk, in.size() - start);
             i64 *k = dalloc<i64>(m);
@@ -227,33 +312,38 @@ struct EmuDynamic {
             int w = widthFor(dim);
             auto kernel = w == 4 ? dyn_apply_v4 : (w == 2 ? dyn_apply_v2 : dyn_apply_v1);
             emu_launch(kernel, gridFor(groupCap), kBlock, tags, slots, values, sets, (const i64 *)k, (const float *)v, m, dim, now, (u32)updateOnly, groupSet,
-                       groupHead, groupCap, (const i32 *)next, (const u32 *)keySet, occupied);
+                       groupHead, groupCap, (const i32 *)next, (const u32 *)keySet, occupied, (const u32 *)sketch, sketchLog2);
             free(k), free(v);
         }
         for (u32 g = 0; g < groupCap; ++g) CHECK(groupSet[g] == 0xffffffffu && groupHead[g] == -1, "group entry %u not returned to empty", g);
     }
 };
 
-static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk, int kernel = 0, size_t maxQuery = 200) {
-    RefDynamic ref(sets, dim);
-    EmuDynamic gpu(sets, dim, chunk);
+static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk, int kernel = 0, size_t maxQuery = 200, bool admission = false,
+                        int steps = 10) {
+    RefDynamic ref(sets, dim, admission);
+    EmuDynamic gpu(sets, dim, chunk, admission);
+    size_t agings = 0;
     std::vector<i64> universe;
     for (u32 i = 0; i < sets * 64 * 3 + 50; ++i) universe.push_back((i64)rng() >> (rng() % 40));
     universe.push_back(INT64_MIN), universe.push_back(INT64_MAX), universe.push_back(-1), universe.push_back(0);
     std::sort(universe.begin(), universe.end());
     universe.erase(std::unique(universe.begin(), universe.end()), universe.end());
     int version = 0;
-    for (int step = 0; step < 10; ++step) {
+    for (int step = 0; step < steps; ++step) {
         ++version;
         int op = step == 0 ? 0 : (int)(rng() % 3);
         if (op == 0 || op == 2) {
-            size_t n = 1 + rng() % (step == 1 ? 400 : 150);
+            size_t n = 1 + rng() % (admission ? sets * 64 * 3 : (step == 1 ? 400 : 150));
             std::vector<i64> batch;
-            for (size_t i = 0; i < n; ++i) batch.push_back(universe[rng() % universe.size()]);
+            // With admission, draw skewed (a few keys far more often) so that estimates differ.
+            for (size_t i = 0; i < n; ++i) batch.push_back(universe[admission ? (size_t)(universe.size() * std::pow((rng() % 10000) / 10000.0, 3)) : rng() % universe.size()]);
             std::vector<float> vals(n * dim);
             for (size_t i = 0; i < n; ++i)
                 for (u32 e = 0; e < dim; ++e) vals[i * dim + e] = valueOf(batch[i], version, e);
+            u64 before = admission ? ref.sketch->additions : 0;
             ref.write(batch, vals, op == 2);
+            if (admission) agings += ref.sketch->additions < before;
             gpu.write(batch, vals, op == 2);
         } else {
             std::set<i64> seen;
@@ -283,7 +373,16 @@ static void testDynamic(std::mt19937_64 &rng, u32 sets, u32 dim, u32 chunk, int 
         size_t used = 0;
         for (u32 s = 0; s < sets * 64; ++s) used += ref.tags[s] != 0;
         CHECK(*gpu.occupied == used, "occupied %llu vs %zu", *gpu.occupied, used);
+        if (admission) {
+            CHECK(std::memcmp(ref.sketch->words.data(), gpu.sketch, gpu.sketchWords * 4) == 0, "admission sets %u dim %u kernel %d step %d: sketch differs", sets, dim, kernel, step);
+            CHECK(ref.sketch->additions == *gpu.additions, "admission step %d: additions %llu vs %llu", step, (unsigned long long)ref.sketch->additions, *gpu.additions);
+        }
         if (!same) return;
+    }
+    if (admission) {
+        CHECK(ref.refused > 0, "admission sets %u: no key was refused (the test exercises nothing)", sets);
+        CHECK(agings > 0, "admission sets %u: the sketch never aged", sets);
+        std::printf("  admission sets %u dim %u kernel %d: %zu keys refused, %zu agings\n", sets, dim, kernel, ref.refused, agings);
     }
 }
 
@@ -609,6 +708,12 @@ int main() {
     }
     testDynamic(rng, 9, 128, 1000, 3, 700);
     testDynamic(rng, 1, 16, 100, 2, 300);
+    // TinyLFU admission: the sketch (bit for bit), the counted keys, the aging and every decision.
+    testDynamic(rng, 1, 3, 100, 0, 200, true, 30);
+    testDynamic(rng, 3, 4, 1000, 0, 200, true, 30);
+    testDynamic(rng, 5, 64, 1000, 1, 700, true, 30);
+    testDynamic(rng, 2, 128, 64, 2, 300, true, 30);
+    testDynamic(rng, 9, 128, 1000, 3, 700, true, 36);
     for (int kernel : {0, 2, 3}) testDynamicCollisions(rng, 128, kernel);
     testDynamicCollisions(rng, 16, 1);
     std::printf("pipelined dynamic query checked\n");

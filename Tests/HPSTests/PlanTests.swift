@@ -5,10 +5,11 @@ import Testing
 /// `hps plan`'s building blocks: the hit-rate replay predicts what a real session measures, and the memory
 /// estimates match what the structures allocate.
 @Suite struct PlanTests {
-    @Test(arguments: [0.05, 0.2])
-    func predictedHitRateMatchesASession(fraction: Double) throws {
+    @Test(arguments: [0.05, 0.2], [CacheAdmission.none, .tinyLFU])
+    func predictedHitRateMatchesASession(fraction: Double, admission: CacheAdmission) throws {
         var fixture = try Fixture(rows: [20000], dims: [8], defaults: [0], maxBatch: 128, keysPerSample: [8])
         fixture.model.deviceCachePercentage = fraction
+        fixture.model.cacheAdmission = admission
         fixture.model.hitRateThreshold = 1.0
         let tableKeys = (0..<20000).map { Int64($0) * 3 }
         let trace = HitRateSimulation.zipfTrace(keys: tableKeys, alpha: 1.05, count: 1024 * 60, seed: 7)
@@ -20,7 +21,7 @@ import Testing
         }
         let stats = server.statistics.snapshot
         let measured = Double(stats.cacheHits) / Double(stats.cacheHits + stats.cacheMisses)
-        let predicted = trace.withUnsafeBufferPointer { HitRateSimulation(batchSize: 1024).run(trace: $0, slots: slots) }
+        let predicted = trace.withUnsafeBufferPointer { HitRateSimulation(batchSize: 1024, admission: admission).run(trace: $0, slots: slots) }
         #expect(predicted.slots == slots)
         #expect(abs(predicted.distinctHitRate - measured) < 0.01, "predicted \(predicted.distinctHitRate), session \(measured)")
         #expect(predicted.accessHitRate > predicted.distinctHitRate)  // hot keys repeat within a batch

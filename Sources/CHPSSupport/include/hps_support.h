@@ -62,4 +62,51 @@ static inline void hps_atomic_store_u32(uint32_t *word, uint32_t value) { __atom
 /// Atomically stores a byte (relaxed): for bytes that other threads read without the writer's lock.
 static inline void hps_atomic_store_u8(uint8_t *byte, uint8_t value) { __atomic_store_n(byte, value, __ATOMIC_RELAXED); }
 
+/// Counter `i` (0..<4) of a key in its 64-byte block of the frequency sketch: byte `i` of `sel` picks word
+/// `4i + (byte & 3)` of the block's 16 words and its nibble `(byte >> 2) & 7`. See FrequencySketch.swift.
+static inline uint32_t *hps_sketch_word(uint32_t *block, uint32_t sel, int i, uint32_t *shift) {
+  uint32_t b = (sel >> (8 * i)) & 0xffu;
+  *shift = ((b >> 2) & 7u) * 4u;
+  return block + 4 * i + (b & 3u);
+}
+
+/// Adds 1 to each of the key's 4 four-bit counters in `block` (16 words), saturating at 15. Atomic per word
+/// (compare-and-swap), so concurrent increments never lose or overflow a count; saturating additions commute,
+/// so the result does not depend on their order.
+static inline void hps_sketch_increment(uint32_t *block, uint32_t sel) {
+  for (int i = 0; i < 4; i++) {
+    uint32_t shift;
+    uint32_t *w = hps_sketch_word(block, sel, i, &shift);
+    uint32_t old = __atomic_load_n(w, __ATOMIC_RELAXED);
+    while (((old >> shift) & 15u) != 15u) {
+      if (__atomic_compare_exchange_n(w, &old, old + (1u << shift), 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+    }
+  }
+}
+
+/// The smallest of the key's 4 counters in `block` (0...15).
+static inline uint32_t hps_sketch_estimate(uint32_t *block, uint32_t sel) {
+  uint32_t least = 15u;
+  for (int i = 0; i < 4; i++) {
+    uint32_t shift;
+    uint32_t *w = hps_sketch_word(block, sel, i, &shift);
+    uint32_t c = (__atomic_load_n(w, __ATOMIC_RELAXED) >> shift) & 15u;
+    if (c < least) least = c;
+  }
+  return least;
+}
+
+/// Halves every four-bit counter of `count` words (atomic per word).
+static inline void hps_sketch_halve(uint32_t *words, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    uint32_t old = __atomic_load_n(words + i, __ATOMIC_RELAXED);
+    while (old != 0 && !__atomic_compare_exchange_n(words + i, &old, (old >> 1) & 0x77777777u, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+  }
+}
+
+/// Atomically replaces a 64-bit word with `desired` if it holds `expected`; returns whether it did.
+static inline int hps_atomic_cas_u64(uint64_t *word, uint64_t expected, uint64_t desired) {
+  return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 #endif

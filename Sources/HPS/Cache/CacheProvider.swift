@@ -55,6 +55,6 @@ public struct CPUCacheProvider: CacheProvider {
     public func cache(for request: CacheRequest) -> any EmbeddingCache {
         request.holdsWholeTable
             ? StaticCache(capacity: max(1, request.tableRows), dimension: request.table.dimension)
-            : DynamicCache(capacity: request.dynamicCapacity, dimension: request.table.dimension)
+            : DynamicCache(capacity: request.dynamicCapacity, dimension: request.table.dimension, admission: request.model.cacheAdmission)
     }
 }

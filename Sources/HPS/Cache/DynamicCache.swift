@@ -6,6 +6,10 @@ import CHPSSupport
 /// Each set keeps a 64-byte line of 8-bit tags (0 = empty), so a query compares one cache line of tags
 /// (8 bytes at a time) before it touches keys; keys, LRU stamps and vectors live in separate arrays.
 /// A query refreshes recency (unlike a FIFO-like cache that only stamps on insert).
+///
+/// With ``CacheAdmission/tinyLFU`` a ``FrequencySketch`` counts the keys queried and inserted, and a missed key
+/// evicts its set's least recently used key only if it was used more often (see the sketch for the exact rules,
+/// which the CUDA dynamic cache follows too).
 public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
     // @unchecked Sendable: the buffers are allocated in init and never replaced; a set's tags, keys, stamps and
     // vectors are read and written only under that set's spin lock (`locks[set]`), and `clock` is advanced
@@ -16,6 +20,10 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
     public let setCount: Int
     public var capacity: Int { setCount * Self.slotsPerSet }
     public var holdsWholeTable: Bool { false }
+    /// The admission policy of inserted keys.
+    public let admission: CacheAdmission
+    /// The frequency sketch of ``CacheAdmission/tinyLFU`` (nil without admission).
+    public let sketch: FrequencySketch?
 
     private let tags: UnsafeMutablePointer<UInt8>
     private let keys: UnsafeMutablePointer<Int64>
@@ -24,12 +32,15 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
     private let locks: UnsafeMutablePointer<UInt32>
     private let clock: UnsafeMutablePointer<UInt64>
 
-    /// A cache of at least `capacity` slots (rounded up to whole sets of 64).
-    public init(capacity: Int, dimension: Int) {
+    /// A cache of at least `capacity` slots (rounded up to whole sets of 64) with the admission policy
+    /// `admission`.
+    public init(capacity: Int, dimension: Int, admission: CacheAdmission = .none) {
         precondition(dimension > 0)
         self.dimension = dimension
+        self.admission = admission
         setCount = max(1, (max(capacity, Self.slotsPerSet) + Self.slotsPerSet - 1) / Self.slotsPerSet)
         let slots = setCount * Self.slotsPerSet
+        sketch = admission == .tinyLFU ? FrequencySketch(slots: slots) : nil
         tags = .allocate(capacity: slots)
         tags.initialize(repeating: 0, count: slots)
         keys = .allocate(capacity: slots)
@@ -124,6 +135,7 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                     ringTag[i & 15] = tag
                     hps_prefetch(tags + set * Self.slotsPerSet)
                     hps_prefetch_write(locks + set)
+                    if let sketch { sketch.prefetch(input[i]) }
                 }
                 // Half-way, peek at the (prefetched) tag line without the lock and prefetch the key and
                 // the vector of the first slot whose tag matches: only a hint, the lookup below checks
@@ -157,25 +169,38 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                     if s >= 0 {
                         let index = set * Self.slotsPerSet + s
                         hps_copy(output + i * dim, values + index * dim, bytes)
-                        if stamps[index] != now {
+                        let first = stamps[index] != now
+                        if first {
                             stamps[index] = now
                             distinctHits += 1
                         }
                         hps_spin_unlock(locks + set)
+                        if first, let sketch { sketch.increment(key) }
                     } else {
                         hps_spin_unlock(locks + set)
                         missing[misses] = Int32(truncatingIfNeeded: i)
                         misses += 1
                     }
                 }
+                sketch?.record(distinctHits)
                 return (misses, distinctHits)
             }
         }
     }
 
+    /// Inserts (or refreshes) `keys[i] → values[i × dimension ...]`: a key that is not cached takes the first
+    /// empty slot of its set, else evicts the set's least recently used key — with ``CacheAdmission/tinyLFU``
+    /// only if the sketch estimates it more frequent than that key (otherwise it is not inserted).
     public func replace(keys input: UnsafeBufferPointer<Int64>, values source: UnsafePointer<Float>) {
         let now = hps_atomic_add_u64(clock, 1)
         let dim = dimension
+        let sketch = self.sketch
+        if let sketch {
+            // Age, then count every key of the call, before any is placed.
+            sketch.ageIfDue()
+            for key in input { sketch.increment(key) }
+            sketch.record(input.count)
+        }
         for i in 0..<input.count {
             let key = input[i]
             let (set, tag) = place(key)
@@ -186,9 +211,15 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
                 // First empty slot, else the least recently used one.
                 var victim = 0
                 var oldest = UInt64.max
+                var empty = false
                 for j in 0..<Self.slotsPerSet {
-                    if tags[base + j] == 0 { victim = j; oldest = 0; break }
+                    if tags[base + j] == 0 { victim = j; empty = true; break }
                     if stamps[base + j] < oldest { oldest = stamps[base + j]; victim = j }
+                }
+                if !empty, let sketch, sketch.estimate(key) <= sketch.estimate(keys[base + victim]) {
+                    // Not admitted: the victim was used at least as often.
+                    hps_spin_unlock(locks + set)
+                    continue
                 }
                 s = victim
                 // Atomic: query's lock-free peek reads the tag words concurrently (a hint only).

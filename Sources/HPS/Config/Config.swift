@@ -65,6 +65,10 @@ public struct ModelConfig: Sendable, Equatable {
     /// holding every row of a table, lookups of that table go straight to the hash map (one exact pass) unless
     /// this is true, which keeps HPS's CPU "device cache" in front of it. Ignored for GPU caches.
     public var cpuCache: Bool = false
+    /// `cache_admission` (ours, not HPS's): `"tinylfu"` (the default) lets a missed key into a full set of the
+    /// dynamic cache (CPU or CUDA) only if a frequency sketch estimates it was used more often than the set's
+    /// least recently used key; `"none"` inserts every missed key, evicting that key (HPS's behaviour).
+    public var cacheAdmission: CacheAdmission = .tinyLFU
     /// `gpucacheper`: dynamic cache capacity as a fraction of table rows.
     public var deviceCachePercentage: Double = 0.2
     /// `hit_rate_threshold`: at or above it, misses get the default now and are inserted in the background.

@@ -191,6 +191,8 @@ struct ConfigReader {
 
         m.deviceCache = s.bool("gpucache", default: true)
         m.cpuCache = s.bool("cpu_cache", default: false)
+        m.cacheAdmission = s.choice(
+            "cache_admission", default: .tinyLFU, what: "cache admission policy", CacheAdmission.allCases.map { ($0, [$0.rawValue]) })
         m.deviceCachePercentage = s.double("gpucacheper", default: 0.2, .within(0, 1))
         m.hitRateThreshold = s.double("hit_rate_threshold", default: 0.9, .atLeast(0))
         m.workerBuffers = s.int("num_of_worker_buffer_in_pool", default: 1, .within(1, 256))

@@ -4,7 +4,8 @@ import Glibc
 /// Replays a key trace through the dynamic cache exactly as a lookup session drives it — per batch:
 /// deduplicate, query the distinct keys (a hit refreshes recency), insert the misses — and counts hits. It uses
 /// the CPU ``DynamicCache`` itself, whose placement and replacement the CUDA cache reproduces bit for bit, so
-/// the prediction is the hit rate a session with that cache would see on the same trace and batches.
+/// the prediction is the hit rate a session with that cache would see on the same trace and batches — with the
+/// model's admission policy (``CacheAdmission``), which the simulated cache applies exactly as the real one.
 public struct HitRateSimulation: Sendable {
     /// Hits over distinct keys of each batch (what `hit_rate_threshold` is compared with) and over every key.
     public struct Result: Sendable, Equatable {
@@ -18,17 +19,20 @@ public struct HitRateSimulation: Sendable {
     public var batchSize: Int
     /// Batches replayed before counting (the cache fills).
     public var warmupBatches: Int
+    /// The cache's admission policy (`cache_admission`).
+    public var admission: CacheAdmission
 
-    public init(dimension: Int = 1, batchSize: Int, warmupBatches: Int = 0) {
+    public init(dimension: Int = 1, batchSize: Int, warmupBatches: Int = 0, admission: CacheAdmission = .tinyLFU) {
         self.dimension = max(1, dimension)
         self.batchSize = max(1, batchSize)
         self.warmupBatches = max(0, warmupBatches)
+        self.admission = admission
     }
 
     /// The hit rates of a dynamic cache of `slots` slots on `trace`, cut into batches of ``batchSize``.
     public func run(trace: UnsafeBufferPointer<Int64>, slots: Int) -> Result {
         // The vectors do not matter for hits: a dimension of 1 keeps the simulation small.
-        let cache = DynamicCache(capacity: slots, dimension: 1)
+        let cache = DynamicCache(capacity: slots, dimension: 1, admission: admission)
         var seen: [Int64: Int32] = [:]
         var unique: [Int64] = []
         var counts: [Int32] = []

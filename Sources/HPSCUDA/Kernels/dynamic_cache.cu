@@ -13,6 +13,14 @@
 // index on ties). Keys of different sets never interact, so sets run in parallel.
 //
 // The host serialises operations on one cache (one stream per cache), so kernels need no set locks.
+//
+// TinyLFU admission (when the cache has a frequency sketch; the specification is in the CPU
+// FrequencySketch.swift, followed here to the bit): a count-min sketch of 4-bit counters, 64-byte blocks of 16
+// words, 4 counters per key in one block. A query counts each hit whose slot it stamps first (atomicExch of
+// the stamp); an insert call first ages (dyn_sketch_age_check + dyn_sketch_halve), then counts all its keys
+// (dyn_sketch_add), then places them (dyn_apply), where a key that would evict its set's LRU key is admitted
+// only if its estimate exceeds that key's. Increments saturate, so their order never matters, and estimates are
+// read only by dyn_apply, after every increment of the call: CPU and GPU decide alike.
 #include "hps_common.cuh"
 
 struct __align__(16) DynSlot {
@@ -56,17 +64,102 @@ __device__ __forceinline__ i32 dyn_find(const u8 *tags, const DynSlot *slots, u3
     return -1;
 }
 
+// ---- Frequency sketch ----------------------------------------------------------------------------------------
+
+__device__ __forceinline__ u32 *dyn_sketch_block(u32 *sketch, u32 log2Blocks, i64 key, u32 &sel) {
+    const u64 m = hps_key_mix((u64)key);
+    const u64 block = log2Blocks == 0u ? 0ull : (m * 0x9E3779B97F4A7C15ull) >> (64u - log2Blocks);
+    sel = (u32)((m * 0xC2B2AE3D27D4EB4Full) >> 32);
+    return sketch + block * 16ull;
+}
+
+// Each of the key's 4 counters + 1, saturating at 15 (compare-and-swap per word).
+__device__ __forceinline__ void dyn_sketch_increment(u32 *sketch, u32 log2Blocks, i64 key) {
+    u32 sel;
+    u32 *block = dyn_sketch_block(sketch, log2Blocks, key, sel);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const u32 b = (sel >> (8 * i)) & 0xffu;
+        u32 *w = block + 4 * i + (b & 3u);
+        const u32 shift = ((b >> 2) & 7u) * 4u;
+        u32 old = __ldcg(w);
+        while (((old >> shift) & 15u) != 15u) {
+            const u32 seen = atomicCAS(w, old, old + (1u << shift));
+            if (seen == old) break;
+            old = seen;
+        }
+    }
+}
+
+// The least of the key's 4 counters.
+__device__ __forceinline__ u32 dyn_sketch_estimate(const u32 *sketch, u32 log2Blocks, i64 key) {
+    u32 sel;
+    const u32 *block = dyn_sketch_block(const_cast<u32 *>(sketch), log2Blocks, key, sel);
+    u32 least = 15u;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const u32 b = (sel >> (8 * i)) & 0xffu;
+        const u32 c = (__ldcg(block + 4 * i + (b & 3u)) >> (((b >> 2) & 7u) * 4u)) & 15u;
+        least = c < least ? c : least;
+    }
+    return least;
+}
+
+// A query's hit of `slot`: stamps it; with a sketch, counts the key if this stamp is the slot's first by this
+// query. Returns whether it counted.
+__device__ __forceinline__ bool dyn_stamp_hit(DynSlot *slots, i32 slot, u64 now, u32 *sketch, u32 log2Blocks, i64 key) {
+    if (!sketch) {
+        slots[slot].stamp = now;
+        return false;
+    }
+    const unsigned long long old = atomicExch(reinterpret_cast<unsigned long long *>(&slots[slot].stamp), (unsigned long long)now);
+    if (old == (unsigned long long)now) return false;
+    dyn_sketch_increment(sketch, log2Blocks, key);
+    return true;
+}
+
+// Adds the warp's counted hits to *additions. Call converged.
+__device__ __forceinline__ void dyn_count_additions(bool counted, unsigned long long *additions) {
+    const u32 c = __popc(__ballot_sync(HPS_FULL_MASK, counted));
+    if (additions && hps_lane() == 0 && c != 0u) atomicAdd(additions, (unsigned long long)c);
+}
+
+// Counts every key of an insert call: each key's counters + 1, *additions += n.
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
+    dyn_sketch_add(const i64 *keys, u32 n, u32 *sketch, u32 log2Blocks, unsigned long long *additions) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(additions, (unsigned long long)n);
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += hps_grid_stride()) dyn_sketch_increment(sketch, log2Blocks, keys[i]);
+}
+
+// One thread: *flag = (*additions ≥ sample); when set, *additions is halved (dyn_sketch_halve then halves the
+// counters).
+extern "C" __global__ void dyn_sketch_age_check(unsigned long long *additions, u64 sample, u32 *flag) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const unsigned long long a = *additions;
+    const bool due = a >= sample;
+    if (due) *additions = a / 2ull;
+    *flag = due ? 1u : 0u;
+}
+
+// Halves every 4-bit counter of the sketch's `words` words when *flag is set.
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK) dyn_sketch_halve(u32 *sketch, u64 words, const u32 *flag) {
+    if (*flag == 0u) return;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < words; i += hps_grid_stride()) sketch[i] = (sketch[i] >> 1) & 0x77777777u;
+}
+
 // ---- Query ------------------------------------------------------------------------------------------------
 
 // For i < count (count = *countPtr when given, else n): looks keys[i] up; a hit stamps its slot with `now`
 // and (when out is given) copies its vector to out[i·dim]. Misses are appended (order unspecified) to
 // missing / missingKeys (each optional) and counted in *missCount. hitFlags[i] (optional) = hit;
-// slotOut[i] (optional) = slot index (set·64 + way) or -1.
+// slotOut[i] (optional) = slot index (set·64 + way) or -1. sketch (optional): counts hits (dyn_stamp_hit) and
+// adds their number to *additions.
 template <int W>
 __device__ __forceinline__ void dyn_query_impl(const u8 *tags, DynSlot *slots, const float *values, u32 setCount,
                                                const i64 *keys, u32 n, const u32 *countPtr, u64 now, float *out,
                                                u32 dim, u32 log2L, i32 *missing, i64 *missingKeys, u32 *missCount,
-                                               u8 *hitFlags, i32 *slotOut) {
+                                               u8 *hitFlags, i32 *slotOut, u32 *sketch, u32 sketchLog2,
+                                               unsigned long long *additions) {
     __shared__ HpsWarpRows s_rows[HPS_WARPS_PER_BLOCK];
     HpsWarpRows &rows = s_rows[threadIdx.x >> 5];
     const u32 count = hps_count(n, countPtr);
@@ -75,6 +168,7 @@ __device__ __forceinline__ void dyn_query_impl(const u8 *tags, DynSlot *slots, c
         const u64 i = base + hps_lane();
         i64 key = 0;
         i32 slot = -1;
+        bool counted = false;
         if (i < count) {
             key = keys[i];
             u32 set, tag;
@@ -82,9 +176,10 @@ __device__ __forceinline__ void dyn_query_impl(const u8 *tags, DynSlot *slots, c
             const i32 way = dyn_find(tags, slots, set, tag, key);
             if (way >= 0) {
                 slot = (i32)(set * DYN_WAYS + (u32)way);
-                slots[slot].stamp = now;
+                counted = dyn_stamp_hit(slots, slot, now, sketch, sketchLog2, key);
             }
         }
+        if (sketch) dyn_count_additions(counted, additions);
         const bool miss = i < count && slot < 0;
         const u32 at = hps_warp_append(miss, missCount);
         if (miss) {
@@ -109,9 +204,9 @@ __device__ __forceinline__ void dyn_query_impl(const u8 *tags, DynSlot *slots, c
 HPS_INSTANTIATE(dyn_query,
                 (const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n,
                  const u32 *countPtr, u64 now, float *out, u32 dim, u32 log2L, i32 *missing, i64 *missingKeys,
-                 u32 *missCount, u8 *hitFlags, i32 *slotOut),
+                 u32 *missCount, u8 *hitFlags, i32 *slotOut, u32 *sketch, u32 sketchLog2, unsigned long long *additions),
                 (tags, slots, values, setCount, keys, n, countPtr, now, out, dim, log2L, missing, missingKeys, missCount,
-                 hitFlags, slotOut))
+                 hitFlags, slotOut, sketch, sketchLog2, additions))
 
 // ---- Query, pipelined (rows of 16, 32, 64 or 128 floats) ---------------------------------------------------
 //
@@ -236,8 +331,10 @@ __device__ __forceinline__ void dyn_probe_c(DynProbe &p, const DynSlot *slots) {
 
 // Confirms the candidates, stamps the hit, records misses / flags / slots. Call converged.
 __device__ __forceinline__ void dyn_probe_d(DynProbe &p, const u8 *tags, DynSlot *slots, u64 now, i32 *missing, i64 *missingKeys,
-                                            u32 *missCount, u8 *hitFlags, i32 *slotOut) {
+                                            u32 *missCount, u8 *hitFlags, i32 *slotOut, u32 *sketch, u32 sketchLog2,
+                                            unsigned long long *additions) {
     p.slot = -1;
+    bool counted = false;
     if (p.valid) {
         const u32 setBase = p.set * DYN_WAYS;
         i32 way = -1;
@@ -261,9 +358,10 @@ __device__ __forceinline__ void dyn_probe_d(DynProbe &p, const u8 *tags, DynSlot
         }
         if (way >= 0) {
             p.slot = (i32)(setBase + (u32)way);
-            slots[p.slot].stamp = now;
+            counted = dyn_stamp_hit(slots, p.slot, now, sketch, sketchLog2, p.key);
         }
     }
+    if (sketch) dyn_count_additions(counted, additions);
     const bool miss = p.valid && p.slot < 0;
     const u32 at = hps_warp_append(miss, missCount);
     if (miss) {
@@ -333,7 +431,8 @@ template <> struct DynSchedule<16, 0> { static constexpr u32 S1 = 1, S2 = 2, S3 
 template <int DIM, int SHAPE, bool STREAM>
 __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys,
                                                     u32 n, const u32 *countPtr, u64 now, float *out, i32 *missing, i64 *missingKeys,
-                                                    u32 *missCount, u8 *hitFlags, i32 *slotOut) {
+                                                    u32 *missCount, u8 *hitFlags, i32 *slotOut, u32 *sketch, u32 sketchLog2,
+                                                    unsigned long long *additions) {
     static_assert(DIM == 16 || DIM == 32 || DIM == 64 || DIM == 128, "row width");
     typedef DynSchedule<DIM, SHAPE> S;
     constexpr u32 GROUPS = DIM / 4;
@@ -345,7 +444,7 @@ __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slo
     dyn_probe_a<STREAM>(p, base, count, keys);
     dyn_probe_b(p, tags, setCount);
     dyn_probe_c(p, slots);
-    dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+    dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut, sketch, sketchLog2, additions);
     for (;;) {
         const i32 slot = p.slot;
         const u64 next = base + stride;
@@ -360,13 +459,13 @@ __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slo
             dyn_copy_range<DIM, S::S1, S::S2, S::UMAX, STREAM>(values, out, base, slot, none);
             if (more) dyn_probe_c(p, slots);
             dyn_copy_range<DIM, S::S2, S::S3, S::UMAX, STREAM>(values, out, base, slot, none);
-            if (more) dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+            if (more) dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut, sketch, sketchLog2, additions);
             dyn_copy_range<DIM, S::S3, GROUPS, S::UMAX, STREAM>(values, out, base, slot, none);
         } else if (more) {
             dyn_probe_a<STREAM>(p, next, count, keys);
             dyn_probe_b(p, tags, setCount);
             dyn_probe_c(p, slots);
-            dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut);
+            dyn_probe_d(p, tags, slots, now, missing, missingKeys, missCount, hitFlags, slotOut, sketch, sketchLog2, additions);
         }
         if (!more) break;
         base = next;
@@ -378,9 +477,10 @@ __device__ __forceinline__ void dyn_query_rows_impl(const u8 *tags, DynSlot *slo
 #define DYN_QUERY_ROWS(name, DIM, SHAPE, STREAM)                                                                         \
     extern "C" __global__ void __launch_bounds__(HPS_BLOCK, (DynSchedule<DIM, SHAPE>::MINB)) name(                        \
         const u8 *tags, DynSlot *slots, const float *values, u32 setCount, const i64 *keys, u32 n, const u32 *countPtr,   \
-        u64 now, float *out, i32 *missing, i64 *missingKeys, u32 *missCount, u8 *hitFlags, i32 *slotOut) {               \
+        u64 now, float *out, i32 *missing, i64 *missingKeys, u32 *missCount, u8 *hitFlags, i32 *slotOut, u32 *sketch,    \
+        u32 sketchLog2, unsigned long long *additions) {                                                                  \
         dyn_query_rows_impl<DIM, SHAPE, STREAM>(tags, slots, values, setCount, keys, n, countPtr, now, out, missing,     \
-                                                missingKeys, missCount, hitFlags, slotOut);                               \
+                                                missingKeys, missCount, hitFlags, slotOut, sketch, sketchLog2, additions); \
     }
 
 DYN_QUERY_ROWS(dyn_query_d16, 16, 0, false)
@@ -454,7 +554,8 @@ struct DynSetState {
 template <int W>
 __device__ __forceinline__ void dyn_apply_one(DynSetState &st, u32 set, u8 *tags, DynSlot *slots, float *values,
                                               const i64 *keys, const float *src, u64 i, u32 dim, u32 setCount,
-                                              u64 now, bool updateOnly, unsigned long long *occupied) {
+                                              u64 now, bool updateOnly, unsigned long long *occupied, const u32 *sketch,
+                                              u32 sketchLog2) {
     const u32 lane = hps_lane();
     const i64 key = keys[i];
     u32 s_unused, tag;
@@ -493,6 +594,13 @@ __device__ __forceinline__ void dyn_apply_one(DynSetState &st, u32 set, u8 *tags
                 }
             }
             target = (i32)bestWay;
+            if (sketch) {
+                // TinyLFU: admitted only if used more often than the LRU key it would evict.
+                const i64 victimA = __shfl_sync(HPS_FULL_MASK, st.keyA, (int)(bestWay & 31u));
+                const i64 victimB = __shfl_sync(HPS_FULL_MASK, st.keyB, (int)(bestWay & 31u));
+                const i64 victim = bestWay < 32u ? victimA : victimB;
+                if (dyn_sketch_estimate(sketch, sketchLog2, key) <= dyn_sketch_estimate(sketch, sketchLog2, victim)) return;
+            }
         }
         if ((u32)target == lane) {
             st.tagA = tag;
@@ -522,7 +630,7 @@ template <int W>
 __device__ __forceinline__ void dyn_apply_impl(u8 *tags, DynSlot *slots, float *values, u32 setCount, const i64 *keys,
                                                const float *src, u32 n, u32 dim, u64 now, u32 updateOnly, u32 *groupSet,
                                                i32 *groupHead, u32 groupCapacity, const i32 *next, const u32 *keySet,
-                                               unsigned long long *occupied) {
+                                               unsigned long long *occupied, const u32 *sketch, u32 sketchLog2) {
     __shared__ i32 s_members[HPS_WARPS_PER_BLOCK][DYN_GROUP_CAP];
     __shared__ i32 s_sorted[HPS_WARPS_PER_BLOCK][DYN_GROUP_CAP];
     i32 *members = s_members[threadIdx.x >> 5];
@@ -571,7 +679,7 @@ __device__ __forceinline__ void dyn_apply_impl(u8 *tags, DynSlot *slots, float *
                 __syncwarp();
                 for (i32 k = 0; k < count; ++k) {
                     dyn_apply_one<W>(st, set, tags, slots, values, keys, src, (u64)sorted[k], dim, setCount, now,
-                                     updating, occupied);
+                                     updating, occupied, sketch, sketchLog2);
                 }
             } else {
                 for (u64 kbase = 0; kbase < n; kbase += 32u) {
@@ -581,7 +689,7 @@ __device__ __forceinline__ void dyn_apply_impl(u8 *tags, DynSlot *slots, float *
                         const u32 b = __ffs(mine) - 1u;
                         mine &= mine - 1u;
                         dyn_apply_one<W>(st, set, tags, slots, values, keys, src, kbase + b, dim, setCount, now,
-                                         updating, occupied);
+                                         updating, occupied, sketch, sketchLog2);
                     }
                 }
             }
@@ -597,9 +705,9 @@ __device__ __forceinline__ void dyn_apply_impl(u8 *tags, DynSlot *slots, float *
 HPS_INSTANTIATE(dyn_apply,
                 (u8 * tags, DynSlot *slots, float *values, u32 setCount, const i64 *keys, const float *src, u32 n,
                  u32 dim, u64 now, u32 updateOnly, u32 *groupSet, i32 *groupHead, u32 groupCapacity, const i32 *next,
-                 const u32 *keySet, unsigned long long *occupied),
+                 const u32 *keySet, unsigned long long *occupied, const u32 *sketch, u32 sketchLog2),
                 (tags, slots, values, setCount, keys, src, n, dim, now, updateOnly, groupSet, groupHead, groupCapacity,
-                 next, keySet, occupied))
+                 next, keySet, occupied, sketch, sketchLog2))
 
 // ---- Dump -----------------------------------------------------------------------------------------------------
 
