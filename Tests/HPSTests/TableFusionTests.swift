@@ -234,6 +234,31 @@ struct FusionFixture {
         #expect(bits(try session.lookup(table: 3, keys: keys)) == bits(fixture.expected(table: 3, keys: keys)))
     }
 
+    /// The persistent database records what a fused group's table was loaded from (every member's files):
+    /// an unchanged restart skips it, a changed member reloads the group.
+    @Test func fusedGroupIsNotReloadedUnlessAMemberChanges() throws {
+        let fixture = try FusionFixture(rows: [200, 100, 150], dims: [4, 4, 4], defaults: [0, 0, 0])
+        let db = RecordingDatabase()
+        func start() throws -> ParameterServer {
+            var config = fixture.config
+            config.volatileDatabase.type = .disabled
+            let server = ParameterServer(config: config, volatileDatabase: nil, persistentDatabase: db, logger: .silent)
+            try server.loadTables()
+            return server
+        }
+        _ = try start()
+        #expect(db.insertedRows == 450)
+        #expect(try db.size(table: "hps_et.fused.fused_embedding0") == 450)
+        _ = try start()
+        #expect(db.insertedRows == 450)
+        let keys = (0..<100).map { Int64($0) * 5 }
+        try TableWriter.write(directory: fixture.model.sparseFiles[1], keys: keys, vectors: [Float](repeating: 7, count: 400), dimension: 4)
+        let reloaded = try start()
+        #expect(db.insertedRows == 900)
+        #expect(try reloaded.lookup(model: "fused", table: 1, keys: [0, 5]) == [Float](repeating: 7, count: 8))
+        #expect(bits(try reloaded.lookup(model: "fused", table: 0, keys: [0, 5])) == bits(fixture.expected(table: 0, keys: [0, 5])))
+    }
+
     @Test func keyOutsideTheFusedKeySpaceIsRefusedNamingTableAndKey() throws {
         let big = Int64(1) << 62  // two tables: the top 2 bits tag the table, keys lie in ±2^61
         let fixture = try FusionFixture(rows: [10, 10], dims: [4, 4], keys: { t, i in t == 1 && i == 3 ? big : Int64(i) })
