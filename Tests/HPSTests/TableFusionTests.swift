@@ -121,6 +121,25 @@ struct FusionFixture {
         #expect(narrow.transform(member: 1).apply(7) == 0x1_0000_0007)
     }
 
+    /// A fused group takes the keys of all its tables in one lookup: the limit on keys per lookup applies to
+    /// the sum, and the message says which group and how to opt out.
+    @Test func fusedGroupKeysPerLookupAreLimited() {
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "wide"
+        model.maxBatchSize = 1 << 20
+        model.maxKeysPerSample = [200, 200]  // 2^20 × 200 each is within 2^28; the fused 2^20 × 400 is not
+        model.embeddingVectorSizes = [4, 4]
+        model.defaultValues = [0, 0]
+        config.models = [model]
+        #expect(config.limitIssues().isEmpty)
+        config.fuseEmbeddingTable = true
+        let issue = config.limitIssues().first { $0.path == "models[0].fuse_embedding_table" }
+        #expect(issue?.message.contains("fused_embedding0") == true && issue?.message.contains("set fuse_embedding_table false") == true)
+        config.models[0].fuseEmbeddingTable = false
+        #expect(config.limitIssues().isEmpty)
+    }
+
     @Test func parserWarnsAboutInconsistentDefaultValues() throws {
         let json = """
             {"supportlonglong": true, "fuse_embedding_table": true, "models": [{"model": "m", "sparse_files": ["a", "b", "c"],
