@@ -136,7 +136,7 @@ public final class LookupSession: @unchecked Sendable {
     /// - Throws: ``HPSError`` — `.unknownTable`, `.invalidArgument` (too many keys, output too small), or a
     ///   device error of the table's cache.
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        let t = try check(table: table, count: keys.count, output: output)
+        _ = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
         let width = server.keyWidth
         let g = fusion.groupOfTable[table]
@@ -153,7 +153,6 @@ public final class LookupSession: @unchecked Sendable {
         } else {
             for i in 0..<keys.count { ws.keys[i] = width.normalize(keys[i]) }
         }
-        _ = t
         try run(unit, ws: ws, count: keys.count, output: output.baseAddress!)
     }
 
