@@ -121,6 +121,25 @@ struct FusionFixture {
         #expect(narrow.transform(member: 1).apply(7) == 0x1_0000_0007)
     }
 
+    /// A fused group takes the keys of all its tables in one lookup: the limit on keys per lookup applies to
+    /// the sum, and the message says which group and how to opt out.
+    @Test func fusedGroupKeysPerLookupAreLimited() {
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "wide"
+        model.maxBatchSize = 1 << 20
+        model.maxKeysPerSample = [200, 200]  // 2^20 × 200 each is within 2^28; the fused 2^20 × 400 is not
+        model.embeddingVectorSizes = [4, 4]
+        model.defaultValues = [0, 0]
+        config.models = [model]
+        #expect(config.limitIssues().isEmpty)
+        config.fuseEmbeddingTable = true
+        let issue = config.limitIssues().first { $0.path == "models[0].fuse_embedding_table" }
+        #expect(issue?.message.contains("fused_embedding0") == true && issue?.message.contains("set fuse_embedding_table false") == true)
+        config.models[0].fuseEmbeddingTable = false
+        #expect(config.limitIssues().isEmpty)
+    }
+
     @Test func parserWarnsAboutInconsistentDefaultValues() throws {
         let json = """
             {"supportlonglong": true, "fuse_embedding_table": true, "models": [{"model": "m", "sparse_files": ["a", "b", "c"],
@@ -232,6 +251,31 @@ struct FusionFixture {
         for (j, t) in [0, 2, 3].enumerated() { #expect(bits(again[j]) == bits(fixture.expected(table: t, keys: keys))) }
         #expect(try session.refresh() > 0)
         #expect(bits(try session.lookup(table: 3, keys: keys)) == bits(fixture.expected(table: 3, keys: keys)))
+    }
+
+    /// The persistent database records what a fused group's table was loaded from (every member's files):
+    /// an unchanged restart skips it, a changed member reloads the group.
+    @Test func fusedGroupIsNotReloadedUnlessAMemberChanges() throws {
+        let fixture = try FusionFixture(rows: [200, 100, 150], dims: [4, 4, 4], defaults: [0, 0, 0])
+        let db = RecordingDatabase()
+        func start() throws -> ParameterServer {
+            var config = fixture.config
+            config.volatileDatabase.type = .disabled
+            let server = ParameterServer(config: config, volatileDatabase: nil, persistentDatabase: db, logger: .silent)
+            try server.loadTables()
+            return server
+        }
+        _ = try start()
+        #expect(db.insertedRows == 450)
+        #expect(try db.size(table: "hps_et.fused.fused_embedding0") == 450)
+        _ = try start()
+        #expect(db.insertedRows == 450)
+        let keys = (0..<100).map { Int64($0) * 5 }
+        try TableWriter.write(directory: fixture.model.sparseFiles[1], keys: keys, vectors: [Float](repeating: 7, count: 400), dimension: 4)
+        let reloaded = try start()
+        #expect(db.insertedRows == 900)
+        #expect(try reloaded.lookup(model: "fused", table: 1, keys: [0, 5]) == [Float](repeating: 7, count: 8))
+        #expect(bits(try reloaded.lookup(model: "fused", table: 0, keys: [0, 5])) == bits(fixture.expected(table: 0, keys: [0, 5])))
     }
 
     @Test func keyOutsideTheFusedKeySpaceIsRefusedNamingTableAndKey() throws {

@@ -141,7 +141,7 @@ public final class LookupSession: @unchecked Sendable {
     ///   device cache's error when it fails; the persistent database's error when it cannot answer (a failing
     ///   volatile database never fails a lookup).
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        let t = try check(table: table, count: keys.count, output: output)
+        _ = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
         let width = tiers.keyWidth
         let g = fusion.groupOfTable[table]
@@ -158,7 +158,6 @@ public final class LookupSession: @unchecked Sendable {
         } else {
             for i in 0..<keys.count { ws.keys[i] = width.normalize(keys[i]) }
         }
-        _ = t
         try run(unit, ws: ws, count: keys.count, output: output.baseAddress!)
     }
 
@@ -188,19 +187,21 @@ public final class LookupSession: @unchecked Sendable {
     ///   or above the table's `max_batch_size × maxnum_catfeature_query_per_table_per_sample`, the counts do not
     ///   add up to `keys.count`, or `output` is too small; `.unknownTable`; a device error of a cache.
     public func lookup(tables: [Int], keys: UnsafeBufferPointer<Int64>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
-        let width = tiers.keyWidth
-        try lookupMany(tables: tables, keyCount: keys.count, counts: counts, output: output) { i in width.normalize(keys[i]) }
+        try lookupMany(tables: tables, keys: keys, counts: counts, output: output)
     }
 
     /// ``lookup(tables:keys:counts:into:)`` for int32 keys (models with `supportlonglong: false`; read as uint32).
     /// - Throws: as ``lookup(tables:keys:counts:into:)``.
     public func lookup(tables: [Int], keys: UnsafeBufferPointer<Int32>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
-        try lookupMany(tables: tables, keyCount: keys.count, counts: counts, output: output) { i in Int64(UInt32(bitPattern: keys[i])) }
+        try lookupMany(tables: tables, keys: keys, counts: counts, output: output)
     }
 
-    private func lookupMany(
-        tables requested: [Int], keyCount: Int, counts: [Int], output: UnsafeMutableBufferPointer<Float>, key: (Int) -> Int64
+    private func lookupMany<Key: HostKey>(
+        tables requested: [Int], keys: UnsafeBufferPointer<Key>, counts: [Int], output: UnsafeMutableBufferPointer<Float>
     ) throws {
+        let keyCount = keys.count
+        let width = tiers.keyWidth
+        @inline(__always) func key(_ i: Int) -> Int64 { Key.widened(keys[i], width: width) }
         guard requested.count == counts.count else {
             throw HPSError(.invalidArgument, subject: model.name, "\(requested.count) table(s) but \(counts.count) key count(s); give one count per table")
         }
@@ -683,4 +684,19 @@ public final class LookupSession: @unchecked Sendable {
 
 extension String {
     fileprivate var nonEmpty: String? { isEmpty ? nil : self }
+}
+
+/// The key types of host lookups, widened to the server's Int64 keys (generic, so that the multi-table loop
+/// is specialised per type instead of calling a closure per key).
+protocol HostKey {
+    static func widened(_ key: Self, width: KeyWidth) -> Int64
+}
+
+extension Int64: HostKey {
+    @inline(__always) static func widened(_ key: Int64, width: KeyWidth) -> Int64 { width.normalize(key) }
+}
+
+extension Int32: HostKey {
+    /// Int32 keys are read as uint32 (`supportlonglong: false`).
+    @inline(__always) static func widened(_ key: Int32, width: KeyWidth) -> Int64 { Int64(UInt32(bitPattern: key)) }
 }

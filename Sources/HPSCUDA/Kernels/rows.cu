@@ -56,15 +56,16 @@ extern "C" __global__ void __launch_bounds__(HPS_BLOCK) widen_keys_u32(const u32
 }
 
 // Tags the keys of one table of a fused group (Swift: FusedKeyTransform): key k (int32 keys widened as uint32
-// first) becomes tag | (k & (2^keyBits − 1)) when it fits keyBits bits — two's complement for int64 keys, always
-// for uint32 keys — else absentKey, a key no table's row has.
+// first) becomes tag | (k & (2^keyBits − 1)) when it fits — keyBits bits two's complement in an int64 key space,
+// 0 ≤ k < 2^32 in a uint32 one (keyBits 32) — else absentKey, a key no table's row has.
 extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
     fuse_keys(const void *in, u32 int32Keys, u32 n, u64 tag, u32 keyBits, u64 absentKey, i64 *out) {
     const u32 shift = 64u - keyBits;
     const u64 lowMask = ~0ull >> shift;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
         const i64 k = int32Keys ? (i64)((const u32 *)in)[i] : ((const i64 *)in)[i];
-        const bool fits = int32Keys || shift == 0 || (((i64)((u64)k << shift)) >> shift) == k;
+        // keyBits 32: a uint32 key space (int64 spaces keep at least 33 key bits).
+        const bool fits = keyBits == 32 ? ((u64)k >> 32) == 0 : (((i64)((u64)k << shift)) >> shift) == k;
         out[i] = fits ? (i64)(tag | ((u64)k & lowMask)) : (i64)absentKey;
     }
 }
