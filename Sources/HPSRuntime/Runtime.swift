@@ -8,6 +8,9 @@ import HPSRedis
 #if canImport(HPSCUDA)
 import HPSCUDA
 #endif
+#if canImport(HPSKafka)
+import HPSKafka
+#endif
 
 /// Builds parameter servers from configurations with every backend linked into this build, so the CLI,
 /// the TensorFlow op library and a server all build the same hierarchy the same way.
@@ -20,7 +23,8 @@ public enum HPSRuntime {
         return try makeParameterServer(config: config, logger: logger)
     }
 
-    /// Creates the databases of `config`, loads every table and makes every lookup session.
+    /// Creates the databases of `config`, loads every table, makes every lookup session and starts the
+    /// `update_source` (Kafka consumers writing into the databases and caches) when the config has one.
     public static func makeParameterServer(
         config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> ParameterServer {
@@ -34,6 +38,13 @@ public enum HPSRuntime {
         #endif
         try server.loadTables(progress: progress)
         try server.makeAllSessions()
+        if config.updateSource.type == .kafkaMessageQueue {
+            #if canImport(HPSKafka)
+            server.updateSource = try KafkaUpdateSource(server: server, logger: logger)
+            #else
+            logger.warning("update_source: kafka_message_queue is not available in this build; the tables are served as loaded and no online updates are applied")
+            #endif
+        }
         return server
     }
 
@@ -56,10 +67,6 @@ public enum HPSRuntime {
                         + "(\(perSession) per device × \(model.deployedDevices.count) device(s), from max_batch_size, maxnum_catfeature_query_per_table_per_sample, "
                         + "embedding_vecsize_per_table and num_of_worker_buffer_in_pool), more than this machine's \(memory) bytes of memory")
             }
-        }
-        if config.updateSource.type == .kafkaMessageQueue {
-            logger.warning(
-                "update_source: kafka_message_queue is not available in this build; the tables are served as loaded and no online updates are applied")
         }
     }
 

@@ -14,6 +14,12 @@ public final class ParameterServer: @unchecked Sendable {
     public let keyWidth: KeyWidth
     /// Makes device caches for sessions; nil means CPU caches. Set before the first ``session(model:device:)``.
     public var cacheProvider: (any CacheProvider)?
+    /// The online update source writing into this server (`update_source`); stopped when the server goes away.
+    public var updateSource: (any UpdateSource)? {
+        get { sessionsLock.withLock { _updateSource } }
+        set { sessionsLock.withLock { _updateSource = newValue } }
+    }
+    private var _updateSource: (any UpdateSource)?
     let logger: HPSLogger
     private let sessionsLock = Lock()
     private var sessions: [String: [Int: LookupSession]] = [:]
@@ -36,6 +42,8 @@ public final class ParameterServer: @unchecked Sendable {
             logger.warning("No database. Keys the device cache does not hold get the default value.")
         }
     }
+
+    deinit { _updateSource?.stop() }
 
     // MARK: Models and tables
 
@@ -204,6 +212,9 @@ public final class ParameterServer: @unchecked Sendable {
         }
     }
 
+    /// Every session made so far.
+    func allSessions() -> [LookupSession] { sessionsLock.withLock { sessions.values.flatMap { $0.values } } }
+
     /// Makes the sessions of every model on every deployed device now (fills caches up front).
     public func makeAllSessions() throws {
         for model in config.models {
@@ -319,8 +330,7 @@ public final class ParameterServer: @unchecked Sendable {
     /// Waits until background inserts into the volatile database are done.
     public func waitForBackgroundWork() {
         volatileInserter.sync {}
-        let all = sessionsLock.withLock { sessions.values.flatMap { $0.values } }
-        for s in all { s.waitForBackgroundInserts() }
+        for s in allSessions() { s.waitForBackgroundInserts() }
     }
 }
 

@@ -1,0 +1,68 @@
+/// Online updates: rows of a table written into the databases, then into every device cache that holds
+/// their keys, so a served value is never older than the last applied update.
+extension ParameterServer {
+    /// The table whose tag (`hps_et.<model>.<table>`) is `tag`, or nil when no model of the configuration
+    /// has it.
+    public func table(tag: String) -> TableConfig? {
+        for model in config.models {
+            if let table = model.tables.first(where: { $0.tag == tag }) { return table }
+        }
+        return nil
+    }
+
+    /// Applies `keys.count` rows of `table`: `values` holds `keys.count × table.valueSize` bytes (float32
+    /// rows, row-major). The databases named by `targets` take every row first (volatile, then persistent);
+    /// then every device cache of this process holding one of the keys gets its new row in place. A key
+    /// that appears twice takes its last row.
+    /// - Throws: the database's error when a database does not take the rows; the caches are then left
+    ///   alone, and applying the same rows again later is harmless.
+    public func applyUpdate(table: TableConfig, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, targets: UpdateTargets) throws {
+        precondition(values.count == keys.count * table.valueSize, "applyUpdate: values must hold keys.count × valueSize bytes")
+        guard !keys.isEmpty else { return }
+        if targets.volatileDatabase, let vdb = volatileDatabase {
+            try vdb.insert(table: table.tag, keys: keys, values: values, valueSize: table.valueSize)
+        }
+        if targets.persistentDatabase, let pdb = persistentDatabase, !config.persistentDatabase.readOnly {
+            try pdb.insert(table: table.tag, keys: keys, values: values, valueSize: table.valueSize)
+        }
+        guard targets.deviceCaches else { return }
+        let rows = values.baseAddress!.assumingMemoryBound(to: Float.self)
+        for session in allSessions() where session.model.name == table.model {
+            try session.updateCachedRows(table: table.index, keys: keys, values: rows)
+        }
+    }
+}
+
+extension LookupSession {
+    /// Overwrites the rows of `keys` that this session's cache of table `index` holds (`values`: one row of
+    /// `dimension` floats per key). Waits first for background inserts already queued, so a row fetched
+    /// before the databases took the update cannot land in the cache after it.
+    /// - Throws: a device error of the cache.
+    func updateCachedRows(table index: Int, keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>) throws {
+        guard index < caches.count, let cache = caches[index] else { return }
+        waitForBackgroundInserts()
+        if cache.queriesScaleAcrossThreads {
+            // Host caches write key by key in order: a repeated key ends with its last row.
+            try cache.update(keys: keys, values: values)
+            return
+        }
+        // A device cache writes in parallel: keep only the last row of a repeated key.
+        var last: [Int64: Int] = [:]
+        last.reserveCapacity(keys.count)
+        for (i, key) in keys.enumerated() { last[key] = i }
+        if last.count == keys.count {
+            try cache.update(keys: keys, values: values)
+            return
+        }
+        let dim = cache.dimension
+        let order = last.values.sorted()
+        var uniqueKeys = [Int64](), rows = [Float]()
+        uniqueKeys.reserveCapacity(order.count)
+        rows.reserveCapacity(order.count * dim)
+        for i in order {
+            uniqueKeys.append(keys[i])
+            rows.append(contentsOf: UnsafeBufferPointer(start: values + i * dim, count: dim))
+        }
+        try uniqueKeys.withUnsafeBufferPointer { k in try rows.withUnsafeBufferPointer { try cache.update(keys: k, values: $0.baseAddress!) } }
+    }
+}
