@@ -4,10 +4,10 @@ import HPSRuntime
 // The server half of include/hps.h: version, errors, servers and their statistics.
 
 /// The library's version (semantic; the header's HPS_API_VERSION encodes the same numbers).
-let libraryVersion = (major: 1, minor: 0, patch: 0)
+let libraryVersion = (major: 1, minor: 1, patch: 0)
 private let versionString = CString("\(libraryVersion.major).\(libraryVersion.minor).\(libraryVersion.patch)")
 private let statusStrings: [Int32: CString] = {
-    let all: [CAPIError.Status] = [.ok, .invalidArgument, .config, .tableFiles, .unknownModel, .unknownTable, .tooManyKeys, .keyWidth, .noDevice, .cuda, .database, .busy, .internal]
+    let all: [CAPIError.Status] = [.ok, .invalidArgument, .config, .tableFiles, .unknownModel, .unknownTable, .tooManyKeys, .keyWidth, .noDevice, .cuda, .database, .busy, .kafka, .internal]
     return Dictionary(uniqueKeysWithValues: all.map { ($0.rawValue, CString("\($0.text)")) })
 }()
 private let unknownStatus = CString("unknown status")

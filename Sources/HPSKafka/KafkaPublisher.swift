@@ -152,6 +152,14 @@ public final class KafkaPublisher: @unchecked Sendable {
         return report
     }
 
+    /// Queues `payload` as one message to `topic` exactly as given (no header added, Kafka partition 0 of
+    /// the topic's key group rule): for testing consumers with hand-made or captured messages.
+    /// - Throws: ``KafkaError`` `operation` when the client refuses it.
+    public func postRaw(topic tag: String, payload: [UInt8]) throws {
+        guard !tag.isEmpty else { throw KafkaError(.invalidArgument, subject: "topic", "empty topic name") }
+        try produce(tag: tag, payload: payload, group: 0, rows: 0)
+    }
+
     /// What was queued and delivered so far.
     public var report: Report { deliveries.report.withLock { $0 } }
 
@@ -170,10 +178,14 @@ public final class KafkaPublisher: @unchecked Sendable {
     }
 
     private func send(tag: String, group: Int) throws {
-        let topic = try topic(tag)
         let payload = buffers[tag]![group]
         buffers[tag]![group] = []
         let rows = (payload.count - UpdateMessage.headerSize) / (keyWidth.byteCount + (valueSizes[tag] ?? 1))
+        try produce(tag: tag, payload: payload, group: group, rows: rows)
+    }
+
+    private func produce(tag: String, payload: [UInt8], group: Int, rows: Int) throws {
+        let topic = try topic(tag)
         while true {
             let result = payload.withUnsafeBytes { p in
                 rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count, nil, 0, UnsafeMutableRawPointer(bitPattern: group))

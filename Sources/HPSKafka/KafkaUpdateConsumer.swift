@@ -10,6 +10,18 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     /// Where the rows of one topic go, or nil when the topic is not for this consumer.
     typealias Routing = @Sendable (String) -> UpdateTargets?
 
+    /// How the consumer gets its partitions.
+    enum Membership {
+        /// Joins the consumer group, subscribed to these topic patterns; the group spreads the partitions
+        /// over its members (a shared database takes each update once per cluster).
+        case group(patterns: [String])
+        /// The only reader of its group (one per node): assigns itself every partition of every topic the
+        /// filters pass, found in the cluster's metadata every `metadata_refresh_interval_ms`, and commits
+        /// under the group id. No group membership: a restarted process resumes at once, without waiting for
+        /// the dead member's session to expire.
+        case assignAll(filters: [UpdateFilter])
+    }
+
     let group: String
     private let client: OpaquePointer
     private weak var server: ParameterServer?
@@ -19,6 +31,8 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     /// files at start must take every retained update again).
     let replayFromStart: Bool
     private var assignedBefore = Set<PartitionKey>()
+    private let membership: Membership
+    private var nextMetadataRefresh = ContinuousClock.now
     private let config: UpdateSourceConfig
     private let keyWidth: KeyWidth
     private let statistics: UpdateStatistics
@@ -51,15 +65,16 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     private var uncommittedMessages = 0
     private var lastSummary = ContinuousClock.now
     private var summarizedSkips = 0
-    private var pendingLog = (keys: 0, batches: 0, maxLatency: 0.0, since: ContinuousClock.now)
+    private var pendingLog = (keys: 0, batches: 0, maxLatency: 0.0, since: ContinuousClock.now - .seconds(60))
 
     /// Creates the client, subscribes to `patterns` and starts polling on a thread of its own.
     /// - Throws: ``KafkaError`` when the client cannot be created or the subscription is refused.
     init(
-        group: String, patterns: [String], server: ParameterServer, config: UpdateSourceConfig, statistics: UpdateStatistics,
+        group: String, membership: Membership, server: ParameterServer, config: UpdateSourceConfig, statistics: UpdateStatistics,
         logger: HPSLogger, replayFromStart: Bool, routing: @escaping Routing
     ) throws {
         self.group = group
+        self.membership = membership
         self.replayFromStart = replayFromStart
         self.server = server
         self.routing = routing
@@ -79,6 +94,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
             ("socket.receive.buffer.bytes", String(config.receiveBufferSize)),
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
+            ("max.poll.interval.ms", "10000"),
         ])
         properties.set("log_level", "3")
         let opaque = Unmanaged.passUnretained(rebalance).toOpaque()
@@ -97,13 +113,15 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         }
         rebalance.consumer = self
         rd_kafka_poll_set_consumer(client)
-        let list = rd_kafka_topic_partition_list_new(Int32(patterns.count))
-        for pattern in patterns { rd_kafka_topic_partition_list_add(list, pattern, RD_KAFKA_PARTITION_UA) }
-        let error = rd_kafka_subscribe(client, list)
-        rd_kafka_topic_partition_list_destroy(list)
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            rd_kafka_destroy(client)
-            throw KafkaError(.operation, subject: "consumer group \(group)", "subscribing to \(patterns) failed", kafkaError: error)
+        if case .group(let patterns) = membership {
+            let list = rd_kafka_topic_partition_list_new(Int32(patterns.count))
+            for pattern in patterns { rd_kafka_topic_partition_list_add(list, pattern, RD_KAFKA_PARTITION_UA) }
+            let error = rd_kafka_subscribe(client, list)
+            rd_kafka_topic_partition_list_destroy(list)
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                rd_kafka_destroy(client)
+                throw KafkaError(.operation, subject: "consumer group \(group)", "subscribing to \(patterns) failed", kafkaError: error)
+            }
         }
         let thread = Thread { [self] in run() }
         thread.name = "hps-kafka-\(group)"
@@ -133,6 +151,48 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         logger.info("Kafka update source \(group): assigned \(count) partition(s)\(replayed > 0 ? ", \(replayed) replayed from their beginning (this process's volatile database was loaded from the table files)" : "")")
     }
 
+    /// With ``Membership/assignAll(filters:)``: assigns the partitions of matching topics not assigned yet
+    /// (their committed offset, or the beginning: see ``replayFromStart``).
+    private func refreshAssignment() {
+        guard case .assignAll(let filters) = membership, ContinuousClock.now >= nextMetadataRefresh else { return }
+        nextMetadataRefresh = ContinuousClock.now + .milliseconds(max(10, config.metadataRefreshIntervalMs))
+        var metadata: UnsafePointer<rd_kafka_metadata_t>?
+        let error = rd_kafka_metadata(client, 1, nil, &metadata, 5000)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            logger.debug("Kafka consumer \(group): metadata request failed (\(String(cString: rd_kafka_err2str(error)))); trying again later")
+            nextMetadataRefresh = ContinuousClock.now + .milliseconds(max(10, min(1000, config.metadataRefreshIntervalMs)))
+            return
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var added: [(PartitionKey, Int64)] = []
+        for t in 0..<Int(metadata.pointee.topic_cnt) {
+            let topic = metadata.pointee.topics[t]
+            guard topic.err == RD_KAFKA_RESP_ERR_NO_ERROR, let name = topic.topic.map({ String(cString: $0) }),
+                !name.hasPrefix("__"), filters.matchAny(name)
+            else { continue }
+            for p in 0..<Int(topic.partition_cnt) {
+                let key = PartitionKey(topic: name, partition: topic.partitions[p].id)
+                guard assignedBefore.insert(key).inserted else { continue }
+                added.append((key, replayFromStart ? Int64(RD_KAFKA_OFFSET_BEGINNING) : Int64(RD_KAFKA_OFFSET_STORED)))
+            }
+        }
+        guard !added.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(added.count))!
+        for (key, offset) in added { rd_kafka_topic_partition_list_add(list, key.topic, key.partition)!.pointee.offset = offset }
+        let failure = rd_kafka_incremental_assign(client, list)
+        rd_kafka_topic_partition_list_destroy(list)
+        if let failure {
+            logger.error("Kafka consumer \(group): assigning \(added.count) partition(s) failed: \(String(cString: rd_kafka_error_string(failure)))")
+            rd_kafka_error_destroy(failure)
+            for (key, _) in added { assignedBefore.remove(key) }
+            return
+        }
+        let topics = Set(added.map(\.0.topic)).sorted().joined(separator: ", ")
+        logger.info(
+            "Kafka update source \(group): assigned \(added.count) partition(s) of \(topics)"
+                + (replayFromStart ? ", read from their beginning (this process's volatile database was loaded from the table files)" : ", from the committed offsets"))
+    }
+
     // MARK: The polling thread
 
     private func run() {
@@ -140,6 +200,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
             flushAll()
             commit(sync: true)
             logSkipSummary(force: true)
+            if case .assignAll = membership { _ = rd_kafka_assign(client, nil) }
             rd_kafka_consumer_close(client)
             rd_kafka_destroy(client)
             finished.signal()
@@ -147,6 +208,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         while running.load(ordering: .acquiring) {
             // Take what is queued now; once the queue is empty, apply the partial batches before waiting, so
             // an update is visible right after its last message arrived, not a poll timeout later.
+            refreshAssignment()
             var message = rd_kafka_consumer_poll(client, 0)
             if message == nil {
                 if flushAll() { commit(sync: false) } else if uncommittedMessages > 0 { commit(sync: false) }

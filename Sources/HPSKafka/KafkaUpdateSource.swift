@@ -64,12 +64,12 @@ public final class KafkaUpdateSource: UpdateSource, @unchecked Sendable {
         do {
             consumers.append(
                 try KafkaUpdateConsumer(
-                    group: "hps.local.\(node)", patterns: Self.unique(localPatterns), server: server, config: source,
+                    group: "hps.local.\(node)", membership: .assignAll(filters: localPatterns), server: server, config: source,
                     statistics: statistics, logger: logger, replayFromStart: localVolatile, routing: routeLocal))
             if sharedVolatile || sharedPersistent {
                 consumers.append(
                     try KafkaUpdateConsumer(
-                        group: "hps.shared", patterns: Self.unique(sharedPatterns), server: server, config: source,
+                        group: "hps.shared", membership: .group(patterns: Self.unique(sharedPatterns)), server: server, config: source,
                         statistics: statistics, logger: logger, replayFromStart: false, routing: routeShared))
             }
         } catch {

@@ -35,6 +35,9 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "A file of float32 little-endian rows, one per key.")
     var vectorsFile: String?
 
+    @Option(help: ArgumentHelp("Send this file's bytes as one message, unchanged (no header added), for testing consumers; repeatable. Alone or with rows.", valueName: "file"))
+    var rawMessage: [String] = []
+
     @Flag(help: "Write 4-byte keys (for servers with supportlonglong false).")
     var uint32Keys = false
 
@@ -50,6 +53,7 @@ struct PublishCommand: ParsableCommand {
     func validate() throws {
         switch (from, keysFile, vectorsFile) {
         case (.some, nil, nil), (nil, .some, .some): break
+        case (nil, nil, nil) where !rawMessage.isEmpty: break
         default: throw ValidationError("give either --from TABLE_DIR, or both --keys-file and --vectors-file")
         }
         guard TableTag.isValidName(model) else { throw ValidationError("--model \(model) is not a valid name (1 to 120 characters of [a-zA-Z0-9_-])") }
@@ -61,6 +65,10 @@ struct PublishCommand: ParsableCommand {
     func run() throws {
         let publisher = try KafkaPublisher(
             brokers: brokers, keyGroups: keyGroups, sendBufferSize: sendBufferSize, keyWidth: uint32Keys ? .uint32 : .int64)
+        for path in rawMessage {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--raw-message \(path): cannot read the file") }
+            try publisher.postRaw(topic: TableTag.make(model: model, table: table), payload: [UInt8](data))
+        }
         if let from {
             let directory = try TableDirectory(path: from)
             try directory.forEachChunk(maxRows: 65536) { keys, vectors in

@@ -127,9 +127,11 @@ class Server:
         with open(self.log_path) as f:
             return f.read()
 
-    def lookup(self, keys, dim, model="m"):
+    def lookup(self, keys, dim, model="m", per_request=8192):
         """Vectors of `keys` (int64), as float32 [n, dim], over the binary tensor extension."""
         keys = np.ascontiguousarray(keys, dtype="<i8")
+        if len(keys) > per_request:
+            return np.concatenate([self.lookup(keys[i:i + per_request], dim, model) for i in range(0, len(keys), per_request)])
         header = {
             "inputs": [
                 {"name": "KEYS", "datatype": "INT64", "shape": [1, len(keys)], "parameters": {"binary_data_size": keys.nbytes}},

@@ -84,3 +84,42 @@ def test_per_key_order_is_kept(kafka, serve, tmp_path):
         publish(kafka.brokers, "m", "t0", hot, values, tmp_path, name="round%d" % r)
     table = expected_after(keys, vectors, hot, values)
     wait_until(lambda: answers_match(server, table, keys), 60, "the last round visible\n" + server.output())
+
+
+def test_malformed_messages_are_skipped_and_counted(kafka, serve, tmp_path):
+    path, keys, vectors = base_table(tmp_path, rows=500)
+    config = make_config(tmp_path, "ps.json", kafka.brokers, path, DIM)
+    server = serve(config)
+    header = np.array([0x52544348, DIM * 4], dtype="<u4").tobytes()
+    bad = {
+        "junk": b"not an update at all",
+        "magic": np.array([0x12345678, DIM * 4], dtype="<u4").tobytes() + b"\0" * (8 + DIM * 4),
+        "cut": header + np.int64(3).tobytes() + b"\0" * (DIM * 4 - 1),
+        "beacon": header,
+    }
+    files = []
+    for name, payload in bad.items():
+        p = os.path.join(str(tmp_path), name + ".msg")
+        with open(p, "wb") as f:
+            f.write(payload)
+        files += ["--raw-message", p]
+    out = subprocess.run([hps_binary(), "publish", "--brokers", kafka.brokers, "--model", "m", "--table", "t0", *files],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Rows of dimension 8 for a table of dimension 16, and rows for a table the config does not have.
+    rng = np.random.RandomState(3)
+    publish(kafka.brokers, "m", "t0", keys[:5], rng.uniform(size=(5, 8)), tmp_path, name="narrow", extra=("--key-groups", "1"))
+    publish(kafka.brokers, "m", "nope", keys[:5], rng.uniform(size=(5, DIM)), tmp_path, name="unknown", extra=("--key-groups", "1"))
+    # Then a good update: it is applied, and no row of the bad messages was (keys 3 and keys[:5] keep their values).
+    upd_keys, upd_values = keys[100:150], rng.uniform(size=(50, DIM)).astype(np.float32)
+    publish(kafka.brokers, "m", "t0", upd_keys, upd_values, tmp_path, name="good")
+    table = expected_after(keys, vectors, upd_keys, upd_values)
+    wait_until(lambda: answers_match(server, table, keys), 60, "the good update visible\n" + server.output())
+    want_t0 = "hps_et.m.t0: 4 message(s) skipped (bad header: 2, value size does not match the table: 1, truncated record: 1)"
+    want_nope = "hps_et.m.nope: 1 message(s) skipped (unknown table: 1)"
+    wait_until(lambda: want_t0 in server.output() and want_nope in server.output(), 20, "skip summaries\n" + server.output())
+    log = server.output()
+    # The first skip of each topic is logged once, naming the reason; the rest only counted.
+    assert len(re.findall(r"Kafka topic hps_et\.m\.t0: skipping a message", log)) == 1, log
+    assert len(re.findall(r"Kafka topic hps_et\.m\.nope: skipping a message \(unknown table", log)) == 1, log
+    assert server.proc.poll() is None

@@ -11,7 +11,8 @@ extension ParameterServer {
     }
 
     /// Applies `keys.count` rows of `table`: `values` holds `keys.count × table.valueSize` bytes (float32
-    /// rows, row-major). The databases named by `targets` take every row first (volatile, then persistent);
+    /// rows, row-major). The databases named by `targets` take every row first (volatile, then persistent;
+    /// not for static and uvm tables, which live in their caches only);
     /// then every device cache of this process holding one of the keys gets its new row in place. A key
     /// that appears twice takes its last row.
     /// - Throws: the database's error when a database does not take the rows; the caches are then left
@@ -19,10 +20,13 @@ extension ParameterServer {
     public func applyUpdate(table: TableConfig, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, targets: UpdateTargets) throws {
         precondition(values.count == keys.count * table.valueSize, "applyUpdate: values must hold keys.count × valueSize bytes")
         guard !keys.isEmpty else { return }
-        if targets.volatileDatabase, let vdb = volatileDatabase {
+        // Static and uvm tables live in their caches only (as in HPS: never written to a database).
+        let type = config.model(named: table.model).map { $0.useStaticTable ? .static : $0.embeddingCacheType }
+        let inDatabases = type == .dynamic || type == .stochastic
+        if inDatabases, targets.volatileDatabase, let vdb = volatileDatabase {
             try vdb.insert(table: table.tag, keys: keys, values: values, valueSize: table.valueSize)
         }
-        if targets.persistentDatabase, let pdb = persistentDatabase, !config.persistentDatabase.readOnly {
+        if inDatabases, targets.persistentDatabase, let pdb = persistentDatabase, !config.persistentDatabase.readOnly {
             try pdb.insert(table: table.tag, keys: keys, values: values, valueSize: table.valueSize)
         }
         guard targets.deviceCaches else { return }
@@ -35,12 +39,13 @@ extension ParameterServer {
 
 extension LookupSession {
     /// Overwrites the rows of `keys` that this session's cache of table `index` holds (`values`: one row of
-    /// `dimension` floats per key). Waits first for background inserts already queued, so a row fetched
-    /// before the databases took the update cannot land in the cache after it.
+    /// `dimension` floats per key). Called after the databases took the rows; it advances ``updateEpoch`` first,
+    /// so a lookup that fetched a row before the databases took it and inserts it after this call fetches it
+    /// again (``refetchIfUpdated(since:table:cache:keys:)``): no cached row stays older than an applied update.
     /// - Throws: a device error of the cache.
     func updateCachedRows(table index: Int, keys: UnsafeBufferPointer<Int64>, values: UnsafePointer<Float>) throws {
         guard index < caches.count, let cache = caches[index] else { return }
-        waitForBackgroundInserts()
+        updateEpoch.add(1, ordering: .sequentiallyConsistent)
         if cache.queriesScaleAcrossThreads {
             // Host caches write key by key in order: a repeated key ends with its last row.
             try cache.update(keys: keys, values: values)
