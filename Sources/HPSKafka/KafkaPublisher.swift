@@ -42,6 +42,7 @@ public final class KafkaPublisher: @unchecked Sendable {
     private let client: OpaquePointer
     private let deliveries: Deliveries
     private var topics: [String: OpaquePointer] = [:]
+    private var partitionCounts: [String: Int] = [:]
     /// Per topic, the open buffer of each key group.
     private var buffers: [String: [[UInt8]]] = [:]
     private var valueSizes: [String: Int] = [:]
@@ -62,7 +63,7 @@ public final class KafkaPublisher: @unchecked Sendable {
         self.keyWidth = keyWidth
         deliveries = Deliveries(keyBytes: keyWidth.byteCount)
         let properties = KafkaClientConfig([
-            ("bootstrap.servers", brokers.replacingOccurrences(of: ";", with: ",")),
+            ("bootstrap.servers", bootstrapList(brokers)),
             ("client.id", "hps-publisher"),
             ("linger.ms", "2"),
             ("message.max.bytes", String(max(1_000_000, sendBufferSize + 4096))),
@@ -163,18 +164,44 @@ public final class KafkaPublisher: @unchecked Sendable {
     /// What was queued and delivered so far.
     public var report: Report { deliveries.report.withLock { $0 } }
 
-    private func topic(_ tag: String) throws -> OpaquePointer {
-        if let topic = topics[tag] { return topic }
-        let conf = rd_kafka_topic_conf_new()!
-        rd_kafka_topic_conf_set_partitioner_cb(conf) { _, _, _, partitionCount, _, messageOpaque in
-            // The message's key group rides in its opaque pointer: partition = group % partition count.
-            Int32(Int(bitPattern: messageOpaque) % Int(max(1, partitionCount)))
+    /// The handle of topic `tag` and its partition count (asked of the brokers once; the topic is created on
+    /// first use where the brokers allow it).
+    private func topic(_ tag: String) throws -> (handle: OpaquePointer, partitions: Int) {
+        if let topic = topics[tag], let count = partitionCounts[tag] { return (topic, count) }
+        let handle: OpaquePointer
+        if let known = topics[tag] {
+            handle = known
+        } else {
+            guard let made = rd_kafka_topic_new(client, tag, nil) else {
+                throw KafkaError(.operation, subject: tag, "could not create the topic handle", kafkaError: rd_kafka_last_error())
+            }
+            topics[tag] = made
+            handle = made
         }
-        guard let topic = rd_kafka_topic_new(client, tag, conf) else {
-            throw KafkaError(.operation, subject: tag, "could not create the topic handle", kafkaError: rd_kafka_last_error())
+        // The partition is chosen here, not by a partitioner callback: librdkafka gives messages without a key
+        // to its sticky partitioner, which would scatter one key group over several partitions.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(15)
+        var lastError = RD_KAFKA_RESP_ERR_NO_ERROR
+        while clock.now < deadline {
+            var metadata: UnsafePointer<rd_kafka_metadata_t>?
+            let error = rd_kafka_metadata(client, 0, handle, &metadata, 5000)
+            if error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata {
+                defer { rd_kafka_metadata_destroy(metadata) }
+                if metadata.pointee.topic_cnt > 0 {
+                    let t = metadata.pointee.topics[0]
+                    if t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0 {
+                        partitionCounts[tag] = Int(t.partition_cnt)
+                        return (handle, Int(t.partition_cnt))
+                    }
+                    lastError = t.err
+                }
+            } else {
+                lastError = error
+            }
+            rd_kafka_poll(client, 100)
         }
-        topics[tag] = topic
-        return topic
+        throw KafkaError(.operation, subject: tag, "the brokers at \(brokers) did not report the topic's partitions within 15 s", kafkaError: lastError)
     }
 
     private func send(tag: String, group: Int) throws {
@@ -185,10 +212,11 @@ public final class KafkaPublisher: @unchecked Sendable {
     }
 
     private func produce(tag: String, payload: [UInt8], group: Int, rows: Int) throws {
-        let topic = try topic(tag)
+        let (topic, partitions) = try topic(tag)
+        let partition = Int32(group % partitions)
         while true {
             let result = payload.withUnsafeBytes { p in
-                rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count, nil, 0, UnsafeMutableRawPointer(bitPattern: group))
+                rd_kafka_produce(topic, partition, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count, nil, 0, nil)
             }
             if result == 0 { break }
             let error = rd_kafka_last_error()

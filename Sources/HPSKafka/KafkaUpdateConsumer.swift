@@ -1,5 +1,8 @@
 import CRdKafka
-import Foundation
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import HPS
 import Synchronization
 
@@ -44,7 +47,10 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     }
     private let rebalance = RebalanceContext()
     private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private let metadataFinished = DispatchSemaphore(value: 0)
+    /// The polling loop's own queue (a blocking loop: never on Swift's cooperative pool).
+    private let queue: DispatchQueue
+    private static let onPollingQueue = DispatchSpecificKey<Bool>()
 
     /// Per topic: its table and targets (nil: skipped), and the rows buffered for it.
     private final class TopicState {
@@ -63,9 +69,11 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     /// The next offset to commit per partition: every message before it is applied (or skipped).
     private var consumed: [PartitionKey: Int64] = [:]
     private var uncommittedMessages = 0
+    /// Set when the parameter server went away before a batch was applied: nothing is committed any more.
+    private var abandoned = false
     private var lastSummary = ContinuousClock.now
     private var summarizedSkips = 0
-    private var pendingLog = (keys: 0, batches: 0, maxLatency: 0.0, since: ContinuousClock.now - .seconds(60))
+    private var pendingLog = (keys: 0, batches: 0, maxLatency: 0.0, since: ContinuousClock.now - .seconds(60), lastTopic: "")
 
     /// Creates the client, subscribes to `patterns` and starts polling on a thread of its own.
     /// - Throws: ``KafkaError`` when the client cannot be created or the subscription is refused.
@@ -74,6 +82,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         logger: HPSLogger, replayFromStart: Bool, routing: @escaping Routing
     ) throws {
         self.group = group
+        self.queue = DispatchQueue(label: "hps.kafka.\(group)")
         self.membership = membership
         self.replayFromStart = replayFromStart
         self.server = server
@@ -83,7 +92,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         self.statistics = statistics
         self.logger = logger
         var properties = KafkaClientConfig([
-            ("bootstrap.servers", config.brokers.replacingOccurrences(of: ";", with: ",")),
+            ("bootstrap.servers", bootstrapList(config.brokers)),
             ("group.id", group),
             ("client.id", "hps-\(group)"),
             ("enable.auto.commit", "false"),
@@ -107,6 +116,9 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
                     consumer?.prepareAssignment(partitions)
                     rd_kafka_assign(client, partitions)
                 } else {
+                    // Revoked: apply what is buffered and commit it while the partitions are still ours.
+                    consumer?.flushAll()
+                    consumer?.commit(sync: true)
                     rd_kafka_assign(client, nil)
                 }
             }
@@ -123,16 +135,27 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
                 throw KafkaError(.operation, subject: "consumer group \(group)", "subscribing to \(patterns) failed", kafkaError: error)
             }
         }
-        let thread = Thread { [self] in run() }
-        thread.name = "hps-kafka-\(group)"
-        self.thread = thread
-        thread.start()
+        queue.setSpecific(key: Self.onPollingQueue, value: true)
+        queue.async { [self] in run() }
+        if case .assignAll = membership {
+            // Metadata requests wait behind the fetch long-poll on the broker connection: keep them off the
+            // polling loop, so they never delay an update.
+            DispatchQueue(label: "hps.kafka.\(group).metadata").async { [self] in
+                defer { metadataFinished.signal() }
+                while running.load(ordering: .acquiring) {
+                    refreshAssignment()
+                    usleep(20_000)
+                }
+            }
+        } else {
+            metadataFinished.signal()
+        }
     }
 
     /// Stops polling and waits for the thread to leave the group (unless called on that thread).
     func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        if Thread.current !== thread { finished.wait() }
+        if DispatchQueue.getSpecific(key: Self.onPollingQueue) != true { finished.wait() }
     }
 
     /// Before partitions are assigned (on the polling thread): with ``replayFromStart``, those this process
@@ -151,13 +174,13 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         logger.info("Kafka update source \(group): assigned \(count) partition(s)\(replayed > 0 ? ", \(replayed) replayed from their beginning (this process's volatile database was loaded from the table files)" : "")")
     }
 
-    /// With ``Membership/assignAll(filters:)``: assigns the partitions of matching topics not assigned yet
-    /// (their committed offset, or the beginning: see ``replayFromStart``).
+    /// With ``Membership/assignAll(filters:)`` (on the metadata queue): assigns the partitions of matching
+    /// topics not assigned yet (their committed offset, or the beginning: see ``replayFromStart``).
     private func refreshAssignment() {
         guard case .assignAll(let filters) = membership, ContinuousClock.now >= nextMetadataRefresh else { return }
         nextMetadataRefresh = ContinuousClock.now + .milliseconds(max(10, config.metadataRefreshIntervalMs))
         var metadata: UnsafePointer<rd_kafka_metadata_t>?
-        let error = rd_kafka_metadata(client, 1, nil, &metadata, 5000)
+        let error = rd_kafka_metadata(client, 1, nil, &metadata, 2000)
         guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
             logger.debug("Kafka consumer \(group): metadata request failed (\(String(cString: rd_kafka_err2str(error)))); trying again later")
             nextMetadataRefresh = ContinuousClock.now + .milliseconds(max(10, min(1000, config.metadataRefreshIntervalMs)))
@@ -200,6 +223,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
             flushAll()
             commit(sync: true)
             logSkipSummary(force: true)
+            metadataFinished.wait()
             if case .assignAll = membership { _ = rd_kafka_assign(client, nil) }
             rd_kafka_consumer_close(client)
             rd_kafka_destroy(client)
@@ -208,11 +232,11 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         while running.load(ordering: .acquiring) {
             // Take what is queued now; once the queue is empty, apply the partial batches before waiting, so
             // an update is visible right after its last message arrived, not a poll timeout later.
-            refreshAssignment()
             var message = rd_kafka_consumer_poll(client, 0)
             if message == nil {
                 if flushAll() { commit(sync: false) } else if uncommittedMessages > 0 { commit(sync: false) }
                 logSkipSummary(force: false)
+                logApplied(topic: nil, keys: 0, latency: nil)
                 message = rd_kafka_consumer_poll(client, Int32(clamping: config.pollTimeoutMs))
             }
             guard let message else { continue }
@@ -332,7 +356,10 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     private func apply(topic: String, _ state: TopicState) {
         guard let table = state.table, let targets = state.targets, !state.keys.isEmpty else { return }
         while true {
-            guard let server else { return }
+            guard let server else {
+                abandoned = true
+                return
+            }
             do {
                 try state.keys.withUnsafeBufferPointer { k in
                     try state.values.withUnsafeBytes { v in try server.applyUpdate(table: table, keys: k, values: v, targets: targets) }
@@ -346,7 +373,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
                     uncommittedMessages = 0
                     return
                 }
-                Thread.sleep(forTimeInterval: Double(config.failureBackoffMs) / 1000)
+                usleep(UInt32(clamping: config.failureBackoffMs * 1000))
             }
         }
         let latency = state.oldestTimestampMs.map { Double(Self.nowMs() - $0) }
@@ -357,26 +384,33 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         state.oldestTimestampMs = nil
     }
 
-    /// One info line per second at most: keys applied and the worst publish → visible latency since the last line.
-    private func logApplied(topic: String, keys: Int, latency: Double?) {
-        pendingLog.keys += keys
-        pendingLog.batches += 1
+    /// One info line per second at most: keys applied and the worst publish → visible latency since the last
+    /// line (`topic` nil: no new batch, only print what is pending once its second is over).
+    private func logApplied(topic: String?, keys: Int, latency: Double?) {
+        if let topic {
+            pendingLog.keys += keys
+            pendingLog.batches += 1
+            pendingLog.lastTopic = topic
+        }
+        guard pendingLog.keys > 0 else { return }
         pendingLog.maxLatency = max(pendingLog.maxLatency, latency ?? 0)
         let now = ContinuousClock.now
         guard now - pendingLog.since >= .seconds(1) else {
-            logger.debug("Kafka update source \(group): applied \(keys) keys of \(topic); publish → visible \(latency.map { String(format: "%.1f ms", $0) } ?? "unknown")")
+            if let topic {
+                logger.debug("Kafka update source \(group): applied \(keys) keys of \(topic); publish → visible \(latency.map { "\(milliseconds($0)) ms" } ?? "unknown")")
+            }
             return
         }
         logger.info(
-            "Kafka update source \(group): applied \(pendingLog.keys) keys in \(pendingLog.batches) batch(es) (last: \(topic)); "
-                + "publish → visible max \(String(format: "%.1f", pendingLog.maxLatency)) ms, p50 \(String(format: "%.1f", statistics.latencyQuantile(0.5) ?? 0)) ms, "
-                + "p99 \(String(format: "%.1f", statistics.latencyQuantile(0.99) ?? 0)) ms")
-        pendingLog = (0, 0, 0, now)
+            "Kafka update source \(group): applied \(pendingLog.keys) keys in \(pendingLog.batches) batch(es) (last: \(pendingLog.lastTopic)); "
+                + "publish → visible max \(milliseconds(pendingLog.maxLatency)) ms, p50 \(milliseconds(statistics.latencyQuantile(0.5) ?? 0)) ms, "
+                + "p99 \(milliseconds(statistics.latencyQuantile(0.99) ?? 0)) ms")
+        pendingLog = (0, 0, 0, now, pendingLog.lastTopic)
     }
 
     /// Commits the offsets of everything applied or skipped so far.
     private func commit(sync: Bool) {
-        guard !consumed.isEmpty else { return }
+        guard !consumed.isEmpty, !abandoned else { return }
         let list = rd_kafka_topic_partition_list_new(Int32(consumed.count))!
         for (key, offset) in consumed {
             let entry = rd_kafka_topic_partition_list_add(list, key.topic, key.partition)!
@@ -397,3 +431,9 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 }
+
+/// `;`-separated brokers (HPS's syntax) as librdkafka's `,`-separated list.
+func bootstrapList(_ brokers: String) -> String { brokers.split(separator: ";").joined(separator: ",") }
+
+/// Milliseconds with one decimal.
+func milliseconds(_ value: Double) -> String { value.isFinite ? "\((value * 10).rounded() / 10)" : "\(value)" }

@@ -1,5 +1,8 @@
-import Foundation
 import HPS
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `update_source` of type `kafka_message_queue`: consumers that write Kafka updates into the parameter
 /// server's databases and device caches.
@@ -20,11 +23,10 @@ import HPS
 public final class KafkaUpdateSource: UpdateSource, @unchecked Sendable {
     /// Rows applied, messages skipped and publish → visible latencies of every consumer of this source.
     public let statistics = UpdateStatistics()
-    private var consumers: [KafkaUpdateConsumer] = []
-    private let lock = NSLock()
+    private let consumers = Mutex<[KafkaUpdateConsumer]>([])
 
     /// The consumer groups this source joined.
-    public var groups: [String] { lock.withLock { consumers.map(\.group) } }
+    public var groups: [String] { consumers.withLock { $0.map(\.group) } }
 
     /// Starts the consumers for `server`'s configuration and its sessions made so far (make them first).
     /// - Throws: ``KafkaError`` when a client cannot be made or subscribe; ``HPSError`` `invalidConfig` for an
@@ -54,7 +56,8 @@ public final class KafkaUpdateSource: UpdateSource, @unchecked Sendable {
             UpdateTargets(
                 volatileDatabase: localVolatile && volatileFilters.matchAny(topic),
                 persistentDatabase: localPersistent && persistentFilters.matchAny(topic),
-                deviceCaches: cacheFilters.matchAny(topic))
+                deviceCaches: cacheFilters.matchAny(topic),
+                awaitSharedVolatile: sharedVolatile && volatileFilters.matchAny(topic))
         }
         let routeShared: KafkaUpdateConsumer.Routing = { topic in
             UpdateTargets(
@@ -62,27 +65,27 @@ public final class KafkaUpdateSource: UpdateSource, @unchecked Sendable {
                 persistentDatabase: sharedPersistent && persistentFilters.matchAny(topic), deviceCaches: false)
         }
         do {
-            consumers.append(
-                try KafkaUpdateConsumer(
+            let local = try KafkaUpdateConsumer(
                     group: "hps.local.\(node)", membership: .assignAll(filters: localPatterns), server: server, config: source,
-                    statistics: statistics, logger: logger, replayFromStart: localVolatile, routing: routeLocal))
+                    statistics: statistics, logger: logger, replayFromStart: localVolatile, routing: routeLocal)
+            consumers.withLock { $0.append(local) }
             if sharedVolatile || sharedPersistent {
-                consumers.append(
-                    try KafkaUpdateConsumer(
+                let shared = try KafkaUpdateConsumer(
                         group: "hps.shared", membership: .group(patterns: Self.unique(sharedPatterns)), server: server, config: source,
-                        statistics: statistics, logger: logger, replayFromStart: false, routing: routeShared))
+                        statistics: statistics, logger: logger, replayFromStart: false, routing: routeShared)
+                consumers.withLock { $0.append(shared) }
             }
         } catch {
             stop()
             throw error
         }
         logger.info(
-            "Kafka update source at \(source.brokers): consumer group(s) \(consumers.map(\.group).joined(separator: ", ")); "
+            "Kafka update source at \(source.brokers): consumer group(s) \(groups.joined(separator: ", ")); "
                 + "poll_timeout_ms \(source.pollTimeoutMs), max_batch_size \(source.maxBatchSize), max_commit_interval \(source.maxCommitInterval)")
     }
 
     public func stop() {
-        let all = lock.withLock { consumers }
+        let all = consumers.withLock { $0 }
         for consumer in all { consumer.stop() }
     }
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_config, publish, wait_until, write_table
+from conftest import hps_binary, make_config, publish, wait_until, write_table
 from test_updates import DIM, answers_match, base_table, expected_after
 
 
@@ -70,15 +70,43 @@ def test_two_servers_with_local_databases_both_receive_every_update(kafka, serve
 # A Redis Cluster of 3 masters on loopback ports, as the Swift tests start one.
 
 def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """`n` ports below 55536 whose cluster bus port (+10000) is free too (redis-server refuses higher ones)."""
+    import random
+    ports = []
+    while len(ports) < n:
+        port = random.randint(20000, 55535)
+        ok = True
+        for candidate in (port, port + 10000):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", candidate))
+                except OSError:
+                    ok = False
+        if ok and port not in ports:
+            ports.append(port)
     return ports
+
+
+def start_redis_nodes(directory, ports):
+    """redis-server in cluster mode on each port; [] when a node did not answer PING within 30 s."""
+    procs = []
+    for port in ports:
+        log = open(os.path.join(directory, "redis-%d.log" % port), "w")
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", os.path.join(directory, "nodes-%d.conf" % port), "--cluster-node-timeout", "5000",
+             "--dir", directory, "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=log, stderr=subprocess.STDOUT))
+    for port, proc in zip(ports, procs):
+        deadline = time.time() + 30
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+            if proc.poll() is not None or time.time() > deadline:  # e.g. the port was taken meanwhile
+                for p in procs:
+                    p.terminate()
+                    p.wait()
+                return []
+            time.sleep(0.1)
+    return procs
 
 
 @pytest.fixture
@@ -86,25 +114,24 @@ def redis_cluster():
     if not (shutil.which("redis-server") and shutil.which("redis-cli")):
         pytest.skip("redis-server and redis-cli are needed (Debian package redis-server)")
     directory = tempfile.mkdtemp(prefix="hps-kafka-redis-")
-    ports = free_ports(3)
     procs = []
-    for port in ports:
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", os.path.join(directory, "nodes-%d.conf" % port), "--cluster-node-timeout", "5000",
-             "--dir", directory, "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        for port in ports:
-            deadline = time.time() + 20
-            while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
-                assert time.time() < deadline, "redis-server on %d did not start" % port
-                time.sleep(0.1)
+        logs = ""
+        for _ in range(3):
+            ports = free_ports(3)
+            procs = start_redis_nodes(directory, ports)
+            if procs:
+                break
+            for name in os.listdir(directory):
+                if name.endswith(".log"):
+                    logs += open(os.path.join(directory, name)).read()[-500:]
+                os.remove(os.path.join(directory, name))
+        assert procs, "redis-server did not start:\n" + logs
         subprocess.run(["redis-cli", "--cluster", "create", *["127.0.0.1:%d" % p for p in ports], "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         deadline = time.time() + 30
-        while "cluster_state:ok" not in subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"],
-                                                       capture_output=True, text=True).stdout:
+        while not all("cluster_state:ok" in subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"],
+                                                           capture_output=True, text=True).stdout for p in ports):
             assert time.time() < deadline, "the Redis cluster did not become ready"
             time.sleep(0.2)
         yield ",".join("127.0.0.1:%d" % p for p in ports)
@@ -120,8 +147,20 @@ def test_shared_redis_cluster_receives_each_update_once(kafka, serve, tmp_path, 
     path, keys, vectors = base_table(tmp_path, rows=3000)
     a = serve(make_config(tmp_path, "a.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="a"), "a")
     b = serve(make_config(tmp_path, "b.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="b"), "b")
-    # Both servers in the shared group before anything is published (no rebalance re-delivers a message).
-    wait_until(lambda: "hps.shared: assigned" in a.output() and "hps.shared: assigned" in b.output(), 60,
+    # A beacon (header-only message) creates the topic; then both servers split its 4 partitions in the shared
+    # group before anything is published (no rebalance re-delivers a message).
+    beacon = os.path.join(str(tmp_path), "beacon.msg")
+    with open(beacon, "wb") as f:
+        f.write(np.array([0x52544348, DIM * 4], dtype="<u4").tobytes())
+    subprocess.run([hps_binary(), "publish", "--brokers", kafka.brokers, "--model", "m", "--table", "t0", "--raw-message", beacon],
+                   check=True, capture_output=True, timeout=60)
+
+    def shared_partitions(log):
+        counts = re.findall(r"hps\.shared: assigned (\d+) partition", log)
+        return int(counts[-1]) if counts else 0
+
+    wait_until(lambda: shared_partitions(a.output()) > 0 and shared_partitions(b.output()) > 0
+               and shared_partitions(a.output()) + shared_partitions(b.output()) == 4, 60,
                "both servers assigned\n" + a.output() + b.output())
     upd_keys = np.concatenate([keys[::4], np.arange(500, dtype=np.int64) + 50_000_000])
     upd_values = np.random.RandomState(11).uniform(size=(len(upd_keys), DIM)).astype(np.float32)

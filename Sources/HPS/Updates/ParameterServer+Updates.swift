@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Online updates: rows of a table written into the databases, then into every device cache that holds
 /// their keys, so a served value is never older than the last applied update.
 extension ParameterServer {
@@ -30,9 +34,38 @@ extension ParameterServer {
             try pdb.insert(table: table.tag, keys: keys, values: values, valueSize: table.valueSize)
         }
         guard targets.deviceCaches else { return }
+        if inDatabases, targets.awaitSharedVolatile, let vdb = volatileDatabase {
+            waitUntilHeld(vdb, table: table, keys: keys, values: values)
+        }
         let rows = values.baseAddress!.assumingMemoryBound(to: Float.self)
         for session in allSessions() where session.model.name == table.model {
             try session.updateCachedRows(table: table.index, keys: keys, values: rows)
+        }
+    }
+}
+
+extension ParameterServer {
+    /// Reads `keys` back from `vdb` until every row equals `values` or ``UpdateTargets/sharedVolatileWaitMs``
+    /// passed (a row that still differs then was most likely overwritten by a newer update already).
+    func waitUntilHeld(_ vdb: any Database, table: TableConfig, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer) {
+        let size = table.valueSize
+        var pending = Array(0..<keys.count)
+        var probeKeys = [Int64](), rows = [UInt8]()
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(UpdateTargets.sharedVolatileWaitMs)
+        while !pending.isEmpty {
+            probeKeys = pending.map { keys[$0] }
+            rows = [UInt8](repeating: 0, count: pending.count * size)
+            let read: Bool = probeKeys.withUnsafeBufferPointer { k in
+                rows.withUnsafeMutableBytes { r in (try? vdb.fetch(table: table.tag, keys: k, values: r, valueSize: size) { _ in }) != nil }
+            }
+            if read {
+                pending = pending.enumerated().filter { j, i in
+                    rows.withUnsafeBytes { r in memcmp(r.baseAddress! + j * size, values.baseAddress! + i * size, size) != 0 }
+                }.map(\.element)
+            }
+            guard !pending.isEmpty, clock.now < deadline else { break }
+            usleep(5000)
         }
     }
 }

@@ -14,11 +14,19 @@ public struct UpdateTargets: Sendable, Equatable {
     public var persistentDatabase: Bool
     /// Overwrite the rows of keys that device caches of this process hold (after the databases took them).
     public var deviceCaches: Bool
+    /// The volatile database is shared and written by another consumer (possibly on another node): before
+    /// the caches take the rows, wait (up to ``sharedVolatileWaitMs``) until it holds them, so a lookup that
+    /// misses the cache afterwards cannot fetch the old row from it.
+    public var awaitSharedVolatile: Bool
 
-    public init(volatileDatabase: Bool, persistentDatabase: Bool, deviceCaches: Bool) {
+    /// How long ``awaitSharedVolatile`` waits for rows that differ (a newer row may already be there).
+    public static let sharedVolatileWaitMs = 2000
+
+    public init(volatileDatabase: Bool, persistentDatabase: Bool, deviceCaches: Bool, awaitSharedVolatile: Bool = false) {
         self.volatileDatabase = volatileDatabase
         self.persistentDatabase = persistentDatabase
         self.deviceCaches = deviceCaches
+        self.awaitSharedVolatile = awaitSharedVolatile
     }
 
     /// Whether the update goes anywhere.
