@@ -28,7 +28,7 @@ let package = Package(
             dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")]
         ),
         // Wiring: builds a parameter server from a config with every linked backend.
-        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
+        .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSKafka"]),
         // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).
         .target(name: "CCUDADriver"),
         // GPU caches: the CUDA driver and NVRTC loaded with dlopen at run time; the kernels are the .cu files
@@ -48,13 +48,18 @@ let package = Package(
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         // The Redis Cluster volatile tier over hiredis: slot routing, redirects, pipelines, node faults.
         .target(name: "HPSRedis", dependencies: ["HPS", "CHiredis"]),
+        // The librdkafka C client and its mock cluster (Debian librdkafka-dev).
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // Online updates over Kafka: the update source (consumer into the databases and device caches), the
+        // sink (publisher in HPS's message format) and the mock cluster of `hps kafka-mock`.
+        .target(name: "HPSKafka", dependencies: ["HPS", "CRdKafka"]),
         // TensorFlow C API declarations and the load-time constructor that registers the ops.
         .target(name: "CTensorFlow"),
         // The TF ops Init and Lookup over the C API (kernels in Swift).
         .target(name: "HPSTensorFlow", dependencies: ["CTensorFlow", "HPS", "HPSRuntime"]),
         // The C API every non-TensorFlow client builds on (include/hps.h): handles, status codes, thread-local
         // error messages, host- and device-memory lookups.
-        .target(name: "HPSCAPI", dependencies: ["HPS", "HPSRuntime"]),
+        .target(name: "HPSCAPI", dependencies: ["HPS", "HPSRuntime", "HPSKafka"]),
         // What tests and `hps gpu-check` start: local Redis clusters, the benchmark workload's host twin, the
         // GPU checker. Never a dependency of the TF op library or the C API.
         .target(name: "HPSTestSupport", dependencies: ["HPS", "HPSRuntime", "HPSRedis", "HPSCUDA"]),
@@ -67,10 +72,10 @@ let package = Package(
         .executableTarget(
             name: "hps",
             dependencies: [
-                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer",
+                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer", "HPSKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSKafka", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),
     ]
 )

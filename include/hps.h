@@ -60,6 +60,7 @@ typedef enum hps_status {
     HPS_ERROR_CUDA = 9,             /* a CUDA call failed (the message carries the driver's error) */
     HPS_ERROR_DATABASE = 10,        /* a database backend failed */
     HPS_ERROR_BUSY = 11,            /* hps_server_destroy with live sessions (the server is freed with the last one) */
+    HPS_ERROR_KAFKA = 12,           /* a Kafka client failed or the brokers did not acknowledge every message */
     HPS_ERROR_INTERNAL = 99         /* anything else; the message says what */
 } hps_status;
 
@@ -135,6 +136,16 @@ int hps_server_statistics(const hps_server *server, hps_statistics *out);
 
 /* Waits until the background inserts of every session (hit_rate_threshold below 1) are done. */
 int hps_server_wait(hps_server *server);
+
+/* Online updates (since 1.1). Publishes `count` rows of table `table` of model `model` to Kafka (`brokers`:
+ * "host:port[,host:port...]") in HPS's update format (topic hps_et.<model>.<table>, keys grouped by HPS's
+ * partition mixer into 8 groups, one Kafka partition per group), so serving processes with an update_source
+ * take them into their databases and caches. `keys`: count int64 keys; `vectors`: count x dim floats,
+ * row-major. Waits up to `timeout_ms` for the brokers to acknowledge every message; `delivered` (may be
+ * NULL) receives the rows acknowledged, also on failure. HPS_ERROR_KAFKA when a message was refused or the
+ * wait timed out; HPS_ERROR_INVALID_ARGUMENT for a bad name, pointer, count or dimension. */
+int hps_publish(const char *brokers, const char *model, const char *table, const int64_t *keys, int64_t count,
+                const float *vectors, int dim, int timeout_ms, int64_t *delivered);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(librocksdb-dev libhiredis-dev redis-server pkg-config python3-venv)
+apt_packages=(librocksdb-dev libhiredis-dev librdkafka-dev redis-server pkg-config python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -7,5 +7,5 @@ swift build --build-tests
 swift test --skip-build
 
 if [ -d tests/python ]; then
-  .venv/bin/python -m pytest -q tests/python tests/cli tests/capi tests/wheel tests/server
+  .venv/bin/python -m pytest -q tests/python tests/cli tests/capi tests/wheel tests/server tests/kafka
 fi

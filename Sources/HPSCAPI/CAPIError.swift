@@ -16,6 +16,7 @@ struct CAPIError: Error {
         case cuda = 9
         case database = 10
         case busy = 11
+        case kafka = 12
         case `internal` = 99
 
         /// The fixed text of `hps_status_string`.
@@ -33,6 +34,7 @@ struct CAPIError: Error {
             case .cuda: "CUDA failure"
             case .database: "database failure"
             case .busy: "server still has live sessions"
+            case .kafka: "Kafka failure"
             case .internal: "internal error"
             }
         }

@@ -7,7 +7,7 @@ import HPSRuntime
 let libraryVersion = (major: 1, minor: 1, patch: 0)
 private let versionString = CString("\(libraryVersion.major).\(libraryVersion.minor).\(libraryVersion.patch)")
 private let statusStrings: [Int32: CString] = {
-    let all: [CAPIError.Status] = [.ok, .invalidArgument, .config, .tableFiles, .unknownModel, .unknownTable, .tooManyKeys, .keyWidth, .noDevice, .cuda, .database, .busy, .internal]
+    let all: [CAPIError.Status] = [.ok, .invalidArgument, .config, .tableFiles, .unknownModel, .unknownTable, .tooManyKeys, .keyWidth, .noDevice, .cuda, .database, .busy, .kafka, .internal]
     return Dictionary(uniqueKeysWithValues: all.map { ($0.rawValue, CString("\($0.text)")) })
 }()
 private let unknownStatus = CString("unknown status")

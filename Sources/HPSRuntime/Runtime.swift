@@ -1,5 +1,6 @@
 import HPS
 import HPSCUDA
+import HPSKafka
 import HPSRedis
 import HPSRocksDB
 
@@ -16,10 +17,11 @@ public enum HPSRuntime {
         return try makeParameterServer(config: config, logger: logger)
     }
 
-    /// Creates the databases of `config`, loads every table and makes every lookup session.
+    /// Creates the databases of `config`, loads every table, makes every lookup session and starts the
+    /// `update_source` (Kafka consumers writing into the databases and caches) when the config has one.
     /// - Throws: ``HPSError`` `.invalidConfig`/`.unsupported` for a database setting this build cannot honour;
     ///   `.database` when a database cannot be opened or reached; what ``ParameterServer/loadTables(progress:)`` and
-    ///   ``ParameterServer/makeAllSessions()`` throw.
+    ///   ``ParameterServer/makeAllSessions()`` throw; the update source's error when its consumers cannot start.
     public static func makeParameterServer(
         config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> ParameterServer {
@@ -31,6 +33,9 @@ public enum HPSRuntime {
         let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, cacheProvider: provider, logger: logger)
         try server.loadTables(progress: progress)
         try server.makeAllSessions()
+        if config.updateSource.type == .kafkaMessageQueue {
+            server.updateSource = try KafkaUpdateSource(server: server, logger: logger)
+        }
         return server
     }
 
@@ -54,10 +59,6 @@ public enum HPSRuntime {
                         + "(\(perSession) per device × \(model.deployedDevices.count) device(s), from max_batch_size, maxnum_catfeature_query_per_table_per_sample, "
                         + "embedding_vecsize_per_table and num_of_worker_buffer_in_pool), more than this machine's \(memory) bytes of memory")
             }
-        }
-        if config.updateSource.type == .kafkaMessageQueue {
-            logger.warning(
-                "update_source: kafka_message_queue is not available in this build; the tables are served as loaded and no online updates are applied")
         }
     }
 

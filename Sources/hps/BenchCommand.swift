@@ -9,7 +9,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints a baseline measured in the same run.",
-        subcommands: [LookupBench.self, PersistentBench.self, RedisBench.self, CacheBench.self, FusionBench.self]
+        subcommands: [LookupBench.self, PersistentBench.self, RedisBench.self, CacheBench.self, FusionBench.self, UpdatesBench.self]
     )
 }
 

@@ -17,7 +17,7 @@ struct HPSCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, ValidateCommand.self, InspectCommand.self, ConvertCommand.self, LookupCommand.self,
             DumpCommand.self, LoadDumpCommand.self, PlanCommand.self, BenchCommand.self, GPUCheckCommand.self,
-            ServeCommand.self,
+            ServeCommand.self, PublishCommand.self, KafkaMockCommand.self,
         ]
     )
 }

@@ -38,6 +38,7 @@ _LAZY = {
     "SparseLookupLayer": ("hierarchical_parameter_server.core.sparse_lookup_layer", "SparseLookupLayer"),
     "hps_lib": ("hierarchical_parameter_server.hps_lib", None),
     "torch": ("hierarchical_parameter_server.torch", None),
+    "publish": ("hierarchical_parameter_server._publish", "publish"),
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "read_sok_dump",
     "sok_dump_to_table",
     "hps_lib",
+    "publish",
     "__version__",
 ]
 

@@ -108,8 +108,9 @@ def test_empty_lookup_writes_nothing(hps, server):
 
 
 def test_status_strings(hps):
-    for code in list(range(12)) + [99]:
-        assert hps.hps_status_string(code).decode()
+    for code in list(range(13)) + [99]:
+        assert hps.hps_status_string(code).decode() != "unknown status"
+    assert hps.hps_status_string(12).decode() == "Kafka failure"
     assert hps.hps_status_string(12345).decode() == "unknown status"
 
 

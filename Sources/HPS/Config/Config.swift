@@ -277,6 +277,10 @@ public struct UpdateSourceConfig: Sendable, Equatable {
     public var maxBatchSize: Int = 8192
     public var failureBackoffMs: Int = 50
     public var maxCommitInterval: Int = 32
+    /// `node_name` (not in HPS): names this node in the consumer group of its local databases and caches
+    /// (`hps.local.<node_name>`); nil means the host name. Two processes on one host that each keep local
+    /// databases need different names to both receive every update.
+    public var nodeName: String?
 
     public init() {}
 }

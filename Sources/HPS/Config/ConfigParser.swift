@@ -452,6 +452,14 @@ struct ConfigReader {
         u.maxBatchSize = s.int("max_batch_size", default: u.maxBatchSize, .atLeast(1))
         u.failureBackoffMs = s.int("failure_backoff_ms", default: u.failureBackoffMs, .atLeast(0))
         u.maxCommitInterval = s.int("max_commit_interval", default: u.maxCommitInterval, .atLeast(1))
+        if s.value("node_name") != nil {
+            let name = s.string("node_name", default: "")
+            if name.isEmpty || name.contains(where: { !($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
+                diagnostics.issue(s.path("node_name"), "\"\(name)\" is not a valid node name (letters, digits, '.', '_', '-')")
+            } else {
+                u.nodeName = name
+            }
+        }
         if u.type == .kafkaMessageQueue && u.brokers.isEmpty {
             diagnostics.issue(s.path("brokers"), "a Kafka update source needs at least one broker")
         }

@@ -39,6 +39,9 @@ public final class LookupSession: @unchecked Sendable {
     private let unitDirect: [Bool]
     private let pool: WorkspacePool
     private let inserter: DispatchQueue
+    /// Counts online updates that reached this session's caches (see ParameterServer+Updates.swift): a row
+    /// fetched from the databases before an update and inserted after it is fetched again.
+    let updateEpoch = Atomic<UInt64>(0)
     private let cacheType: EmbeddingCacheType
 
     init(tiers: TierChain, model: ModelConfig, device: Int) throws {
@@ -445,17 +448,21 @@ public final class LookupSession: @unchecked Sendable {
                     stats.add(stats.defaults, missing)
                     handedOff = true
                     let job = UnsafeTransfer((ws, cache, table))
-                    inserter.async { [tiers, pool] in
+                    inserter.async { [self, tiers, pool] in
                         let (ws, cache, table) = job.value
+                        let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
                         tiers.fetch(table: table, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), into: ws.fetched, missScratch: ws.databaseMisses)
                         do {
                             try cache.replace(keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing), values: ws.fetched)
+                            try refetchIfUpdated(since: epoch, table: table, cache: cache, keys: UnsafeBufferPointer(start: ws.missingKeys, count: missing))
                         } catch {
                             tiers.logger.error("background insert of \(missing) keys into the cache of \(table.tag) failed: \(error)")
                         }
                         pool.release(ws)
                     }
                 } else {
+                    let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
+                    defer { try? refetchIfUpdated(since: epoch, table: table, cache: cache, keys: missingKeys) }
                     tiers.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
                     let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
                     if cache.queriesScaleAcrossThreads {
@@ -545,17 +552,21 @@ public final class LookupSession: @unchecked Sendable {
             for j in 0..<misses { (output + Int(missing[j]) * dim).update(repeating: table.defaultValue, count: dim) }
             stats.add(stats.defaults, missed)
             let job = UnsafeTransfer((ws, cache, table))
-            inserter.async { [tiers, pool] in
+            inserter.async { [self, tiers, pool] in
                 let (ws, cache, table) = job.value
                 let keys = UnsafeBufferPointer(start: UnsafePointer(ws.unique), count: missed)
+                let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
                 tiers.fetch(table: table, keys: keys, into: ws.fetched, missScratch: ws.databaseMisses)
                 cache.replace(keys: keys, values: ws.fetched)
+                try? refetchIfUpdated(since: epoch, table: table, cache: cache, keys: keys)
                 pool.release(ws)
             }
             return true
         }
+        let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
         tiers.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
         let fetched = ws.fetched
+        defer { try? refetchIfUpdated(since: epoch, table: table, cache: cache, keys: missedKeys) }
         // Insert in parallel chunks (the cache locks per set), then answer every missed position.
         Self.inChunks(missed, threshold: Self.parallelInsertThreshold) { lo, hi in
             cache.replace(keys: UnsafeBufferPointer(rebasing: missedKeys[lo..<hi]), values: fetched + lo * dim)
@@ -699,4 +710,25 @@ extension Int64: HostKey {
 extension Int32: HostKey {
     /// Int32 keys are read as uint32 (`supportlonglong: false`).
     @inline(__always) static func widened(_ key: Int32, width: KeyWidth) -> Int64 { Int64(UInt32(bitPattern: key)) }
+}
+
+extension LookupSession {
+    /// After rows fetched from the databases were inserted into `cache`: when an online update reached this
+    /// session since `epoch` (read before the fetch), the inserted rows may predate it, so they are fetched
+    /// again and overwritten in place, until no update came in between (the databases hold the newest rows).
+    /// - Throws: a device error of the cache.
+    func refetchIfUpdated(since epoch: UInt64, table: TableConfig, cache: any EmbeddingCache, keys: UnsafeBufferPointer<Int64>) throws {
+        var seen = epoch
+        while true {
+            let now = updateEpoch.load(ordering: .sequentiallyConsistent)
+            guard now != seen, !keys.isEmpty else { return }
+            seen = now
+            var rows = [Float](repeating: 0, count: keys.count * table.dimension)
+            var scratch = [Int](repeating: 0, count: keys.count)
+            rows.withUnsafeMutableBufferPointer { r in
+                scratch.withUnsafeMutableBufferPointer { tiers.fetch(table: table, keys: keys, into: r.baseAddress!, missScratch: $0.baseAddress!) }
+            }
+            try rows.withUnsafeBufferPointer { try cache.update(keys: keys, values: $0.baseAddress!) }
+        }
+    }
 }

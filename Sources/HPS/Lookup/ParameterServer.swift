@@ -16,6 +16,12 @@ public final class ParameterServer: @unchecked Sendable {
     public let keyWidth: KeyWidth
     /// Makes device caches for sessions; nil means CPU caches.
     public let cacheProvider: (any CacheProvider)?
+    /// The online update source writing into this server (`update_source`); stopped when the server goes away.
+    public var updateSource: (any UpdateSource)? {
+        get { sessionsLock.withLock { _updateSource } }
+        set { sessionsLock.withLock { _updateSource = newValue } }
+    }
+    private var _updateSource: (any UpdateSource)?
     let logger: HPSLogger
     /// What sessions use: the databases, the key width, the statistics. Sessions hold it, not the server.
     let tiers: TierChain
@@ -42,6 +48,8 @@ public final class ParameterServer: @unchecked Sendable {
             logger.warning("No database. Keys the device cache does not hold get the default value.")
         }
     }
+
+    deinit { _updateSource?.stop() }
 
     // MARK: Models and tables
 
@@ -240,6 +248,9 @@ public final class ParameterServer: @unchecked Sendable {
         }
     }
 
+    /// Every session made so far.
+    func allSessions() -> [LookupSession] { sessionsLock.withLock { sessions.values.flatMap { $0.values } } }
+
     /// Makes the sessions of every model on every deployed device now (fills caches up front).
     /// - Throws: what ``session(model:device:)`` throws, for the first session that cannot be made.
     public func makeAllSessions() throws {
@@ -279,8 +290,7 @@ public final class ParameterServer: @unchecked Sendable {
     /// Waits until background inserts into the volatile database are done.
     public func waitForBackgroundWork() {
         tiers.waitForVolatileInserts()
-        let all = sessionsLock.withLock { sessions.values.flatMap { $0.values } }
-        for s in all { s.waitForBackgroundInserts() }
+        for s in allSessions() { s.waitForBackgroundInserts() }
     }
 }
 
