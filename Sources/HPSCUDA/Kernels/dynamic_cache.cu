@@ -20,9 +20,9 @@
 // first ages (dyn_sketch_halve), then counts all its keys
 // (dyn_sketch_add), then places them (dyn_apply), where a key that would evict its set's LRU key is admitted
 // only if its estimate exceeds that key's. Increments saturate, so their order never matters, and estimates are
-// read only by dyn_apply, after every increment of the call: CPU and GPU decide alike. The keys of one query are
-// distinct (the EmbeddingCache contract: sessions and the device pipeline deduplicate first), so no two lanes
-// stamp one slot in one query and a plain read-then-store of the stamp tells a first hit.
+// read only by dyn_apply, after every increment of the call: CPU and GPU decide alike. A query tells a slot's
+// first hit by exchanging its stamp (atomicExch), so a key repeated within one query is counted once, as on the
+// CPU (a plain read-then-store measured no faster on an H200).
 #include "hps_common.cuh"
 
 struct __align__(16) DynSlot {
@@ -114,9 +114,8 @@ __device__ __forceinline__ bool dyn_stamp_hit(DynSlot *slots, i32 slot, u64 now,
         slots[slot].stamp = now;
         return false;
     }
-    const u64 old = slots[slot].stamp;
-    slots[slot].stamp = now;
-    if (old == now) return false;
+    const unsigned long long old = atomicExch(reinterpret_cast<unsigned long long *>(&slots[slot].stamp), (unsigned long long)now);
+    if (old == (unsigned long long)now) return false;
     dyn_sketch_increment(sketch, log2Blocks, key);
     return true;
 }
