@@ -251,7 +251,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
                     try forEachChunk(n, chunk: staging.chunk) { start, m in
                         staging.hostKeys.host.copyMemory(from: base + start, byteCount: m * 8)
                         try context.copy(toDevice: staging.deviceKeys.pointer, from: staging.hostKeys.host, bytes: m * 8, stream: stream)
-                        try launchCount(keys: staging.deviceKeys.pointer, count: m, stream: stream)
+                        try launchCount(keys: staging.deviceKeys.pointer, count: m, first: start == 0, stream: stream)
                         try stream.synchronize()
                     }
                 }
@@ -337,7 +337,7 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
         try context.makeCurrent()
         if !updateOnly, sketch != nil {
             try launchAge(stream: stream ?? self.stream)
-            try launchCount(keys: keys, count: count, stream: stream ?? self.stream)
+            try launchCount(keys: keys, count: count, first: true, stream: stream ?? self.stream)
         }
         try forEachChunk(count, chunk: staging.chunk) { start, m in
             try launchApply(
@@ -422,18 +422,22 @@ public final class CUDADynamicCache: CUDADeviceCache, @unchecked Sendable {
     /// The sketch's counted keys (device u64; 0 without admission).
     private var additionsPointer: DeviceAddress { sketchState?.pointer ?? 0 }
 
-    /// Halves the sketch when its counted keys reached the sample size (device-side decision).
+    /// Halves the sketch when its counted keys reached the sample size (decided on the device; the call's first
+    /// ``launchCount(keys:count:first:stream:)`` halves the count).
     private func launchAge(stream: CUDAStream) throws {
         guard let sketch, let sketchState else { return }
-        try kernels.launch(kernels.dynSketchAgeCheck, threads: 1, stream: stream, [.pointer(sketchState.pointer), .u64(sketchSample), .pointer(sketchState.pointer + 8)])
         try kernels.launch(
-            kernels.dynSketchHalve, threads: sketch.byteCount / 4, stream: stream, [.pointer(sketch.pointer), .u64(UInt64(sketch.byteCount / 4)), .pointer(sketchState.pointer + 8)])
+            kernels.dynSketchHalve, threads: sketch.byteCount / 4, stream: stream,
+            [.pointer(sketch.pointer), .u64(UInt64(sketch.byteCount / 4)), .pointer(sketchState.pointer), .u64(sketchSample)])
     }
 
-    /// Counts `count` keys (device) in the sketch.
-    private func launchCount(keys: DeviceAddress, count: Int, stream: CUDAStream) throws {
+    /// Counts `count` keys (device) of an insert call in the sketch; `first`: the call's first, right after
+    /// ``launchAge(stream:)``.
+    private func launchCount(keys: DeviceAddress, count: Int, first: Bool, stream: CUDAStream) throws {
         guard let sketch, let sketchState, count > 0 else { return }
-        try kernels.launch(kernels.dynSketchAdd, threads: count, stream: stream, [.pointer(keys), .count(count), .pointer(sketch.pointer), .u32(sketchLog2), .pointer(sketchState.pointer)])
+        try kernels.launch(
+            kernels.dynSketchAdd, threads: count, stream: stream,
+            [.pointer(keys), .count(count), .pointer(sketch.pointer), .u32(sketchLog2), .pointer(sketchState.pointer), .u64(sketchSample), .u32(first ? 1 : 0)])
     }
 
     /// The sketch's counters and counted keys (for checks; nil without admission).

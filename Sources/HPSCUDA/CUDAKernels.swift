@@ -69,7 +69,6 @@ public final class CUDAKernels: Sendable {
     let dynApply: CUDAVectorFunction
     let dynDump: CUDAFunction
     let dynSketchAdd: CUDAFunction
-    let dynSketchAgeCheck: CUDAFunction
     let dynSketchHalve: CUDAFunction
     let stFind: CUDAFunction
     let stInsert: CUDAFunction
@@ -126,7 +125,6 @@ public final class CUDAKernels: Sendable {
         dynApply = try vector("dynamic_cache.cu", "dyn_apply")
         dynDump = try function("dynamic_cache.cu", "dyn_dump")
         dynSketchAdd = try function("dynamic_cache.cu", "dyn_sketch_add")
-        dynSketchAgeCheck = try function("dynamic_cache.cu", "dyn_sketch_age_check")
         dynSketchHalve = try function("dynamic_cache.cu", "dyn_sketch_halve")
         stFind = try function("static_table.cu", "st_find")
         stInsert = try function("static_table.cu", "st_insert")
@@ -143,7 +141,7 @@ public final class CUDAKernels: Sendable {
     public var all: [CUDAFunction] {
         let vectors = [copyRows, dynQuery, dynApply, stWriteRows, stQuery].flatMap { [$0.v4, $0.v2, $0.v1] }
         let rows = dynQueryRows.keys.sorted().compactMap { dynQueryRows[$0] } + dynGatherRows.keys.sorted().compactMap { dynGatherRows[$0] }
-        return vectors + rows + [countMissedAccesses, widenKeys, fuseKeys, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, dynSketchAdd, dynSketchAgeCheck, dynSketchHalve, stFind, stInsert,
+        return vectors + rows + [countMissedAccesses, widenKeys, fuseKeys, dedupInsert, dedupResolve, dedupClear, dynGroup, dynDump, dynSketchAdd, dynSketchHalve, stFind, stInsert,
                                  benchZipfKeys, benchFillValues, benchSequenceKeys, benchPickKeys, benchKeyValues]
     }
 

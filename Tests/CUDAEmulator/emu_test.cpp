@@ -202,8 +202,8 @@ struct EmuDynamic {
     i32 *groupHead, *next;
     u32 *keySet, *missCount;
     u64 clock = 1;
-    // TinyLFU admission (sketch non-null): the counters, the counted keys, the aging flag.
-    u32 *sketch = nullptr, sketchLog2 = 0, *ageFlag = nullptr;
+    // TinyLFU admission (sketch non-null): the counters and the counted keys.
+    u32 *sketch = nullptr, sketchLog2 = 0;
     u64 sketchWords = 0, sample = 0;
     unsigned long long *additions = nullptr;
     EmuDynamic(u32 s, u32 d, u32 c, bool admission = false) : sets(s), dim(d), chunk(c) {
@@ -213,7 +213,6 @@ struct EmuDynamic {
             sketchWords = (u64)blocks * 16;
             sketch = dalloc<u32>(sketchWords);
             additions = dalloc<unsigned long long>(1);
-            ageFlag = dalloc<u32>(1);
             sample = 10ull * s * 64;
         }
         tags = dalloc<u8>(s * 64);
@@ -297,9 +296,8 @@ struct EmuDynamic {
             // As CUDADynamicCache.apply: age, then count every key of the call, then place them chunk by chunk.
             i64 *all = dalloc<i64>(in.size());
             std::copy(in.begin(), in.end(), all);
-            emu_launch(dyn_sketch_age_check, 1, 32, additions, sample, ageFlag);
-            emu_launch(dyn_sketch_halve, gridFor(sketchWords), kBlock, sketch, sketchWords, (const u32 *)ageFlag);
-            emu_launch(dyn_sketch_add, gridFor(in.size()), kBlock, (const i64 *)all, (u32)in.size(), sketch, sketchLog2, additions);
+            emu_launch(dyn_sketch_halve, gridFor(sketchWords), kBlock, sketch, sketchWords, (const unsigned long long *)additions, sample);
+            emu_launch(dyn_sketch_add, gridFor(in.size()), kBlock, (const i64 *)all, (u32)in.size(), sketch, sketchLog2, additions, sample, 1u);
             free(all);
         }
         for (size_t start = 0; start < in.size(); start += chunk) {

@@ -16,11 +16,13 @@
 //
 // TinyLFU admission (when the cache has a frequency sketch; the specification is in the CPU
 // FrequencySketch.swift, followed here to the bit): a count-min sketch of 4-bit counters, 64-byte blocks of 16
-// words, 4 counters per key in one block. A query counts each hit whose slot it stamps first (atomicExch of
-// the stamp); an insert call first ages (dyn_sketch_age_check + dyn_sketch_halve), then counts all its keys
+// words, 4 counters per key in one block. A query counts each hit whose slot it stamps first; an insert call
+// first ages (dyn_sketch_halve), then counts all its keys
 // (dyn_sketch_add), then places them (dyn_apply), where a key that would evict its set's LRU key is admitted
 // only if its estimate exceeds that key's. Increments saturate, so their order never matters, and estimates are
-// read only by dyn_apply, after every increment of the call: CPU and GPU decide alike.
+// read only by dyn_apply, after every increment of the call: CPU and GPU decide alike. A query tells a slot's
+// first hit by exchanging its stamp (atomicExch), so a key repeated within one query is counted once, as on the
+// CPU (a plain read-then-store measured no faster on an H200).
 #include "hps_common.cuh"
 
 struct __align__(16) DynSlot {
@@ -124,27 +126,24 @@ __device__ __forceinline__ void dyn_count_additions(bool counted, unsigned long 
     if (additions && hps_lane() == 0 && c != 0u) atomicAdd(additions, (unsigned long long)c);
 }
 
-// Counts every key of an insert call: each key's counters + 1, *additions += n.
+// An insert call's aging: halves every 4-bit counter of the sketch's `words` words when *additions ≥ sample
+// (read only here; the call's first dyn_sketch_add halves *additions after it).
 extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
-    dyn_sketch_add(const i64 *keys, u32 n, u32 *sketch, u32 log2Blocks, unsigned long long *additions) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(additions, (unsigned long long)n);
-    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += hps_grid_stride()) dyn_sketch_increment(sketch, log2Blocks, keys[i]);
-}
-
-// One thread: *flag = (*additions ≥ sample); when set, *additions is halved (dyn_sketch_halve then halves the
-// counters).
-extern "C" __global__ void dyn_sketch_age_check(unsigned long long *additions, u64 sample, u32 *flag) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const unsigned long long a = *additions;
-    const bool due = a >= sample;
-    if (due) *additions = a / 2ull;
-    *flag = due ? 1u : 0u;
-}
-
-// Halves every 4-bit counter of the sketch's `words` words when *flag is set.
-extern "C" __global__ void __launch_bounds__(HPS_BLOCK) dyn_sketch_halve(u32 *sketch, u64 words, const u32 *flag) {
-    if (*flag == 0u) return;
+    dyn_sketch_halve(u32 *sketch, u64 words, const unsigned long long *additions, u64 sample) {
+    if (*additions < sample) return;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < words; i += hps_grid_stride()) sketch[i] = (sketch[i] >> 1) & 0x77777777u;
+}
+
+// Counts keys of an insert call: each key's counters + 1, *additions += n — halved first when `first` (the call's
+// first dyn_sketch_add, right after its dyn_sketch_halve) finds it ≥ sample.
+extern "C" __global__ void __launch_bounds__(HPS_BLOCK)
+    dyn_sketch_add(const i64 *keys, u32 n, u32 *sketch, u32 log2Blocks, unsigned long long *additions, u64 sample, u32 first) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        unsigned long long a = *additions;
+        if (first != 0u && a >= sample) a /= 2ull;
+        *additions = a + n;
+    }
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += hps_grid_stride()) dyn_sketch_increment(sketch, log2Blocks, keys[i]);
 }
 
 // ---- Query ------------------------------------------------------------------------------------------------
