@@ -17,12 +17,25 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        // `hps serve`'s gRPC endpoint (KServe v2 GRPCInferenceService) and its Prometheus metrics; pinned.
+        .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // Small C helpers the hot path needs and Swift does not expose: prefetch, spin locks on raw words.
         .target(name: "CHPSSupport"),
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
-        .target(name: "HPS", dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log")]),
+        // Lookups report through swift-metrics' CoreMetrics API, so an embedding program picks the backend.
+        .target(
+            name: "HPS",
+            dependencies: [
+                "CHPSSupport", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]),
         // Wiring: builds a parameter server from a config with every linked backend.
         .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA"]),
         // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).
@@ -58,13 +71,28 @@ let package = Package(
         // Never a dependency of the TF op library or the C API. (The device-side workload kernels,
         // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
         .target(name: "HPSBench", dependencies: ["HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
-        // `hps serve`: the KServe v2 / Triton HTTP protocol over Hummingbird, lookups through LookupSession.
-        .target(name: "HPSServer", dependencies: ["HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
+        // `hps serve`: the KServe v2 / Triton protocol over HTTP (Hummingbird) and gRPC (grpc-swift 2; the code
+        // under Generated/ is protoc's output for Protos/grpc_service.proto, see scripts/generate-grpc.sh),
+        // lookups through LookupSession, Prometheus text on its own port.
+        .target(
+            name: "HPSServer",
+            dependencies: [
+                "HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "hps",
             dependencies: [
                 "CHPSSupport", "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),

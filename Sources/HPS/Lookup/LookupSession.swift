@@ -28,6 +28,8 @@ public final class LookupSession: @unchecked Sendable {
     private let pool: WorkspacePool
     private let inserter: DispatchQueue
     private let cacheType: EmbeddingCacheType
+    /// Each table's swift-metrics handles (``TableLookupMetrics``).
+    private let metrics: [TableLookupMetrics]
 
     init(server: ParameterServer, model: ModelConfig, device: Int) throws {
         self.server = server
@@ -77,6 +79,10 @@ public final class LookupSession: @unchecked Sendable {
         self.caches = caches
         self.deviceLookups = deviceLookups
         self.direct = direct
+        metrics = tables.map { TableLookupMetrics(model: model.name, table: $0.name, cached: caches[$0.index] != nil) }
+        for (t, cache) in caches.enumerated() {
+            if let cache { metrics[t].cache(capacity: cache.capacity, occupancy: cache.count) }
+        }
         deviceHosts = makeDeviceHosts()
         server.logger.info(
             "Lookup session: model \(model.name), device \(device) (caches on \(Set(caches.compactMap { $0?.location }).sorted().joined(separator: ", ").nonEmpty ?? "no device"), \(tables.count) table(s), cache \(model.deviceCache ? cacheType.rawValue : "off"), "
@@ -115,9 +121,13 @@ public final class LookupSession: @unchecked Sendable {
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
+        ws.tally = LookupTally(start: LookupTally.now())
         let width = server.keyWidth
         if width == .int64 && direct[table] && deviceLookups[table] == nil {
-            defer { pool.release(ws) }
+            defer {
+                report(t, ws: ws, count: keys.count)
+                pool.release(ws)
+            }
             lookupDirect(t, keys: keys, ws: ws, output: output.baseAddress!)
             return
         }
@@ -133,6 +143,7 @@ public final class LookupSession: @unchecked Sendable {
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int32>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let t = try check(table: table, count: keys.count, output: output)
         let ws = pool.acquire()
+        ws.tally = LookupTally(start: LookupTally.now())
         for i in 0..<keys.count { ws.keys[i] = Int64(UInt32(bitPattern: keys[i])) }
         try run(t, ws: ws, count: keys.count, output: output.baseAddress!)
     }
@@ -172,10 +183,13 @@ public final class LookupSession: @unchecked Sendable {
       tables.map { table in
         let server = self.server, pool = self.pool, inserter = self.inserter
         let stats = server.statistics
+        let metrics = self.metrics[table.index]
         return DeviceLookupHost(
             hitRateThreshold: model.hitRateThreshold, defaultValue: table.defaultValue,
             fetch: { [unowned server] keys, output, missScratch in
-                server.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
+                var tally = LookupTally()
+                server.fetch(table: table, keys: keys, into: output, missScratch: missScratch, tally: &tally)
+                metrics.reportDatabases(tally)
             },
             lookupHost: { [unowned self] keys, output in
                 try self.lookup(table: table.index, keys: keys, into: UnsafeMutableBufferPointer(start: output, count: keys.count * table.dimension))
@@ -188,6 +202,11 @@ public final class LookupSession: @unchecked Sendable {
                 stats.add(stats.cacheHits, unique - misses)
                 stats.add(stats.cacheMisses, misses)
                 stats.add(stats.defaults, defaults)
+                var tally = LookupTally()
+                tally.distinctKeys = unique
+                tally.cacheHits = unique - misses
+                tally.defaults = defaults
+                metrics.report(tally, keys: keys)
             })
       }
     }
@@ -242,12 +261,17 @@ public final class LookupSession: @unchecked Sendable {
     /// - Throws: a device error of the table's cache (the lookup then fails; the workspace goes back to the pool).
     private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws {
         var handedOff = false
-        defer { if !handedOff { pool.release(ws) } }
+        var reportedByDevice = false  // the device path reports through its host's `record`
+        defer {
+            if !reportedByDevice { report(table, ws: ws, count: n) }
+            if !handedOff { pool.release(ws) }
+        }
         if hostLookupsOnDevice, let engine = deviceLookups[table.index], n > 0 {
             // A device cache: the keys cross to the device once and the vectors come back once (the device path);
             // should the device fail, the host path below still answers (the cache then reports misses).
             do {
                 if try engine.lookupHostMemory(keys: UnsafeBufferPointer(start: ws.keys, count: n), into: output, host: deviceHosts[table.index]) {
+                    reportedByDevice = true
                     return
                 }
             } catch {
@@ -265,9 +289,13 @@ public final class LookupSession: @unchecked Sendable {
         let stats = server.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
+        ws.tally.distinctKeys = unique
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
         if let cache = caches[table.index] {
+            let queried = LookupTally.now()
             let missing = try query(cache, keys: uniqueKeys, dim: dim, ws: ws)
+            ws.tally.cacheNanos = LookupTally.now() &- queried
+            ws.tally.cacheHits = unique - missing
             stats.add(stats.cacheHits, unique - missing)
             stats.add(stats.cacheMisses, missing)
             if missing > 0 {
@@ -277,10 +305,12 @@ public final class LookupSession: @unchecked Sendable {
                 if cache.holdsWholeTable {
                     fillDefault(table, ws: ws, missing: missing)
                     stats.add(stats.defaults, missing)
+                    ws.tally.defaults += missing
                 } else if hitRate >= model.hitRateThreshold {
                     // Answer with the default now; fetch and insert in the background, keeping the workspace.
                     fillDefault(table, ws: ws, missing: missing)
                     stats.add(stats.defaults, missing)
+                    ws.tally.defaults += missing
                     handedOff = true
                     let job = UnsafeTransfer((ws, cache, table))
                     inserter.async { [server, pool] in
@@ -294,7 +324,7 @@ public final class LookupSession: @unchecked Sendable {
                         pool.release(ws)
                     }
                 } else {
-                    server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+                    server.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses, tally: &ws.tally)
                     let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
                     if cache.queriesScaleAcrossThreads {
                         // Insert and merge in parallel chunks (the cache locks per set).
@@ -315,7 +345,7 @@ public final class LookupSession: @unchecked Sendable {
                 }
             }
         } else {
-            server.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
+            server.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses, tally: &ws.tally)
         }
         // Scatter back to input order.
         let vectors = ws.uniqueVectors, inverse = ws.inverse
@@ -337,6 +367,7 @@ public final class LookupSession: @unchecked Sendable {
         let stats = server.statistics
         let dim = table.dimension
         let keys = ws.keys, missing = ws.missing
+        let queried = LookupTally.now()
         let stamp = cache.beginQuery()
         var misses = 0
         var distinctHits = 0
@@ -365,10 +396,13 @@ public final class LookupSession: @unchecked Sendable {
         } else {
             (misses, distinctHits) = cache.query(keys: UnsafeBufferPointer(start: keys, count: n), into: output, missing: missing, stamp: stamp)
         }
+        ws.tally.cacheNanos = LookupTally.now() &- queried
         // The missed keys, deduplicated in first-seen order (`ws.unique`; `ws.inverse[j]` for the j-th miss).
         for j in 0..<misses { ws.missingKeys[j] = keys[Int(missing[j])] }
         let missed = misses == 0 ? 0 : ws.deduplicate(ws.missingKeys, count: misses)
         let unique = distinctHits + missed
+        ws.tally.distinctKeys = unique
+        ws.tally.cacheHits = distinctHits
         stats.add(stats.cacheHits, distinctHits)
         stats.add(stats.cacheMisses, missed)
         stats.add(stats.lookups, 1)
@@ -382,6 +416,7 @@ public final class LookupSession: @unchecked Sendable {
             // Answer with the default now; fetch and insert in the background, keeping the workspace.
             for j in 0..<misses { (output + Int(missing[j]) * dim).update(repeating: table.defaultValue, count: dim) }
             stats.add(stats.defaults, missed)
+            ws.tally.defaults += missed
             let job = UnsafeTransfer((ws, cache, table))
             inserter.async { [server, pool] in
                 let (ws, cache, table) = job.value
@@ -392,7 +427,7 @@ public final class LookupSession: @unchecked Sendable {
             }
             return true
         }
-        server.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+        server.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses, tally: &ws.tally)
         let fetched = ws.fetched
         // Insert in parallel chunks (the cache locks per set), then answer every missed position.
         Self.inChunks(missed, threshold: Self.parallelInsertThreshold) { lo, hi in
@@ -407,11 +442,22 @@ public final class LookupSession: @unchecked Sendable {
     /// The hash map holds every row: one fetch writes the rows in input order (duplicates included) straight
     /// into `output`; keys it lacks go on to the persistent database, then get the default value.
     private func lookupDirect(_ table: TableConfig, keys: UnsafeBufferPointer<Int64>, ws: LookupWorkspace, output: UnsafeMutablePointer<Float>) {
-        if keys.count > 0 { server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses) }
+        if keys.count > 0 { server.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses, tally: &ws.tally) }
+        ws.tally.distinctKeys = keys.count
         let stats = server.statistics
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, keys.count)
         stats.add(stats.uniqueKeys, keys.count)  // not deduplicated: every key goes to the hash map
+    }
+
+    /// Reports the call that holds `ws` to the table's metrics; measures the cache's occupancy, at most once a
+    /// second, on the inserter queue (counting a dynamic cache's rows walks it).
+    private func report(_ table: TableConfig, ws: LookupWorkspace, count: Int) {
+        let metrics = self.metrics[table.index]
+        metrics.report(ws.tally, keys: count)
+        if let cache = caches[table.index], metrics.occupancyDue() {
+            inserter.async { metrics.occupancy(cache.count) }
+        }
     }
 
     /// Batches at least this large are queried and scattered on several threads.
