@@ -25,6 +25,10 @@ if ! .venv/bin/python -c "import tensorflow, tf_keras, torch, pytest, numpy, nvi
   .venv/bin/pip install -q --upgrade pip setuptools wheel
   .venv/bin/pip install -q "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" "torch==2.13.0+cpu" numpy pytest "nvidia-cuda-nvrtc==13.*" "tritonclient[http]==2.73.*"
 fi
+if ! .venv/bin/python -c "import tritonclient.grpc, prometheus_client" >/dev/null 2>&1; then
+  echo "setup: installing tritonclient[grpc] and prometheus_client (tests/server: gRPC and /metrics) into .venv"
+  .venv/bin/pip install -q "tritonclient[grpc]==2.73.*" "prometheus_client==0.26.*"
+fi
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)"; then
   echo "setup: installing recbole --no-deps for the MovieLens-100K files its wheel ships (examples/sok_dlrm reads them; RecBole is never imported)"
   .venv/bin/pip install -q --no-deps "recbole==1.2.1"
