@@ -20,7 +20,6 @@ let package = Package(
         // `hps serve`'s gRPC endpoint (KServe v2 GRPCInferenceService) and its Prometheus metrics; pinned.
         .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf", exact: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
@@ -72,7 +71,8 @@ let package = Package(
         // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
         .target(name: "HPSBench", dependencies: ["HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
         // `hps serve`: the KServe v2 / Triton protocol over HTTP (Hummingbird) and gRPC (grpc-swift 2; the code
-        // under Generated/ is protoc's output for Protos/grpc_service.proto, see scripts/generate-grpc.sh),
+        // under Generated/ is protoc's output for Protos/grpc_service.proto, see scripts/generate-grpc.sh; its
+        // coders are ProtobufCoding.swift, not grpc-swift-protobuf, whose plugins would build protoc's C++),
         // lookups through LookupSession, Prometheus text on its own port.
         .target(
             name: "HPSServer",
@@ -80,7 +80,6 @@ let package = Package(
                 "HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -95,6 +94,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "HPSTests",
+            dependencies: [
+                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]),
     ]
 )

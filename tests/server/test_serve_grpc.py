@@ -178,7 +178,7 @@ def test_bad_requests_get_invalid_argument_or_not_found(deployment, serve):
         "/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda b: b, response_deserializer=lambda b: b)
     with pytest.raises(grpc.RpcError) as info:
         garbage(b"\xff\xfe\x00garbage\x0a\xff", timeout=30)
-    assert info.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed" in info.value.details(), info.value
     # load and unload need --model-control-mode explicit
     client = grpcclient.InferenceServerClient(server.grpc_url)
     with pytest.raises(InferenceServerException, match="explicit") as info:

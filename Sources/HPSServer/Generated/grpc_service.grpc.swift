@@ -15,7 +15,6 @@
 //   https://github.com/grpc/grpc-swift
 
 import GRPCCore
-import GRPCProtobuf
 
 // MARK: - inference.GRPCInferenceService
 
@@ -638,8 +637,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
     internal func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ServerLive.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ServerLiveRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ServerLiveResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ServerLiveRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ServerLiveResponse>(),
             handler: { request, context in
                 try await self.serverLive(
                     request: request,
@@ -649,8 +648,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ServerReady.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ServerReadyRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ServerReadyResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ServerReadyRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ServerReadyResponse>(),
             handler: { request, context in
                 try await self.serverReady(
                     request: request,
@@ -660,8 +659,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ModelReady.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelReadyRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelReadyResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ModelReadyRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ModelReadyResponse>(),
             handler: { request, context in
                 try await self.modelReady(
                     request: request,
@@ -671,8 +670,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ServerMetadata.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ServerMetadataRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ServerMetadataResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ServerMetadataRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ServerMetadataResponse>(),
             handler: { request, context in
                 try await self.serverMetadata(
                     request: request,
@@ -682,8 +681,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ModelMetadata.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelMetadataRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelMetadataResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ModelMetadataRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ModelMetadataResponse>(),
             handler: { request, context in
                 try await self.modelMetadata(
                     request: request,
@@ -693,8 +692,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ModelInfer.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelInferRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelInferResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ModelInferRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ModelInferResponse>(),
             handler: { request, context in
                 try await self.modelInfer(
                     request: request,
@@ -704,8 +703,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.ModelConfig.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelConfigRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelConfigResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_ModelConfigRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_ModelConfigResponse>(),
             handler: { request, context in
                 try await self.modelConfig(
                     request: request,
@@ -715,8 +714,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.RepositoryIndex.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryIndexRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryIndexResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_RepositoryIndexRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_RepositoryIndexResponse>(),
             handler: { request, context in
                 try await self.repositoryIndex(
                     request: request,
@@ -726,8 +725,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.RepositoryModelLoad.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryModelLoadRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryModelLoadResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_RepositoryModelLoadRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_RepositoryModelLoadResponse>(),
             handler: { request, context in
                 try await self.repositoryModelLoad(
                     request: request,
@@ -737,8 +736,8 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
         )
         router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.RepositoryModelUnload.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryModelUnloadRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryModelUnloadResponse>(),
+            deserializer: ProtobufMessageDeserializer<Inference_RepositoryModelUnloadRequest>(),
+            serializer: ProtobufMessageSerializer<Inference_RepositoryModelUnloadResponse>(),
             handler: { request, context in
                 try await self.repositoryModelUnload(
                     request: request,
