@@ -123,6 +123,7 @@ def main():
     config = make_deployment(directory, args.rows, args.dim)
     requests = make_requests(args.rows, 256)
 
+    os.environ.setdefault("HPS_LOG_LEVEL", "warning")
     capi_label = "in-process C API (ctypes, 26 hps_lookup calls)"
     print("%d tables × dim %d, %d rows each; %d keys per request; %.0f s per row\n" % (TABLES, args.dim, args.rows, BATCH, args.seconds))
     print("| path | clients | requests/s | keys/s | p50 ms | p99 ms | p99/p50 | keys/s vs in-process |")
@@ -135,7 +136,6 @@ def main():
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
     port, grpc_port, metrics_port = ports
-    os.environ.setdefault("HPS_LOG_LEVEL", "warning")
     env = dict(os.environ)
     server = subprocess.Popen(
         [os.path.join(REPO, ".build/release/hps"), "serve", "--config", config, "--http-port", str(port),

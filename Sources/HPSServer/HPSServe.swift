@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -46,6 +47,21 @@ public enum HPSServe {
             logger: logger)
         try await app.runService()
         FileHandle.standardError.write(Data("hps serve: stopped\n".utf8))
+    }
+
+    /// Bootstraps swift-metrics (once per process) with a Prometheus factory over a new registry, with
+    /// latency buckets from 50 µs to 5 s, and returns the registry for ``ServeOptions/metricsRegistry``: the
+    /// lookups and the server then report into what `/metrics` shows.
+    public static func bootstrapPrometheus() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+            .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
     }
 
     /// `GET /metrics` on its own port: the registry as Prometheus text (version 0.0.4).

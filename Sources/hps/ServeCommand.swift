@@ -1,9 +1,8 @@
+#if canImport(HPSServer)
 import ArgumentParser
-import CoreMetrics
 import Foundation
 import HPS
 import HPSServer
-import Prometheus
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,15 +69,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.metricsPort = allowMetrics ? metricsPort : nil
         if allowMetrics {
             // Lookups and the server report through swift-metrics; here into the registry /metrics shows.
-            let registry = PrometheusCollectorRegistry()
-            var factory = PrometheusMetricsFactory(registry: registry)
-            factory.defaultDurationHistogramBuckets = [
-                .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
-                .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
-            ]
-            MetricsSystem.bootstrap(factory)
-            options.metricsRegistry = registry
+            options.metricsRegistry = HPSServe.bootstrapPrometheus()
         }
         options.modelControlMode = ServeOptions.ModelControlMode(rawValue: modelControlMode) ?? .none
         options.maxRequestBytes = maxRequestBytes
@@ -92,3 +83,4 @@ struct ServeCommand: AsyncParsableCommand {
         try await HPSServe.run(options)
     }
 }
+#endif
