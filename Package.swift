@@ -1,6 +1,39 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// `HPS_WITHOUT_SERVER=1` leaves `hps serve` out (the HPSServer target with Hummingbird, gRPC, swift-protobuf
+/// and Prometheus): builds that never run the server, such as the sanitizer builds of the test suite
+/// (scripts/sanitize.sh), then skip compiling that stack. `hps` is built without its `serve` command then.
+let withServer = Context.environment["HPS_WITHOUT_SERVER"] != "1"
+
+let serverPackages: [Package.Dependency] = [
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+    // `hps serve`'s gRPC endpoint (KServe v2 GRPCInferenceService) and its Prometheus metrics; pinned.
+    .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
+    .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+]
+
+let serverTargets: [Target] = [
+    // `hps serve`: the KServe v2 / Triton protocol over HTTP (Hummingbird) and gRPC (grpc-swift 2; the code
+    // under Generated/ is protoc's output for Protos/grpc_service.proto, see scripts/generate-grpc.sh; its
+    // coders are ProtobufCoding.swift, not grpc-swift-protobuf, whose plugins would build protoc's C++),
+    // lookups through LookupSession, Prometheus text on its own port.
+    .target(
+        name: "HPSServer",
+        dependencies: [
+            "HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ])
+]
+
 let package = Package(
     name: "hps",
     platforms: [.macOS(.v15)],
@@ -17,16 +50,20 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
-    ],
+        // The lookups report through its CoreMetrics API (any backend; `hps serve` bootstraps Prometheus).
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+    ] + (withServer ? serverPackages : []),
     targets: [
         // Small C helpers the hot path needs and Swift does not expose: prefetch, spin locks on raw words.
         .target(name: "CHPSSupport"),
         // Core: config, table files, the database protocol and hash map, caches, lookup sessions.
+        // Lookups report through swift-metrics' CoreMetrics API, so an embedding program picks the backend.
         .target(
             name: "HPS",
-            dependencies: ["CHPSSupport", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")]
-        ),
+            dependencies: [
+                "CHPSSupport", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]),
         // Wiring: builds a parameter server from a config with every linked backend.
         .target(name: "HPSRuntime", dependencies: ["HPS", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSKafka"]),
         // CUDA driver API and NVRTC declarations (our own function-pointer typedefs; nothing links CUDA).
@@ -67,15 +104,18 @@ let package = Package(
         // Never a dependency of the TF op library or the C API. (The device-side workload kernels,
         // Kernels/bench.cu, stay in HPSCUDA: CUDAKernels compiles and loads every kernel file as one set.)
         .target(name: "HPSBench", dependencies: ["CHPSSupport", "HPS", "HPSRedis", "HPSRocksDB", "CRocksDB"]),
-        // `hps serve`: the KServe v2 / Triton HTTP protocol over Hummingbird, lookups through LookupSession.
-        .target(name: "HPSServer", dependencies: ["HPS", "HPSRuntime", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "hps",
             dependencies: [
-                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSServer", "HPSKafka",
+                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSTestSupport", "HPSBench", "HPSKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ] + (withServer ? ["HPSServer"] : [])
         ),
-        .testTarget(name: "HPSTests", dependencies: ["HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSKafka", "HPSTestSupport", .product(name: "Logging", package: "swift-log")]),
-    ]
+        .testTarget(
+            name: "HPSTests",
+            dependencies: [
+                "HPS", "HPSRuntime", "HPSRocksDB", "HPSRedis", "HPSCUDA", "HPSKafka", "HPSTestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]),
+    ] + (withServer ? serverTargets : [])
 )

@@ -1,9 +1,10 @@
-"""Benchmark of `hps serve`: requests/s, keys/s and p50/p99 latency with 1 and 16 concurrent tritonclient.http
-clients (binary tensors), beside the same lookups in-process through the C API (libhps.so via ctypes), in the
-same run on the same tables. One request: 1024 keys over 26 tables (about 39 per table; Zipf-ish mix of hot
-keys and misses that get the default).
+"""Benchmark of `hps serve`: requests/s, keys/s and p50/p99 latency with 1, 16 and 64 concurrent clients over
+HTTP (tritonclient.http, binary tensors) and gRPC (tritonclient.grpc, raw tensor contents), beside the same
+lookups in-process through the C API (libhps.so via ctypes), in the same run on the same tables, with the
+ratios to the in-process numbers. One request: 1024 keys over 26 tables (about 39 per table; Zipf-ish mix of
+hot keys and misses that get the default).
 
-    .venv/bin/python bench/serve.py [--seconds 5] [--rows 20000] [--dim 16] [--clients 1,16]
+    .venv/bin/python bench/serve.py [--seconds 5] [--rows 20000] [--dim 16] [--clients 1,16,64]
 
 Needs .build/release/hps (swift build -c release --product hps) and libhps.so (scripts/build-capi.sh, or
 HPS_C_LIBRARY)."""
@@ -22,6 +23,7 @@ import time
 import urllib.request
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,9 +99,15 @@ def drive(clients, seconds, call):
     return len(flat), elapsed, flat
 
 
-def report(label, clients, n, elapsed, latencies):
+RESULTS = {}
+
+
+def report(label, clients, n, elapsed, latencies, baseline=None):
     rps = n / elapsed
-    print("| %s | %d | %.0f | %.0f | %.2f | %.2f |" % (label, clients, rps, rps * BATCH, percentile(latencies, 50), percentile(latencies, 99)))
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    RESULTS[(label, clients)] = rps
+    ratio = "%.2fx" % (rps / RESULTS[(baseline, clients)]) if baseline and RESULTS.get((baseline, clients)) else "1.00x (baseline)"
+    print("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %s |" % (label, clients, rps, rps * BATCH, p50, p99, p99 / p50, ratio))
     sys.stdout.flush()
 
 
@@ -108,50 +116,72 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--clients", default="1,16")
+    parser.add_argument("--clients", default="1,16,64")
     args = parser.parse_args()
     clients_list = [int(c) for c in args.clients.split(",")]
     directory = tempfile.mkdtemp(prefix="hps-bench-serve-")
     config = make_deployment(directory, args.rows, args.dim)
     requests = make_requests(args.rows, 256)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     os.environ.setdefault("HPS_LOG_LEVEL", "warning")
+    capi_label = "in-process C API (ctypes, 26 hps_lookup calls)"
+    print("%d tables × dim %d, %d rows each; %d keys per request; %.0f s per row\n" % (TABLES, args.dim, args.rows, BATCH, args.seconds))
+    print("| path | clients | requests/s | keys/s | p50 ms | p99 ms | p99/p50 | keys/s vs in-process |")
+    print("|---|---|---|---|---|---|---|---|")
+    run_capi(config, requests, clients_list, args, capi_label)
+
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, grpc_port, metrics_port = ports
     env = dict(os.environ)
-    server = subprocess.Popen([os.path.join(REPO, ".build/release/hps"), "serve", "--config", config, "--http-port", str(port)], env=env)
-    url = "127.0.0.1:%d" % port
+    server = subprocess.Popen(
+        [os.path.join(REPO, ".build/release/hps"), "serve", "--config", config, "--http-port", str(port),
+         "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)], env=env)
+    url, grpc_url = "127.0.0.1:%d" % port, "127.0.0.1:%d" % grpc_port
     for _ in range(600):
         try:
             if urllib.request.urlopen("http://%s/v2/health/ready" % url, timeout=1).status == 200:
                 break
         except OSError:
             time.sleep(0.1)
-    print("%d tables × dim %d, %d rows each; %d keys per request; %.0f s per row\n" % (TABLES, args.dim, args.rows, BATCH, args.seconds))
-    print("| path | clients | requests/s | keys/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
     try:
         for clients in clients_list:
-            local = threading.local()  # a tritonclient client (gevent) belongs to the thread that made it
+            local = threading.local()  # a tritonclient client belongs to the thread that made it
 
-            def call(c, i):
-                if not hasattr(local, "client"):
-                    local.client = httpclient.InferenceServerClient(url)
+            def call_http(c, i):
+                if not hasattr(local, "http"):
+                    local.http = httpclient.InferenceServerClient(url)
                 keys, counts = requests[(c * 7 + i) % len(requests)]
                 inputs = [httpclient.InferInput("KEYS", [1, BATCH], "INT64"), httpclient.InferInput("NUMKEYS", [1, TABLES], "INT32")]
                 inputs[0].set_data_from_numpy(keys.reshape(1, -1))
                 inputs[1].set_data_from_numpy(counts.reshape(1, -1))
-                out = local.client.infer("bench", inputs).as_numpy("OUTPUT0")
+                out = local.http.infer("bench", inputs).as_numpy("OUTPUT0")
                 assert out.size == BATCH * args.dim
 
-            call(0, 0)
-            report("hps serve, tritonclient.http (binary)", clients, *drive(clients, args.seconds, call))
+            def call_grpc(c, i):
+                if not hasattr(local, "grpc"):
+                    local.grpc = grpcclient.InferenceServerClient(grpc_url)
+                keys, counts = requests[(c * 7 + i) % len(requests)]
+                inputs = [grpcclient.InferInput("KEYS", [1, BATCH], "INT64"), grpcclient.InferInput("NUMKEYS", [1, TABLES], "INT32")]
+                inputs[0].set_data_from_numpy(keys.reshape(1, -1))
+                inputs[1].set_data_from_numpy(counts.reshape(1, -1))
+                out = local.grpc.infer("bench", inputs).as_numpy("OUTPUT0")
+                assert out.size == BATCH * args.dim
+
+            for label, call in (("hps serve, tritonclient.grpc (raw contents)", call_grpc),
+                                ("hps serve, tritonclient.http (binary)", call_http)):
+                call(0, 0)
+                report(label, clients, *drive(clients, args.seconds, call), baseline=capi_label)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
         assert code == 0, code
 
+
+def run_capi(config, requests, clients_list, args, label):
     library = os.environ.get("HPS_C_LIBRARY") or os.path.join(REPO, ".build-python/release/libhps.so")
     lib = ctypes.CDLL(library)
     P = ctypes.c_void_p
@@ -179,7 +209,11 @@ def main():
                 start += n
 
         capi(0, 0)
-        report("in-process C API (ctypes, 26 hps_lookup calls)", clients, *drive(clients, args.seconds, capi))
+        report(label, clients, *drive(clients, args.seconds, capi))
+    lib.hps_session_destroy.argtypes = [P]
+    lib.hps_server_destroy.argtypes = [P]
+    lib.hps_session_destroy(session)
+    lib.hps_server_destroy(handle)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ for mode in "${MODES[@]}"; do
   start=$SECONDS
   echo "sanitize: building the tests with --sanitize=$mode ($scratch)"
   mkdir -p "$scratch"
-  if ! swift build --build-tests --sanitize="$mode" --scratch-path "$scratch" > "$scratch/sanitize-build.log" 2>&1; then
+  # HPS_WITHOUT_SERVER=1: the suites never run `hps serve`; its HTTP/gRPC stack is not compiled twice more.
+  if ! HPS_WITHOUT_SERVER=1 swift build --build-tests --sanitize="$mode" --scratch-path "$scratch" > "$scratch/sanitize-build.log" 2>&1; then
     echo "sanitize: the $mode build failed; the end of $scratch/sanitize-build.log:" >&2
     grep -E "error:" "$scratch/sanitize-build.log" | head -20 >&2 || tail -20 "$scratch/sanitize-build.log" >&2
     status=1
@@ -44,7 +45,7 @@ for mode in "${MODES[@]}"; do
   TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
   ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}" \
   LSAN_OPTIONS="suppressions=$PWD/tests/sanitize/lsan.supp print_suppressions=0 ${LSAN_OPTIONS:-}" \
-    swift test --skip-build --sanitize="$mode" --scratch-path "$scratch" "${select[@]}" > "$log" 2>&1
+    HPS_WITHOUT_SERVER=1 swift test --skip-build --sanitize="$mode" --scratch-path "$scratch" "${select[@]}" > "$log" 2>&1
   rc=$?
   set -e
   reports=$(grep -cE "WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer" "$log" || true)

@@ -30,6 +30,10 @@ if ! .venv-tf-oldest/bin/python -c "import tensorflow" >/dev/null 2>&1; then
   python3 -m venv .venv-tf-oldest
   .venv-tf-oldest/bin/pip install -q "tensorflow-cpu==2.16.*" "numpy<2"
 fi
+if ! .venv/bin/python -c "import tritonclient.grpc, prometheus_client" >/dev/null 2>&1; then
+  echo "setup: installing tritonclient[grpc] and prometheus_client (tests/server: gRPC and /metrics) into .venv"
+  .venv/bin/pip install -q "tritonclient[grpc]==2.73.*" "prometheus_client==0.26.*"
+fi
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)"; then
   echo "setup: installing recbole --no-deps for the MovieLens-100K files its wheel ships (examples/sok_dlrm reads them; RecBole is never imported)"
   .venv/bin/pip install -q --no-deps "recbole==1.2.1"

@@ -22,12 +22,17 @@ public enum HPSRuntime {
     /// - Throws: ``HPSError`` `.invalidConfig`/`.unsupported` for a database setting this build cannot honour;
     ///   `.database` when a database cannot be opened or reached; what ``ParameterServer/loadTables(progress:)`` and
     ///   ``ParameterServer/makeAllSessions()`` throw; the update source's error when its consumers cannot start.
+    ///
+    /// `persistentDatabase`, when given, is an open persistent database made from `config.persistentDatabase`
+    /// (by ``makePersistentDatabase(_:logger:)``) that the new server shares instead of opening its own: a
+    /// server that builds a new generation beside a serving one (RocksDB locks its folder to one opener).
     public static func makeParameterServer(
-        config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil
+        config: ParameterServerConfig, logger: HPSLogger = .standard, progress: ((String, Int, Int) -> Void)? = nil,
+        persistentDatabase: (any Database)? = nil
     ) throws -> ParameterServer {
         try checkResources(config, logger: logger)
         let vdb = try makeVolatileDatabase(config.volatileDatabase, logger: logger)
-        let pdb = try makePersistentDatabase(config.persistentDatabase, logger: logger)
+        let pdb = try persistentDatabase ?? makePersistentDatabase(config.persistentDatabase, logger: logger)
         // GPU caches when a CUDA device is usable; otherwise the provider logs why and sessions use CPU caches.
         let provider = CUDACacheProvider.makeIfUsable(logger: logger)
         let server = ParameterServer(config: config, volatileDatabase: vdb, persistentDatabase: pdb, cacheProvider: provider, logger: logger)

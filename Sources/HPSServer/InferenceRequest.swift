@@ -31,8 +31,6 @@ struct InferenceRequest: Sendable {
         } catch {
             throw .badRequest("malformed inference request JSON: \(Self.describe(error))")
         }
-        id = request.id
-
         var binaryOffset = body.readerIndex + jsonLength
         let binaryEnd = body.readerIndex + total
         var keys: [Int64]?
@@ -80,6 +78,24 @@ struct InferenceRequest: Sendable {
         guard binaryOffset == binaryEnd else {
             throw .badRequest("\(binaryEnd - binaryOffset) bytes after the JSON and the inputs' binary data belong to no input")
         }
+        try self.init(id: request.id, keys: keys, numKeys: numKeys, binaryOutput: false, model: model)
+
+        var binary = request.parameters?.binaryDataOutput ?? false
+        if let outputs = request.outputs {
+            for output in outputs {
+                guard output.name == Self.outputName else {
+                    throw .badRequest("unknown output '\(output.name)'; model \(model.name) has OUTPUT0")
+                }
+                binary = output.parameters?.binaryData ?? binary
+            }
+        }
+        binaryOutput = binary
+    }
+
+    /// Checks decoded inputs against `model`: both present, NUMKEYS one count per table, each within the
+    /// table's limit, adding up to the number of keys.
+    /// - Throws: ``ServeError`` 400 naming the problem.
+    init(id: String?, keys: [Int64]?, numKeys: [Int64]?, binaryOutput: Bool, model: ModelConfig) throws(ServeError) {
         guard let keys else { throw .badRequest("missing input KEYS (INT64, [1, total keys])") }
         guard let numKeys else { throw .badRequest("missing input NUMKEYS (INT32, [1, tables])") }
         guard numKeys.count == model.tableCount else {
@@ -98,19 +114,27 @@ struct InferenceRequest: Sendable {
         guard sum == keys.count else {
             throw .badRequest("NUMKEYS adds up to \(sum) but KEYS holds \(keys.count) keys")
         }
+        self.id = id
         self.keys = keys
         keysPerTable = numKeys.map { Int($0) }
+        self.binaryOutput = binaryOutput
+    }
 
-        var binary = request.parameters?.binaryDataOutput ?? false
-        if let outputs = request.outputs {
-            for output in outputs {
-                guard output.name == Self.outputName else {
-                    throw .badRequest("unknown output '\(output.name)'; model \(model.name) has OUTPUT0")
-                }
-                binary = output.parameters?.binaryData ?? binary
-            }
+    /// Floats `OUTPUT0` holds for this request: each table's keys × its dim.
+    func outputCount(_ model: ModelConfig) -> Int {
+        var total = 0
+        for (t, n) in keysPerTable.enumerated() { total += n * model.tables[t].dimension }
+        return total
+    }
+
+    /// Looks up every table's keys into `output` (``outputCount(_:)`` floats): table t's keys × its dim, in
+    /// request order. One multi-table lookup: the tables of a fused group (`fuse_embedding_table`) are
+    /// answered in one pass.
+    /// - Throws: the session's ``HPSError`` when a lookup fails.
+    func lookUp(in session: LookupSession, into output: UnsafeMutableBufferPointer<Float>) throws {
+        try keys.withUnsafeBufferPointer { keys in
+            try session.lookup(tables: Array(keysPerTable.indices), keys: keys, counts: keysPerTable, into: output)
         }
-        binaryOutput = binary
     }
 
     /// `count` little-endian integers of `width` bytes at `offset`.

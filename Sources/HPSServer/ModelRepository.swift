@@ -9,8 +9,8 @@ final class ServingGeneration: Sendable {
     let server: ParameterServer
     let sessions: [String: LookupSession]
 
-    init(config: ParameterServerConfig) throws {
-        server = try HPSRuntime.makeParameterServer(config: config)
+    init(config: ParameterServerConfig, persistentDatabase: (any Database)?) throws {
+        server = try HPSRuntime.makeParameterServer(config: config, persistentDatabase: persistentDatabase)
         var sessions: [String: LookupSession] = [:]
         for model in config.models {
             sessions[model.name] = try server.session(model: model.name, device: model.deployedDevices.first ?? 0)
@@ -39,6 +39,10 @@ final class ModelRepository: @unchecked Sendable {
     private var loaded: Set<String> = []
     private var generation: ServingGeneration?
     private let control = LookupThreadPool(threads: 1, name: "hps-serve-control")
+    /// The persistent database the generations share, opened by the first one that needs it and kept open
+    /// until shutdown (RocksDB lets one opener hold its folder, and the next generation is built while the
+    /// serving one still holds it). Only the control thread touches it.
+    private var persistent: (config: PersistentDatabaseConfig, database: any Database)?
 
     /// Reads and validates the config; in `none` mode builds every model now (a config that fails stops the
     /// start), in `explicit` mode builds nothing until a load.
@@ -48,7 +52,7 @@ final class ModelRepository: @unchecked Sendable {
         let config = try ParameterServerConfig.load(path: configFile)
         known = config
         if mode == .none {
-            generation = try ServingGeneration(config: config)
+            generation = try ServingGeneration(config: config, persistentDatabase: try sharedPersistentDatabase(config))
             loaded = Set(config.models.map(\.name))
         }
     }
@@ -104,7 +108,7 @@ final class ModelRepository: @unchecked Sendable {
             var selected = config
             selected.models = config.models.filter { wanted.contains($0.name) }
             let next: ServingGeneration
-            do { next = try ServingGeneration(config: selected) } catch {
+            do { next = try ServingGeneration(config: selected, persistentDatabase: try sharedPersistentDatabase(selected)) } catch {
                 throw ServeError.badRequest("failed to load '\(name)': \(error)")
             }
             lock.lock()
@@ -133,4 +137,23 @@ final class ModelRepository: @unchecked Sendable {
     }
 
     func shutdown() { control.shutdown() }
+
+    /// The open persistent database for `config`'s `persistent_db`: the one the generations share when its
+    /// settings are unchanged, a new one when there is none yet; nil when it is disabled.
+    /// - Throws: ``ServeError`` 400 when the settings of an open database changed (a restart applies them),
+    ///   or what opening it throws.
+    private func sharedPersistentDatabase(_ config: ParameterServerConfig) throws -> (any Database)? {
+        let wanted = config.persistentDatabase
+        guard wanted.type != .disabled else { return nil }
+        if let persistent {
+            guard persistent.config == wanted else {
+                throw ServeError.badRequest(
+                    "persistent_db changed in \(configFile) (open: \(persistent.config.type.rawValue) at \(persistent.config.path)); the server shares the open database between generations, restart it to change persistent_db")
+            }
+            return persistent.database
+        }
+        guard let database = try HPSRuntime.makePersistentDatabase(wanted) else { return nil }
+        persistent = (wanted, database)
+        return database
+    }
 }

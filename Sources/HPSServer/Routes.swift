@@ -91,8 +91,17 @@ struct Routes: Sendable {
     // MARK: Inference
 
     private func infer(_ request: Request, _ context: BasicRequestContext) async -> Response {
+        let clock = ContinuousClock.now
+        var modelLabel: String?
+        let response = await infer(request, context, model: &modelLabel)
+        ServeMetrics.shared.request(model: modelLabel, protocol: .http, succeeded: response.status == .ok, since: clock)
+        return response
+    }
+
+    private func infer(_ request: Request, _ context: BasicRequestContext, model modelLabel: inout String?) async -> Response {
         do {
             let served = try repository.model(modelName(context))
+            modelLabel = served.config.name
             let body = try await collectBody(request)
             var headerLength: Int?
             if let text = request.headers[InferenceResponse.headerLengthField] {
@@ -129,15 +138,8 @@ struct Routes: Sendable {
     /// Looks up every table's keys into one output buffer: table t's keys × its dim, in request order. One
     /// multi-table lookup: the tables of a fused group (`fuse_embedding_table`) are answered in one pass.
     private static func lookUp(_ request: InferenceRequest, in served: ServedModel) throws -> [Float] {
-        let tables = served.config.tables
-        var total = 0
-        for (t, n) in request.keysPerTable.enumerated() { total += n * tables[t].dimension }
-        var output = [Float](repeating: 0, count: total)
-        try request.keys.withUnsafeBufferPointer { keys in
-            try output.withUnsafeMutableBufferPointer { out in
-                try served.session.lookup(tables: Array(tables.indices), keys: keys, counts: request.keysPerTable, into: out)
-            }
-        }
+        var output = [Float](repeating: 0, count: request.outputCount(served.config))
+        try output.withUnsafeMutableBufferPointer { try request.lookUp(in: served.session, into: $0) }
         return output
     }
 }

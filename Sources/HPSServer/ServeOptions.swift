@@ -1,3 +1,5 @@
+import Prometheus
+
 /// What `hps serve` was asked for: where to listen, which config to serve, and the safety limits.
 public struct ServeOptions: Sendable {
     /// How models are loaded, as Triton's `--model-control-mode`.
@@ -12,6 +14,13 @@ public struct ServeOptions: Sendable {
     public var configFile: String
     public var host: String = "127.0.0.1"
     public var httpPort: Int = 8000
+    /// The gRPC port (KServe v2 `GRPCInferenceService`), nil for no gRPC endpoint.
+    public var grpcPort: Int? = 8001
+    /// The port of `GET /metrics` (Prometheus text of `metricsRegistry`), nil for no metrics endpoint.
+    public var metricsPort: Int? = 8002
+    /// The registry `/metrics` shows; the caller bootstraps swift-metrics with a `PrometheusMetricsFactory`
+    /// over it (once per process), so that the lookups and the server report into it. Nil: no endpoint.
+    public var metricsRegistry: PrometheusCollectorRegistry?
     public var modelControlMode: ModelControlMode = .none
     /// Largest request body accepted; larger ones get 413.
     public var maxRequestBytes: Int = 64 << 20

@@ -17,9 +17,16 @@ struct HPSCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, ValidateCommand.self, InspectCommand.self, ConvertCommand.self, LookupCommand.self,
             DumpCommand.self, LoadDumpCommand.self, PlanCommand.self, BenchCommand.self, GPUCheckCommand.self,
-            ServeCommand.self, PublishCommand.self, KafkaMockCommand.self,
-        ]
+            PublishCommand.self, KafkaMockCommand.self,
+        ] + serveCommands
     )
+
+    /// `serve`, unless the package was built with HPS_WITHOUT_SERVER=1 (Package.swift).
+    #if canImport(HPSServer)
+    static let serveCommands: [any ParsableCommand.Type] = [ServeCommand.self]
+    #else
+    static let serveCommands: [any ParsableCommand.Type] = []
+    #endif
 }
 
 enum HPSVersion {

@@ -95,10 +95,14 @@ class Server:
     def __init__(self, config, directory, *args):
         self.port = free_port()
         self.url = "127.0.0.1:%d" % self.port
+        self.grpc_port, self.metrics_port = free_port(), free_port()
+        self.grpc_url = "127.0.0.1:%d" % self.grpc_port
+        self.metrics_url = "127.0.0.1:%d" % self.metrics_port
         self.log = open(os.path.join(str(directory), "serve-%d.log" % self.port), "w+")
         env = dict(os.environ, HPS_LOG_LEVEL="warning")
         self.proc = subprocess.Popen(
-            [hps_binary(), "serve", "--config", config, "--http-port", str(self.port), *args],
+            [hps_binary(), "serve", "--config", config, "--http-port", str(self.port),
+             "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 120
         while True:

@@ -96,10 +96,17 @@ public final class DynamicCache: EmbeddingCache, @unchecked Sendable {
 
     public var unitCount: Int { setCount }
 
+    /// Occupied slots. Reads the tag words with relaxed atomic loads, as queries do, so it may run while other
+    /// threads insert (the lookup metrics' occupancy): a count of that moment, not a data race.
     public var count: Int {
-        var n = 0
-        for i in 0..<(setCount * Self.slotsPerSet) where tags[i] != 0 { n += 1 }
-        return n
+        let words = UnsafeMutableRawPointer(tags).assumingMemoryBound(to: UInt64.self)
+        let high: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+        var empty = 0
+        for w in 0..<(setCount * Self.slotsPerSet / 8) {
+            let x = hps_atomic_load_u64(words + w)
+            empty += (~(((x & high) &+ high) | x | high)).nonzeroBitCount  // one bit per zero byte
+        }
+        return setCount * Self.slotsPerSet - empty
     }
 
     public func query(keys input: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missing: UnsafeMutablePointer<Int32>) -> Int {

@@ -43,6 +43,9 @@ public final class LookupSession: @unchecked Sendable {
     /// fetched from the databases before an update and inserted after it is fetched again.
     let updateEpoch = Atomic<UInt64>(0)
     private let cacheType: EmbeddingCacheType
+    /// Each unit's swift-metrics handles (``TableLookupMetrics``): a table's, or a fused group's (labelled with
+    /// the group's table name, e.g. `fused_embedding0`).
+    private let metrics: [TableLookupMetrics]
 
     init(tiers: TierChain, model: ModelConfig, device: Int) throws {
         self.tiers = tiers
@@ -101,6 +104,10 @@ public final class LookupSession: @unchecked Sendable {
         self.caches = tables.map { caches[fusion.groupOfTable[$0.index]] }
         self.deviceLookups = tables.map { deviceLookups[fusion.groupOfTable[$0.index]] }
         self.direct = tables.map { direct[fusion.groupOfTable[$0.index]] }
+        metrics = units.map { TableLookupMetrics(model: model.name, table: $0.name, cached: caches[$0.index] != nil) }
+        for (g, cache) in caches.enumerated() {
+            if let cache { metrics[g].cache(capacity: cache.capacity, occupancy: cache.count) }
+        }
         deviceHosts = makeDeviceHosts()
         let fused = fusion.groups.filter(\.isFused)
         tiers.logger.info(
@@ -145,7 +152,7 @@ public final class LookupSession: @unchecked Sendable {
     ///   volatile database never fails a lookup).
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutableBufferPointer<Float>) throws {
         _ = try check(table: table, count: keys.count, output: output)
-        let ws = pool.acquire()
+        let ws = acquire()
         let width = tiers.keyWidth
         let g = fusion.groupOfTable[table]
         let unit = units[g]
@@ -153,7 +160,10 @@ public final class LookupSession: @unchecked Sendable {
             let member = fusion.memberOfTable[table]
             for i in 0..<keys.count { ws.keys[i] = space.encode(width.normalize(keys[i]), member: member) }
         } else if width == .int64 && unitDirect[g] && unitDeviceLookups[g] == nil {
-            defer { pool.release(ws) }
+            defer {
+                report(unit, ws: ws, count: keys.count)
+                pool.release(ws)
+            }
             lookupDirect(unit, keys: keys, ws: ws, output: output.baseAddress!)
             return
         } else if width == .int64 {
@@ -168,7 +178,7 @@ public final class LookupSession: @unchecked Sendable {
     /// - Throws: what ``lookup(table:keys:into:)-(_,UnsafeBufferPointer<Int64>,_)`` throws.
     public func lookup(table: Int, keys: UnsafeBufferPointer<Int32>, into output: UnsafeMutableBufferPointer<Float>) throws {
         _ = try check(table: table, count: keys.count, output: output)
-        let ws = pool.acquire()
+        let ws = acquire()
         let g = fusion.groupOfTable[table]
         if let space = fusion.groups[g].keySpace {
             let member = fusion.memberOfTable[table]
@@ -229,7 +239,7 @@ public final class LookupSession: @unchecked Sendable {
         for j in requested.indices where !done[j] {
             let g = fusion.groupOfTable[requested[j]]
             let unit = units[g]
-            let ws = pool.acquire()
+            let ws = acquire()
             guard let space = fusion.groups[g].keySpace else {
                 done[j] = true
                 for i in 0..<counts[j] { ws.keys[i] = key(keyStart[j] + i) }
@@ -328,16 +338,19 @@ public final class LookupSession: @unchecked Sendable {
 
     private func makeDeviceHosts() -> [DeviceLookupHost] {
       units.map { table in
-        let tiers = self.tiers, pool = self.pool, inserter = self.inserter
+        let tiers = self.tiers, inserter = self.inserter
         let stats = tiers.statistics
+        let metrics = self.metrics[table.index]
         return DeviceLookupHost(
             hitRateThreshold: model.hitRateThreshold, defaultValue: table.defaultValue,
             fetch: { [tiers] keys, output, missScratch in
-                tiers.fetch(table: table, keys: keys, into: output, missScratch: missScratch)
+                var tally = LookupTally()
+                tiers.fetch(table: table, keys: keys, into: output, missScratch: missScratch, tally: &tally)
+                metrics.reportDatabases(tally)
             },
             lookupHost: { [unowned self] keys, output in
                 // The keys are the group's own (tagged when fused): look them up as they are.
-                let ws = pool.acquire()
+                let ws = acquire()
                 if let base = keys.baseAddress { ws.keys.update(from: base, count: keys.count) }
                 try self.run(table, ws: ws, count: keys.count, output: output)
             },
@@ -349,6 +362,11 @@ public final class LookupSession: @unchecked Sendable {
                 stats.add(stats.cacheHits, unique - misses)
                 stats.add(stats.cacheMisses, misses)
                 stats.add(stats.defaults, defaults)
+                var tally = LookupTally()
+                tally.distinctKeys = unique
+                tally.cacheHits = unique - misses
+                tally.defaults = defaults
+                metrics.report(tally, keys: keys)
             })
       }
     }
@@ -407,12 +425,17 @@ public final class LookupSession: @unchecked Sendable {
     /// - Throws: a device error of the table's cache (the lookup then fails; the workspace goes back to the pool).
     private func run(_ table: TableConfig, ws: LookupWorkspace, count n: Int, output: UnsafeMutablePointer<Float>) throws {
         var handedOff = false
-        defer { if !handedOff { pool.release(ws) } }
+        var reportedByDevice = false  // the device path reports through its host's `record`
+        defer {
+            if !reportedByDevice { report(table, ws: ws, count: n) }
+            if !handedOff { pool.release(ws) }
+        }
         if hostLookupsOnDevice, let engine = unitDeviceLookups[table.index], n > 0 {
             // A device cache: the keys cross to the device once and the vectors come back once (the device path);
             // should the device fail, the host path below still answers (the cache then reports misses).
             do {
                 if try engine.lookupHostMemory(keys: UnsafeBufferPointer(start: ws.keys, count: n), into: output, host: deviceHosts[table.index]) {
+                    reportedByDevice = true
                     return
                 }
             } catch {
@@ -430,9 +453,13 @@ public final class LookupSession: @unchecked Sendable {
         let stats = tiers.statistics
         let dim = table.dimension
         let unique = ws.deduplicate(ws.keys, count: n)
+        ws.tally.distinctKeys = unique
         let uniqueKeys = UnsafeBufferPointer(start: ws.unique, count: unique)
         if let cache = unitCaches[table.index] {
+            let queried = LookupTally.now()
             let missing = try query(cache, keys: uniqueKeys, dim: dim, ws: ws)
+            ws.tally.cacheNanos = LookupTally.now() &- queried
+            ws.tally.cacheHits = unique - missing
             stats.add(stats.cacheHits, unique - missing)
             stats.add(stats.cacheMisses, missing)
             if missing > 0 {
@@ -442,10 +469,12 @@ public final class LookupSession: @unchecked Sendable {
                 if cache.holdsWholeTable {
                     fillDefault(table, ws: ws, missing: missing)
                     stats.add(stats.defaults, missing)
+                    ws.tally.defaults += missing
                 } else if hitRate >= model.hitRateThreshold {
                     // Answer with the default now; fetch and insert in the background, keeping the workspace.
                     fillDefault(table, ws: ws, missing: missing)
                     stats.add(stats.defaults, missing)
+                    ws.tally.defaults += missing
                     handedOff = true
                     let job = UnsafeTransfer((ws, cache, table))
                     inserter.async { [self, tiers, pool] in
@@ -463,7 +492,7 @@ public final class LookupSession: @unchecked Sendable {
                 } else {
                     let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
                     defer { try? refetchIfUpdated(since: epoch, table: table, cache: cache, keys: missingKeys) }
-                    tiers.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+                    tiers.fetch(table: table, keys: missingKeys, into: ws.fetched, missScratch: ws.databaseMisses, tally: &ws.tally)
                     let fetched = ws.fetched, positions = ws.missing, vectors = ws.uniqueVectors
                     if cache.queriesScaleAcrossThreads {
                         // Insert and merge in parallel chunks (the cache locks per set).
@@ -484,7 +513,7 @@ public final class LookupSession: @unchecked Sendable {
                 }
             }
         } else {
-            tiers.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses)
+            tiers.fetch(table: table, keys: uniqueKeys, into: ws.uniqueVectors, missScratch: ws.databaseMisses, tally: &ws.tally)
         }
         // Scatter back to input order.
         let vectors = ws.uniqueVectors, inverse = ws.inverse
@@ -506,6 +535,7 @@ public final class LookupSession: @unchecked Sendable {
         let stats = tiers.statistics
         let dim = table.dimension
         let keys = ws.keys, missing = ws.missing
+        let queried = LookupTally.now()
         let stamp = cache.beginQuery()
         var misses = 0
         var distinctHits = 0
@@ -534,10 +564,13 @@ public final class LookupSession: @unchecked Sendable {
         } else {
             (misses, distinctHits) = cache.query(keys: UnsafeBufferPointer(start: keys, count: n), into: output, missing: missing, stamp: stamp)
         }
+        ws.tally.cacheNanos = LookupTally.now() &- queried
         // The missed keys, deduplicated in first-seen order (`ws.unique`; `ws.inverse[j]` for the j-th miss).
         for j in 0..<misses { ws.missingKeys[j] = keys[Int(missing[j])] }
         let missed = misses == 0 ? 0 : ws.deduplicate(ws.missingKeys, count: misses)
         let unique = distinctHits + missed
+        ws.tally.distinctKeys = unique
+        ws.tally.cacheHits = distinctHits
         stats.add(stats.cacheHits, distinctHits)
         stats.add(stats.cacheMisses, missed)
         stats.add(stats.lookups, 1)
@@ -551,6 +584,7 @@ public final class LookupSession: @unchecked Sendable {
             // Answer with the default now; fetch and insert in the background, keeping the workspace.
             for j in 0..<misses { (output + Int(missing[j]) * dim).update(repeating: table.defaultValue, count: dim) }
             stats.add(stats.defaults, missed)
+            ws.tally.defaults += missed
             let job = UnsafeTransfer((ws, cache, table))
             inserter.async { [self, tiers, pool] in
                 let (ws, cache, table) = job.value
@@ -564,7 +598,7 @@ public final class LookupSession: @unchecked Sendable {
             return true
         }
         let epoch = updateEpoch.load(ordering: .sequentiallyConsistent)
-        tiers.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses)
+        tiers.fetch(table: table, keys: missedKeys, into: ws.fetched, missScratch: ws.databaseMisses, tally: &ws.tally)
         let fetched = ws.fetched
         defer { try? refetchIfUpdated(since: epoch, table: table, cache: cache, keys: missedKeys) }
         // Insert in parallel chunks (the cache locks per set), then answer every missed position.
@@ -580,11 +614,29 @@ public final class LookupSession: @unchecked Sendable {
     /// The hash map holds every row: one fetch writes the rows in input order (duplicates included) straight
     /// into `output`; keys it lacks go on to the persistent database, then get the default value.
     private func lookupDirect(_ table: TableConfig, keys: UnsafeBufferPointer<Int64>, ws: LookupWorkspace, output: UnsafeMutablePointer<Float>) {
-        if keys.count > 0 { tiers.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses) }
+        if keys.count > 0 { tiers.fetch(table: table, keys: keys, into: output, missScratch: ws.databaseMisses, tally: &ws.tally) }
+        ws.tally.distinctKeys = keys.count
         let stats = tiers.statistics
         stats.add(stats.lookups, 1)
         stats.add(stats.keys, keys.count)
         stats.add(stats.uniqueKeys, keys.count)  // not deduplicated: every key goes to the hash map
+    }
+
+    /// A workspace from the pool with a fresh tally for the call's metrics.
+    private func acquire() -> LookupWorkspace {
+        let ws = pool.acquire()
+        ws.tally = LookupTally(start: LookupTally.now())
+        return ws
+    }
+
+    /// Reports the call that holds `ws` to the unit's metrics; measures the cache's occupancy, at most once a
+    /// second, on the inserter queue (counting a dynamic cache's rows walks it).
+    private func report(_ table: TableConfig, ws: LookupWorkspace, count: Int) {
+        let metrics = self.metrics[table.index]
+        metrics.report(ws.tally, keys: count)
+        if let cache = unitCaches[table.index], metrics.occupancyDue() {
+            inserter.async { metrics.occupancy(cache.count) }
+        }
     }
 
     /// Batches at least this large are queried and scattered on several threads.

@@ -25,6 +25,8 @@ final class LookupWorkspace: @unchecked Sendable {
     let dedupMask: Int
     let dedupShift: UInt64
     var generation: UInt32 = 0
+    /// What the call holding this workspace has answered so far, for its metrics.
+    var tally = LookupTally()
 
     init(maxKeys: Int, maxDimension: Int) {
         self.maxKeys = max(1, maxKeys)

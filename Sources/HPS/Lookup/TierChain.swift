@@ -47,6 +47,15 @@ final class TierChain: Sendable {
     /// VDB → PDB → default for `keys`, writing `keys.count × dim` floats. `missScratch` holds `keys.count`
     /// indices. Never fails: a database error turns its keys into misses (counted and logged).
     func fetch(table: TableConfig, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missScratch: UnsafeMutablePointer<Int>) {
+        var tally = LookupTally()
+        fetch(table: table, keys: keys, into: output, missScratch: missScratch, tally: &tally)
+    }
+
+    /// ``fetch(table:keys:into:missScratch:)``, adding what each tier answered, and its time, to `tally`.
+    func fetch(
+        table: TableConfig, keys: UnsafeBufferPointer<Int64>, into output: UnsafeMutablePointer<Float>, missScratch: UnsafeMutablePointer<Int>,
+        tally: inout LookupTally
+    ) {
         let dim = table.dimension
         let valueSize = table.valueSize
         let out = UnsafeMutableRawBufferPointer(start: output, count: keys.count * valueSize)
@@ -54,6 +63,8 @@ final class TierChain: Sendable {
         let fill = { (i: Int) in (output + i * dim).update(repeating: table.defaultValue, count: dim) }
         var misses = 0
         if let vdb = volatileDatabase {
+            let started = LookupTally.now()
+            defer { tally.volatileNanos = (tally.volatileNanos ?? 0) + (LookupTally.now() &- started) }
             do {
                 _ = try vdb.fetch(table: tag, keys: keys, values: out, valueSize: valueSize) { i in
                     missScratch[misses] = i
@@ -61,12 +72,14 @@ final class TierChain: Sendable {
                 }
             } catch {
                 statistics.add(statistics.volatileErrors, keys.count)
+                tally.volatileErrors += 1
                 errorLog.error("volatile database \(vdb.name) failed for \(tag); \(keys.count) keys go on to the next tier: \(error)")
                 misses = 0
                 for i in 0..<keys.count { missScratch[i] = i }
                 misses = keys.count
             }
             statistics.add(statistics.volatileHits, keys.count - misses)
+            tally.volatileHits += keys.count - misses
             statistics.add(statistics.volatileMisses, misses)
         } else {
             for i in 0..<keys.count { missScratch[i] = i }
@@ -77,11 +90,13 @@ final class TierChain: Sendable {
         guard let pdb = persistentDatabase else {
             for i in missed { fill(i) }
             statistics.add(statistics.defaults, misses)
+            tally.defaults += misses
             return
         }
         var defaults = 0
         let copyHits = config.volatileDatabase.cacheMissedEmbeddings && volatileDatabase != nil
         var notFound: [Int] = []  // only filled when hits are copied into the volatile database
+        let started = LookupTally.now()
         do {
             _ = try pdb.fetch(table: tag, indices: missed, keys: keys, values: out, valueSize: valueSize) { i in
                 fill(i)
@@ -90,6 +105,7 @@ final class TierChain: Sendable {
             }
         } catch {
             statistics.add(statistics.persistentErrors, misses)
+            tally.persistentErrors += 1
             errorLog.error("persistent database \(pdb.name) failed for \(tag); \(misses) keys get the default value: \(error)")
             for i in missed { fill(i) }
             defaults = misses
@@ -98,6 +114,9 @@ final class TierChain: Sendable {
         statistics.add(statistics.persistentHits, misses - defaults)
         statistics.add(statistics.persistentMisses, defaults)
         statistics.add(statistics.defaults, defaults)
+        tally.persistentNanos = (tally.persistentNanos ?? 0) + (LookupTally.now() &- started)
+        tally.persistentHits += misses - defaults
+        tally.defaults += defaults
         if copyHits, let vdb = volatileDatabase, misses > defaults {
             copyPersistentHitsToVolatile(vdb, tag: tag, valueSize: valueSize, keys: keys, missed: missed, notFound: Set(notFound), output: output, dim: dim)
         }
