@@ -13,7 +13,7 @@ struct UpdatesBench: ParsableCommand {
         abstract: "Online updates: keys/s applied from Kafka while lookups run, lookup latency with and without updates, publish → visible latency.",
         discussion: """
             --updates rows (90% Zipf-picked keys of the table, 10% new keys) are published first to an \
-            in-process mock cluster (8 partitions). Then a server with a synthetic table in its hash map, a CPU \
+            in-process mock cluster (64 partitions, 64 key groups). Then a server with a synthetic table in its hash map, a CPU \
             cache (cpu_cache: true) and a Kafka update_source starts: its consumer applies the backlog while one \
             thread looks up Zipf batches at full speed (keys/s from the first to the last applied batch; lookup \
             latency meanwhile); then lookups alone; then a steady stream of small publishes (--stream-rate \
@@ -29,7 +29,7 @@ struct UpdatesBench: ParsableCommand {
     var dims: [Int] = [16, 128]
 
     @Option(help: "Rows published in phase 2 (keys of the table, Zipf-picked, and new keys).")
-    var updates = 1_000_000
+    var updates = 400_000
 
     @Option(help: "Keys per lookup batch.")
     var batch = 1024
@@ -84,7 +84,10 @@ struct UpdatesBench: ParsableCommand {
         try SyntheticTable.write(to: root + "/t", rows: rows, dim: dim, seed: UInt64(dim))
 
         let cluster = try KafkaMockCluster()
-        try cluster.createTopic("hps_et.bench.t", partitions: 8)
+        defer { withExtendedLifetime(cluster) {} }  // the brokers must outlive every client below
+        // 64 partitions and 64 key groups: the mock keeps only a few MB per partition, so a large backlog must be
+        // spread (a real broker keeps what its retention says).
+        try cluster.createTopic("hps_et.bench.t", partitions: 64)
 
         // The update rows: 90% Zipf-picked keys of the table (hot keys are in the cache), 10% new keys.
         var zipf = ZipfSampler(rows: rows, alpha: 1.05, seed: UInt64(dim) &* 7)
@@ -110,7 +113,7 @@ struct UpdatesBench: ParsableCommand {
         let baselineInsert = Double(updates) / insertWatch.seconds
 
         // The backlog: every update published before the server starts.
-        let publisher = try KafkaPublisher(brokers: cluster.bootstrapServers)
+        let publisher = try KafkaPublisher(brokers: cluster.bootstrapServers, keyGroups: 64)
         let publishWatch = Stopwatch()
         try updateKeys.withUnsafeBufferPointer { k in
             try updateRows.withUnsafeBytes { v in
