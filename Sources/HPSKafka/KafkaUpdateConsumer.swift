@@ -104,6 +104,8 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
             ("max.poll.interval.ms", "10000"),
+            // An empty fetch waits at most this long on the broker: poll_timeout_ms bounds the wait for news.
+            ("fetch.wait.max.ms", String(min(500, max(10, config.pollTimeoutMs)))),
         ])
         properties.set("log_level", "3")
         let opaque = Unmanaged.passUnretained(rebalance).toOpaque()

@@ -12,13 +12,13 @@ struct UpdatesBench: ParsableCommand {
         commandName: "updates",
         abstract: "Online updates: keys/s applied from Kafka while lookups run, lookup latency with and without updates, publish → visible latency.",
         discussion: """
-            A synthetic table is loaded into the hash map of a server with a CPU cache (cpu_cache: true) and a \
-            Kafka update_source on an in-process mock cluster (8 partitions). Phases, with one thread looking \
-            up Zipf batches at full speed throughout: (1) lookups alone; (2) --updates rows published as fast \
-            as possible and applied (keys/s from the first to the last applied batch, lookup latency meanwhile); \
-            (3) a steady stream of small publishes (--stream-rate keys/s) for --stream-seconds: the publish → \
-            visible latency of each applied batch. Baseline, same run: the same rows inserted straight into a \
-            hash map of the same partitions (no Kafka, no lookups).
+            --updates rows (90% Zipf-picked keys of the table, 10% new keys) are published first to an \
+            in-process mock cluster (64 partitions, 64 key groups). Then a server with a synthetic table in its hash map, a CPU \
+            cache (cpu_cache: true) and a Kafka update_source starts: its consumer applies the backlog while one \
+            thread looks up Zipf batches at full speed (keys/s from the first to the last applied batch; lookup \
+            latency meanwhile); then lookups alone; then a steady stream of small publishes (--stream-rate \
+            keys/s) for --stream-seconds: the publish → visible latency of each applied batch. Baseline, same \
+            run: the same rows inserted straight into a hash map of the same partitions (no Kafka, no lookups).
             """
     )
 
@@ -29,7 +29,7 @@ struct UpdatesBench: ParsableCommand {
     var dims: [Int] = [16, 128]
 
     @Option(help: "Rows published in phase 2 (keys of the table, Zipf-picked, and new keys).")
-    var updates = 1_000_000
+    var updates = 400_000
 
     @Option(help: "Keys per lookup batch.")
     var batch = 1024
@@ -84,40 +84,19 @@ struct UpdatesBench: ParsableCommand {
         try SyntheticTable.write(to: root + "/t", rows: rows, dim: dim, seed: UInt64(dim))
 
         let cluster = try KafkaMockCluster()
-        try cluster.createTopic("hps_et.bench.t", partitions: 8)
-        var config = ParameterServerConfig()
-        var model = ModelConfig()
-        model.name = "bench"
-        model.sparseFiles = [root + "/t"]
-        model.tableNames = ["t"]
-        model.deployedDevices = [0]
-        model.maxBatchSize = batch
-        model.maxKeysPerSample = [1]
-        model.embeddingVectorSizes = [dim]
-        model.defaultValues = [0]
-        model.cpuCache = true
-        model.deviceCachePercentage = 0.5
-        model.hitRateThreshold = 1.0
-        config.models = [model]
-        config.updateSource.type = .kafkaMessageQueue
-        config.updateSource.brokers = cluster.bootstrapServers
-        config.updateSource.pollTimeoutMs = pollTimeoutMs
-        config.updateSource.maxBatchSize = maxBatchSize
-        config.updateSource.metadataRefreshIntervalMs = 200
-        config.updateSource.nodeName = "bench"
-        let logger = HPSLogger(level: .warning)
-        let server = try HPSRuntime.makeParameterServer(config: config, logger: logger)
-        defer { server.updateSource?.stop() }
-        let source = server.updateSource as! KafkaUpdateSource
-        let session = try server.session(model: "bench", device: 0)
+        defer { withExtendedLifetime(cluster) {} }  // the brokers must outlive every client below
+        // 64 partitions and 64 key groups: the mock keeps only a few MB per partition, so a large backlog must be
+        // spread (a real broker keeps what its retention says).
+        try cluster.createTopic("hps_et.bench.t", partitions: 64)
 
         // The update rows: 90% Zipf-picked keys of the table (hot keys are in the cache), 10% new keys.
         var zipf = ZipfSampler(rows: rows, alpha: 1.05, seed: UInt64(dim) &* 7)
         let updateKeys: [Int64] = (0..<updates).map { i in i % 10 == 9 ? Int64(10_000_000_000) + Int64(i) : SyntheticTable.key(row: zipf.next()) }
         let updateRows: [Float] = (0..<(updates * dim)).map { Float($0 % 1009) * 0.001 }
+        let logger = HPSLogger(level: .warning)
 
         // Baseline: the same rows straight into a hash map of the same partitions.
-        let baselineDB = HashMapDatabase(config: config.volatileDatabase, logger: logger)
+        let baselineDB = HashMapDatabase(config: VolatileDatabaseConfig(), logger: logger)
         let insertWatch = Stopwatch()
         try updateKeys.withUnsafeBufferPointer { k in
             try updateRows.withUnsafeBytes { v in
@@ -133,37 +112,9 @@ struct UpdatesBench: ParsableCommand {
         }
         let baselineInsert = Double(updates) / insertWatch.seconds
 
-        // One lookup thread at full speed for the whole measurement; latencies recorded per phase.
-        let shared = LookupLoop()
-        var lookupZipf = ZipfSampler(rows: rows, alpha: 1.05, seed: 99)
-        let batches = (0..<64).map { _ in lookupZipf.batch(batch).map { SyntheticTable.key(row: $0) } }
-        let lookupsDone = DispatchSemaphore(value: 0)
-        let batchSize = batch
-        let thread = Thread {
-            var output = [Float](repeating: 0, count: batchSize * dim)
-            var local: [[Double]] = [[], [], []]
-            var i = 0
-            while true {
-                let p = shared.phase.load(ordering: .relaxed)
-                if p == 3 { break }
-                let w = Stopwatch()
-                batches[i % 64].withUnsafeBufferPointer { k in output.withUnsafeMutableBufferPointer { try? session.lookup(table: 0, keys: k, into: $0) } }
-                local[p].append(w.seconds)
-                i += 1
-            }
-            shared.latencies.withLock { $0 = local }
-            lookupsDone.signal()
-        }
-        thread.start()
-        Thread.sleep(forTimeInterval: baselineSeconds)
-
-        // Phase 2: publish everything as fast as possible; the consumer applies while lookups run.
-        shared.phase.store(1, ordering: .relaxed)
-        let before = source.statistics.appliedKeys
-        let publisher = try KafkaPublisher(brokers: cluster.bootstrapServers)
+        // The backlog: every update published before the server starts.
+        let publisher = try KafkaPublisher(brokers: cluster.bootstrapServers, keyGroups: 64)
         let publishWatch = Stopwatch()
-        var firstApplied: Double?
-        let all = Stopwatch()
         try updateKeys.withUnsafeBufferPointer { k in
             try updateRows.withUnsafeBytes { v in
                 var start = 0
@@ -173,20 +124,80 @@ struct UpdatesBench: ParsableCommand {
                         model: "bench", table: "t", keys: UnsafeBufferPointer(rebasing: k[start..<(start + n)]),
                         values: UnsafeRawBufferPointer(rebasing: v[(start * dim * 4)..<((start + n) * dim * 4)]), valueSize: dim * 4)
                     start += n
-                    if firstApplied == nil && source.statistics.appliedKeys > before { firstApplied = all.seconds }
                 }
             }
         }
         try publisher.flush()
         let publishRate = Double(updates) / publishWatch.seconds
-        while source.statistics.appliedKeys - before < updates {
-            if firstApplied == nil && source.statistics.appliedKeys > before { firstApplied = all.seconds }
-            guard all.seconds < 600 else { throw ValidationError("only \(source.statistics.appliedKeys - before) of \(updates) updates applied after 600 s") }
-            usleep(1000)
+
+        var config = ParameterServerConfig()
+        var model = ModelConfig()
+        model.name = "bench"
+        model.sparseFiles = [root + "/t"]
+        model.tableNames = ["t"]
+        model.deployedDevices = [0]
+        model.maxBatchSize = batch
+        model.maxKeysPerSample = [1]
+        model.embeddingVectorSizes = [dim]
+        model.defaultValues = [0]
+        model.cpuCache = true
+        model.deviceCachePercentage = 0.5
+        model.hitRateThreshold = 1.0
+        model.cacheRefreshPercentagePerIteration = 0.1  // warm the cache at start
+        config.models = [model]
+        config.updateSource.type = .kafkaMessageQueue
+        config.updateSource.brokers = cluster.bootstrapServers
+        config.updateSource.pollTimeoutMs = pollTimeoutMs
+        config.updateSource.maxBatchSize = maxBatchSize
+        config.updateSource.metadataRefreshIntervalMs = 100
+        config.updateSource.nodeName = "bench"
+        let server = try HPSRuntime.makeParameterServer(config: config, logger: logger)
+        defer { server.updateSource?.stop() }
+        let source = server.updateSource as! KafkaUpdateSource
+        let session = try server.session(model: "bench", device: 0)
+
+        // One lookup thread at full speed from now on; latencies recorded per phase (0 before the first batch
+        // is applied, not reported; 1 while the backlog is applied, 2 alone, 3 during the stream).
+        let shared = LookupLoop()
+        var lookupZipf = ZipfSampler(rows: rows, alpha: 1.05, seed: 99)
+        let batches = (0..<64).map { _ in lookupZipf.batch(batch).map { SyntheticTable.key(row: $0) } }
+        let lookupsDone = DispatchSemaphore(value: 0)
+        let batchSize = batch
+        let thread = Thread {
+            var output = [Float](repeating: 0, count: batchSize * dim)
+            var local: [[Double]] = [[], [], [], []]
+            var i = 0
+            while true {
+                let p = shared.phase.load(ordering: .relaxed)
+                if p == 4 { break }
+                let w = Stopwatch()
+                batches[i % 64].withUnsafeBufferPointer { k in output.withUnsafeMutableBufferPointer { try? session.lookup(table: 0, keys: k, into: $0) } }
+                local[p].append(w.seconds)
+                i += 1
+            }
+            shared.latencies.withLock { $0 = local }
+            lookupsDone.signal()
+        }
+        thread.start()
+
+        // The backlog, applied while lookups run: from the first to the last applied batch.
+        let all = Stopwatch()
+        var firstApplied: Double?
+        var lastCount = 0
+        while true {
+            let applied = source.statistics.appliedKeys
+            if applied > 0 && firstApplied == nil {
+                firstApplied = all.seconds
+                shared.phase.store(1, ordering: .relaxed)
+            }
+            if applied >= updates { break }
+            if applied != lastCount { lastCount = applied }
+            guard all.seconds < 600 else { throw ValidationError("only \(applied) of \(updates) updates applied after 600 s") }
+            usleep(500)
         }
         let applySeconds = all.seconds - (firstApplied ?? 0)
         let applied = Double(updates) / max(applySeconds, 1e-9)
-        // Correctness spot check: the last row of a key wins; compare against the published rows.
+        // Correctness spot check: the last row of each key wins.
         var last: [Int64: Int] = [:]
         for (i, k) in updateKeys.enumerated() { last[k] = i }
         let probe = Array(last.keys.prefix(min(batch, last.count)))
@@ -194,8 +205,12 @@ struct UpdatesBench: ParsableCommand {
         let want = probe.flatMap { k in updateRows[(last[k]! * dim)..<((last[k]! + 1) * dim)] }
         if got != want { print("dim \(dim): WARNING: lookups after the updates do not answer the published rows") }
 
-        // Phase 3: a steady stream of small publishes; publish → visible latency per applied batch.
+        // Lookups alone.
         shared.phase.store(2, ordering: .relaxed)
+        Thread.sleep(forTimeInterval: baselineSeconds)
+
+        // A steady stream of small publishes; publish → visible latency per applied batch.
+        shared.phase.store(3, ordering: .relaxed)
         source.statistics.resetLatencies()
         let batchesBefore = source.statistics.appliedBatches
         let perTick = max(1, streamRate / 100)
@@ -217,23 +232,23 @@ struct UpdatesBench: ParsableCommand {
             }
         }
         Thread.sleep(forTimeInterval: Double(pollTimeoutMs) / 1000 + 0.5)
-        shared.phase.store(3, ordering: .relaxed)
+        shared.phase.store(4, ordering: .relaxed)
         lookupsDone.wait()
         let lat = shared.latencies.withLock { $0 }
         let stats = source.statistics
-        print(String(format: "dim %d: baseline hash map insert %@ keys/s; applied %d updates in %.2f s (%@ keys/s) while %d lookups ran; published at %@ keys/s; stream: %d keys in %d batches",
+        print(String(format: "dim %d: baseline hash map insert %@ keys/s; applied %d updates in %.2f s (%@ keys/s) while %d lookups ran; backlog published at %@ keys/s; stream: %d keys in %d batches",
                      dim, formatRate(baselineInsert), updates, applySeconds, formatRate(applied), lat[1].count, formatRate(publishRate), tick * perTick, stats.appliedBatches - batchesBefore))
         return Result(
             dim: dim, baselineInsert: baselineInsert, applied: applied, publish: publishRate,
-            p50Idle: lat[0].percentile(50), p99Idle: lat[0].percentile(99), p50Busy: lat[1].percentile(50), p99Busy: lat[1].percentile(99),
+            p50Idle: lat[2].percentile(50), p99Idle: lat[2].percentile(99), p50Busy: lat[1].percentile(50), p99Busy: lat[1].percentile(99),
             fresh50: stats.latencyQuantile(0.5) ?? .nan, fresh99: stats.latencyQuantile(0.99) ?? .nan, freshMax: stats.latencyQuantile(1.0) ?? .nan,
             batches: stats.appliedBatches - batchesBefore)
     }
 }
 
-/// What the lookup thread of `hps bench updates` shares with the driver: the phase (0 lookups alone,
-/// 1 updates, 2 stream, 3 stop) and the latencies of each phase.
+/// What the lookup thread of `hps bench updates` shares with the driver: the phase (0 waiting for the first
+/// applied batch, 1 backlog applied, 2 lookups alone, 3 stream, 4 stop) and the latencies of each phase.
 private final class LookupLoop: Sendable {
     let phase = Atomic<Int>(0)
-    let latencies = Mutex<[[Double]]>([[], [], []])
+    let latencies = Mutex<[[Double]]>([[], [], [], []])
 }

@@ -3,6 +3,9 @@ import HPS
 import HPSKafka
 import HPSRuntime
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The update source in process, against librdkafka's mock cluster: rows posted by KafkaPublisher reach the
 /// databases and, in place, the cached keys; the static cache's rows are overwritten; a stopped source leaves
@@ -28,6 +31,7 @@ import Testing
 
     @Test func updatesReachTheHashMapAndCachedKeysInPlace() throws {
         let cluster = try KafkaMockCluster()
+        defer { withExtendedLifetime(cluster) {} }
         var fixture = try Fixture(rows: [2000, 500])
         fixture.config.updateSource.type = .kafkaMessageQueue
         fixture.config.updateSource.brokers = cluster.bootstrapServers
@@ -65,6 +69,7 @@ import Testing
 
     @Test func staticCacheRowsAreOverwritten() throws {
         let cluster = try KafkaMockCluster()
+        defer { withExtendedLifetime(cluster) {} }
         var fixture = try Fixture(rows: [300, 100])
         fixture.model.useStaticTable = true
         fixture.config.updateSource.type = .kafkaMessageQueue
