@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, make_config, wait_until, write_table
+from kafka_support import REPO, kafka, make_config, serve, wait_until, write_table  # noqa: F401 (fixtures)
 from test_updates import DIM, answers_match, expected_after
 
 # Against a library built from this tree (swift build --product HPSCAPI): HPS_C_LIBRARY and the source package.

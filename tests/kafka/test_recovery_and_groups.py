@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import hps_binary, make_config, publish, wait_until, write_table
+from kafka_support import hps_binary, kafka, make_config, publish, serve, wait_until, write_table  # noqa: F401 (fixtures)
 from test_updates import DIM, answers_match, base_table, expected_after
 
 

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import hps_binary, make_config, publish, wait_until, write_table
+from kafka_support import hps_binary, kafka, make_config, publish, serve, wait_until, write_table  # noqa: F401 (fixtures)
 
 DIM = 16
 

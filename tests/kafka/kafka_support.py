@@ -1,5 +1,6 @@
 """Helpers of the online-update tests: a mock Kafka cluster (`hps kafka-mock`) in its own process, `hps serve`
-processes with an update_source, `hps publish`, and lookups over the KServe v2 HTTP protocol."""
+processes with an update_source, `hps publish`, and lookups over the KServe v2 HTTP protocol. (Not a conftest.py:
+tests/python has one that its tests import by name, and pytest runs both directories in one session.)"""
 
 import json
 import os
