@@ -7,5 +7,10 @@ cd "$(dirname "$0")/.."
 args=(-c release --product HPSCAPI -Xswiftc -static-stdlib --scratch-path .build-python)
 swift build "${args[@]}" >&2
 bin=$(swift build "${args[@]}" --show-bin-path)
-cp -f "$bin/libHPSCAPI.so" "$bin/libhps.so"
+# Replace by rename, never in place: a process that has the old libhps.so mapped (a test session that loaded
+# it before a rebuild) keeps its copy instead of crashing on rewritten pages.
+if ! cmp -s "$bin/libHPSCAPI.so" "$bin/libhps.so"; then
+  cp -f "$bin/libHPSCAPI.so" "$bin/libhps.so.$$"
+  mv -f "$bin/libhps.so.$$" "$bin/libhps.so"
+fi
 echo "$bin/libhps.so"
