@@ -234,7 +234,8 @@ public final class LookupSession: @unchecked Sendable {
             throw HPSError(.invalidArgument, subject: model.name, "output holds \(output.count) floats; the tables' keys × dims need \(outStart[requested.count])")
         }
         let out = output.baseAddress
-        var done = [Bool](repeating: false, count: requested.count)
+        // A table asked for no keys is not looked up (nothing to write; no call is counted in the metrics).
+        var done = counts.map { $0 == 0 }
         var batch: [Int] = []
         for j in requested.indices where !done[j] {
             let g = fusion.groupOfTable[requested[j]]
