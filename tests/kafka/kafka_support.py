@@ -107,7 +107,9 @@ class Server:
         self.log_path = os.path.join(str(directory), "%s-%d.log" % (name, self.port))
         self.log = open(self.log_path, "w+")
         env = dict(os.environ, HPS_LOG_LEVEL="info")
-        self.proc = subprocess.Popen([hps_binary(), "serve", "--config", config, "--http-port", str(self.port)],
+        # Free ports for gRPC and /metrics too: several servers run at once, and none may take Triton's defaults.
+        ports = ["--http-port", str(self.port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+        self.proc = subprocess.Popen([hps_binary(), "serve", "--config", config] + ports,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 120
         while True:
