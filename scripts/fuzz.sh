@@ -51,11 +51,12 @@ build_target() {
   local objects=() dir
   for dir in "$R"/*.build; do
     case "$(basename "$dir" .build)" in
-      HPSRocksDB|HPS|CHPSSupport|Logging|_AtomicsShims|Atomics) while IFS= read -r o; do objects+=("$o"); done < <(find "$dir" -name '*.o') ;;
+      HPSRocksDB|HPS|CHPSSupport|Logging|_AtomicsShims|Atomics|SystemPackage|CSystem|CoreMetrics) while IFS= read -r o; do objects+=("$o"); done < <(find "$dir" -name '*.o') ;;
     esac
   done
   swiftc -swift-version 6 -parse-as-library -O -g -sanitize=fuzzer,address -module-name "Fuzz_$name" \
     -I "$R/Modules" -Xcc -fmodule-map-file="$R/CHPSSupport.build/module.modulemap" -I Sources/CRocksDB \
+    -Xcc -fmodule-map-file="$SPM/checkouts/swift-system/Sources/CSystem/include/module.modulemap" \
     "$source" Fuzz/FuzzSupport.swift "${objects[@]}" -lrocksdb -o "$OUT/fuzz-$name" 2> >(grep -v "Cannot export local symbol" >&2)
 }
 
