@@ -198,21 +198,26 @@ public final class CUDATableLookup: DeviceTableLookup, @unchecked Sendable {
                     var values = [Float](repeating: 0, count: keysCopy.count * dim)
                     keysCopy.withUnsafeBufferPointer { k in
                         var scratch = [Int](repeating: 0, count: k.count)
+                        let updates = host.updateCount()
                         values.withUnsafeMutableBufferPointer { v in scratch.withUnsafeMutableBufferPointer { host.fetch(k, v.baseAddress!, $0.baseAddress!) } }
                         do {
                             try values.withUnsafeBufferPointer { v in try cache.replace(keys: k, values: v.baseAddress!) }
+                            host.refreshIfUpdated(k, updates)
                         } catch {
                             HPSLogger.standard.error("background insert of \(k.count) keys into the GPU cache of \(label) failed: \(error)")
                         }
                     }
                 }
             } else {
+                let updates = host.updateCount()
                 try fetchAndUpload(missedKeys, worker: worker, host: host, stream: stream)
                 if profile != nil { marks.fetched = clock.now }
                 try p.copyRows(
                     dst: p.uniqueVectors.pointer, dstIndex: p.missing.pointer, src: worker.fetched.pointer, srcHigh: 0, split: .max, srcIndex: 0,
                     srcIndex2: 0, count: missing, countPointer: 0, fill: host.defaultValue, streaming: false, stream: stream)
                 try cache.enqueueReplace(keys: p.missingKeys.pointer, values: worker.fetched.pointer, count: missing, stream: stream)
+                // An online update that raced the fetch: its rows go into the cache after the insert (same stream).
+                host.refreshIfUpdated(missedKeys, updates)
             }
         }
         try p.copyRows(

@@ -126,6 +126,90 @@ def scenario(lib, workdir, name, table_rows, dim, model_overrides, top, batches=
     return server, session, keys, vectors, queries, want
 
 
+def hps_binary():
+    """The `hps` CLI beside the C library (gpu-bin/hps as scripts/gpu-run.sh unpacks it), or $HPS_BIN."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.environ.get("HPS_BIN") or os.path.join(here, "..", "..", "gpu-bin", "hps")
+
+
+def updates_scenario(lib, workdir):
+    """Online updates (Kafka, through `hps kafka-mock` and `hps publish`) reach device-memory lookups: rows the GPU
+    cache held before the update, rows it fetches while updates arrive and keys that are new all come back
+    updated once the host path sees them."""
+    import subprocess
+    binary = hps_binary()
+    if not os.access(binary, os.X_OK):
+        check("online updates reach device lookups", False, "no hps binary at %s (set HPS_BIN)" % binary)
+        return
+    mock = subprocess.Popen([binary, "kafka-mock", "--brokers", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = mock.stdout.readline().strip()
+        if not line.startswith("bootstrap.servers="):
+            check("online updates reach device lookups", False, "hps kafka-mock printed %r" % line)
+            return
+        brokers = line.split("=", 1)[1]
+        rows, dim = 40000, 32
+        path, keys, vectors = make_table(workdir, "updates", rows, dim, seed=21)
+        entry = hpsc.model_entry("updates", [path], [dim], gpucacheper=0.5)
+        source = {"type": "kafka_message_queue", "brokers": brokers, "poll_timeout_ms": 100, "metadata_refresh_interval_ms": 500}
+        config = hpsc.write_config(os.path.join(workdir, "updates.json"), [entry], update_source=source,
+                                   volatile_db={"type": "hash_map", "num_partitions": 4})
+        server = hpsc.Server(lib, config)
+        session = server.session("updates")
+        queries = zipf_queries(keys, 4096, 8, seed=5)
+        run_batches(lib, session, 0, queries, dim, "cuda:0", stream="own")  # the cache holds the hot rows
+        rng = np.random.default_rng(7)
+        changed = rng.choice(keys, size=rows // 10, replace=False)
+        fresh = np.arange(10**9, 10**9 + 1000, dtype=np.int64)
+        upd_keys = np.concatenate([changed, fresh])
+        upd_vectors = rng.standard_normal((len(upd_keys), dim)).astype(np.float32)
+        kpath, vpath = os.path.join(workdir, "upd.keys"), os.path.join(workdir, "upd.vectors")
+        upd_keys.astype("<i8").tofile(kpath)
+        upd_vectors.astype("<f4").tofile(vpath)
+        stop = threading.Event()
+
+        def lookups_while_updating():
+            torch.cuda.set_device(0)
+            while not stop.is_set():
+                run_batches(lib, session, 0, queries[:2], dim, "cuda:0", stream="own")
+
+        racer = threading.Thread(target=lookups_while_updating)
+        racer.start()
+        out = subprocess.run([binary, "publish", "--brokers", brokers, "--model", "updates", "--table", "t0",
+                              "--keys-file", kpath, "--vectors-file", vpath], capture_output=True, text=True, timeout=120)
+        table = dict(zip(keys.tolist(), range(rows)))
+        new_vectors = np.concatenate([vectors, upd_vectors[len(changed):]])
+        for k, v in zip(changed.tolist(), upd_vectors[:len(changed)]):
+            new_vectors[table[k]] = v
+        new_keys = np.concatenate([keys, fresh])
+        probe = upd_keys
+        want_probe = expected(new_keys, new_vectors, probe, 0.5)
+        deadline = time.time() + 60
+        seen = False
+        while out.returncode == 0 and time.time() < deadline:
+            host = np.empty((len(probe), dim), dtype=np.float32)
+            hpsc.lookup(lib, session, 0, probe, host, hpsc.HOST)
+            if host.tobytes() == want_probe.tobytes():
+                seen = True
+                break
+            time.sleep(0.2)
+        stop.set()
+        racer.join()
+        check("online updates: published and seen by host lookups", out.returncode == 0 and seen, out.stderr[-300:])
+        time.sleep(1.0)  # the last batch's keys are applied to every tier and cache
+        server.wait()
+        final = zipf_queries(new_keys, 4096, 8, seed=6)
+        outs = run_batches(lib, session, 0, final, dim, "cuda:0", stream="own")
+        ok = all(o.tobytes() == expected(new_keys, new_vectors, q, 0.5).tobytes() for q, o in zip(final, outs))
+        check("online updates: device-memory lookups return the updated rows (cached, raced and new keys)", ok)
+    finally:
+        mock.terminate()
+        try:
+            mock.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            mock.kill()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", default=None)
@@ -150,6 +234,8 @@ def main():
     # while batches stay above the threshold: only "exact or the default" holds.
     scenario(lib, workdir, "dyn_threshold", 50000, 32, {"hit_rate_threshold": 0.9, "cache_admission": "none"}, {})
     scenario(lib, workdir, "dyn_threshold_tinylfu", 50000, 32, {"hit_rate_threshold": 0.9}, {})
+    # 5b. Online updates reach device-memory lookups.
+    updates_scenario(lib, workdir)
     # 6. gpucache false: staged through the host.
     scenario(lib, workdir, "nocache", 20000, 16, {"gpucache": False}, {})
     # 7. 8 threads on one session, each on its own stream.

@@ -46,11 +46,21 @@ public struct DeviceLookupHost: Sendable {
     public let background: @Sendable (_ work: @escaping @Sendable () -> Void) -> Void
     /// Counts one batch: keys, distinct keys, cache hits and misses (over distinct keys), defaults given now.
     public let record: @Sendable (_ keys: Int, _ unique: Int, _ misses: Int, _ defaults: Int) -> Void
+    /// How many online updates (Kafka) have reached the session's caches so far. Read it before ``fetch`` and
+    /// hand it to ``refreshIfUpdated`` once the fetched rows are in the device cache.
+    public let updateCount: @Sendable () -> UInt64
+    /// After the rows of `keys`, fetched when ``updateCount`` read `since`, were inserted into the device cache
+    /// (an insert enqueued on the cache's stream counts as inserted): when an online update came in between, the
+    /// rows may predate it, so they are fetched again and overwritten in the cache, on the cache's stream. No
+    /// cached row stays older than an applied update. Never fails: a device error is logged.
+    public let refreshIfUpdated: @Sendable (_ keys: UnsafeBufferPointer<Int64>, _ since: UInt64) -> Void
 
     public init(
         hitRateThreshold: Double, defaultValue: Float, fetch: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int>) -> Void,
         lookupHost: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>) throws -> Void,
-        background: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void, record: @escaping @Sendable (Int, Int, Int, Int) -> Void
+        background: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void, record: @escaping @Sendable (Int, Int, Int, Int) -> Void,
+        updateCount: @escaping @Sendable () -> UInt64 = { 0 },
+        refreshIfUpdated: @escaping @Sendable (UnsafeBufferPointer<Int64>, UInt64) -> Void = { _, _ in }
     ) {
         self.hitRateThreshold = hitRateThreshold
         self.defaultValue = defaultValue
@@ -58,6 +68,8 @@ public struct DeviceLookupHost: Sendable {
         self.lookupHost = lookupHost
         self.background = background
         self.record = record
+        self.updateCount = updateCount
+        self.refreshIfUpdated = refreshIfUpdated
     }
 }
 

@@ -368,6 +368,15 @@ public final class LookupSession: @unchecked Sendable {
                 tally.cacheHits = unique - misses
                 tally.defaults = defaults
                 metrics.report(tally, keys: keys)
+            },
+            updateCount: { [unowned self] in updateEpoch.load(ordering: .sequentiallyConsistent) },
+            refreshIfUpdated: { [unowned self] keys, since in
+                guard let cache = unitCaches[table.index] else { return }
+                do {
+                    try refetchIfUpdated(since: since, table: table, cache: cache, keys: keys)
+                } catch {
+                    tiers.logger.error("refreshing \(keys.count) updated rows in the device cache of \(table.tag) failed: \(error)")
+                }
             })
       }
     }
