@@ -66,10 +66,10 @@ struct RefSketch {
     u32 log2Blocks = 0;
     u64 additions = 0, sample = 0;
     explicit RefSketch(u32 slots) {
-        u32 needed = std::max(1u, (slots + 7) / 8), blocks = 1;
+        u32 needed = std::max(1u, (slots + 3) / 4), blocks = 1;
         while (blocks < needed) blocks <<= 1, ++log2Blocks;
         words.assign((size_t)blocks * 16, 0);
-        sample = 10ull * slots;
+        sample = 12ull * slots;
     }
     // The word and nibble shift of counter i of `key`.
     u32 &counter(i64 key, int i, u32 &shift) {
@@ -208,12 +208,12 @@ struct EmuDynamic {
     unsigned long long *additions = nullptr;
     EmuDynamic(u32 s, u32 d, u32 c, bool admission = false) : sets(s), dim(d), chunk(c) {
         if (admission) {
-            u32 needed = std::max(1u, (s * 64 + 7) / 8), blocks = 1;
+            u32 needed = std::max(1u, (s * 64 + 3) / 4), blocks = 1;
             while (blocks < needed) blocks <<= 1, ++sketchLog2;
             sketchWords = (u64)blocks * 16;
             sketch = dalloc<u32>(sketchWords);
             additions = dalloc<unsigned long long>(1);
-            sample = 10ull * s * 64;
+            sample = 12ull * s * 64;
         }
         tags = dalloc<u8>(s * 64);
         slots = dalloc<DynSlot>(s * 64);

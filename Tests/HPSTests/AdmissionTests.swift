@@ -14,10 +14,10 @@ import Testing
 
         init(slots: Int) {
             var blocks = 1, log2 = 0
-            while blocks < max(1, (slots + 7) / 8) { blocks *= 2; log2 += 1 }
+            while blocks < max(1, (slots + 3) / 4) { blocks *= 2; log2 += 1 }
             words = [UInt32](repeating: 0, count: blocks * 16)
             log2Blocks = log2
-            sample = UInt64(10 * slots)
+            sample = UInt64(12 * slots)
         }
 
         func cell(_ key: Int64, _ i: Int) -> (word: Int, shift: UInt32) {

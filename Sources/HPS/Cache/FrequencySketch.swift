@@ -15,8 +15,9 @@ public enum CacheAdmission: String, Sendable, CaseIterable {
 /// specification), so both make the same admission decisions for the same sequence of operations.
 ///
 /// Specification (every number is part of it):
-/// - Layout: `blockCount` = the smallest power of two ≥ max(1, ⌈slots / 8⌉) blocks of 64 bytes (16 `UInt32`
-///   words of 8 four-bit counters each): 16 counters, 8 bytes, per cache slot.
+/// - Layout: `blockCount` = the smallest power of two ≥ max(1, ⌈slots / 4⌉) blocks of 64 bytes (16 `UInt32`
+///   words of 8 four-bit counters each): 32 counters, 16 bytes, per cache slot (half as many gave 0.17 points
+///   less hit rate on Zipf(1.05), twice as many 0.03 more: docs/benchmarks.md).
 /// - A key's counters: `m = hpsKeyMix(key)`; its block is the top log2(blockCount) bits of
 ///   `m × 0x9E3779B97F4A7C15` (block 0 when there is one block); `sel` = bits 32..63 of
 ///   `m × 0xC2B2AE3D27D4EB4F`. Counter i (0..<4) is nibble `(b >> 2) & 7` of word `4i + (b & 3)` of the
@@ -26,14 +27,15 @@ public enum CacheAdmission: String, Sendable, CaseIterable {
 /// - What is counted: a query counts each key it hits once (the first hit of that slot by that query: the
 ///   slot's stamp was not yet the query's clock); an insert (``DynamicCache/replace(keys:values:)``) counts
 ///   every key passed to it, all of them before it places any. `additions` grows by each count.
-/// - Aging: at the start of each insert call, when `additions` ≥ ``sampleSize`` (10 × slots), every counter is
+/// - Aging: at the start of each insert call, when `additions` ≥ ``sampleSize`` (12 × slots), every counter is
 ///   halved (rounded down) and `additions` halved.
 /// - Admission: an inserted key that is not cached and finds its set full is admitted only if its estimate
 ///   is greater than the estimate of the set's least recently used key (which it then evicts); otherwise the
 ///   cache is left unchanged for that key. A key finding an empty slot is always admitted.
 public final class FrequencySketch: @unchecked Sendable {
-    /// Aging period in counted keys per cache slot.
-    public static let samplesPerSlot = 10
+    /// Aging period in counted keys per cache slot (10 was 0.04 points worse on Zipf(1.05), 16 drifted 0.6 points
+    /// worse on a moving hot set: docs/benchmarks.md).
+    public static let samplesPerSlot = 12
 
     /// Blocks of 16 words (a power of two).
     public let blockCount: Int
@@ -62,7 +64,7 @@ public final class FrequencySketch: @unchecked Sendable {
 
     /// Blocks (and their log2) of the sketch of a cache of `slots` slots.
     public static func blocks(slots: Int) -> (count: Int, log2: Int) {
-        let needed = max(1, (slots + 7) / 8)
+        let needed = max(1, (slots + 3) / 4)
         var count = 1, log2 = 0
         while count < needed {
             count <<= 1

@@ -33,7 +33,7 @@ extension HashMapDatabase {
 extension DynamicCache {
     /// Host bytes of a CPU dynamic cache of at least `capacity` slots (whole sets of 64): per slot a tag byte,
     /// an 8-byte key, an 8-byte LRU stamp and the vector; per set a 4-byte spin lock; with admission the
-    /// frequency sketch (8 bytes per slot, rounded up to a power of two).
+    /// frequency sketch (16 bytes per slot, rounded up to a power of two).
     public static func estimatedBytes(capacity: Int, dimension: Int, admission: CacheAdmission = .none) -> Int {
         let sets = max(1, (max(capacity, slotsPerSet) + slotsPerSet - 1) / slotsPerSet)
         let sketch = admission == .tinyLFU ? FrequencySketch.estimatedBytes(slots: sets * slotsPerSet) : 0
