@@ -122,6 +122,15 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                 var gone = 0
                 let end = s.starts[pi + 1]
                 let ahead = 12
+                if let inserted = p.upsertBatch(
+                    keys: keys.baseAddress!, mixed: s.mixed, order: s.order, range: s.starts[pi]..<end, values: base,
+                    policy: policy, now: now, margin: margin, ahead: ahead)
+                {
+                    p.lock.unlock()
+                    s.missCounts[pi] = inserted
+                    s.extraCounts[pi] = 0
+                    return
+                }
                 for j in s.starts[pi]..<min(end, s.starts[pi] + ahead) { p.prefetchIndex(mixed: s.mixed[Int(s.order[j])]) }
                 for j in s.starts[pi]..<end {
                     // The index entries of keys `ahead` places on are random lines: start fetching them now.

@@ -193,7 +193,7 @@ final class HashMapPartition: @unchecked Sendable {
     func reserve(entries: Int) {
         var capacity = indexCapacity
         while entries * 4 > capacity * 3 { capacity *= 2 }
-        while indexCapacity < capacity { grow() }
+        if capacity > indexCapacity { grow(to: capacity) }
     }
 
     /// Inserts or overwrites. - Returns: true when the key was new.
@@ -222,6 +222,76 @@ final class HashMapPartition: @unchecked Sendable {
         count += 1
         if count * 4 > indexCapacity * 3 { grow() }
         return true
+    }
+
+    /// Inserts or overwrites a batch as ``upsert(key:mixed:value:policy:now:)`` would key by key, in one loop
+    /// over plain local copies of the index and page table: `order[range]` names positions `i` into `keys`,
+    /// `mixed` (their ``hpsKeyMix(_:)``) and `values` (row `i` at `values + i × valueSize`). The index entries of
+    /// keys `ahead` places on are prefetched.
+    ///
+    /// Taken only when the whole batch fits as it stands: no freed slot waits for reuse, and even if every key
+    /// were new the partition would stay within `margin` entries (no eviction), ``maxEntries`` and its index
+    /// capacity (no growth). Otherwise nothing is done and the caller goes key by key.
+    /// - Returns: how many keys were new, or nil when the batch does not qualify.
+    func upsertBatch(
+        keys: UnsafePointer<Int64>, mixed: UnsafePointer<UInt64>, order: UnsafePointer<Int32>, range: Range<Int>,
+        values: UnsafeRawPointer, policy: OverflowPolicy, now: UInt32, margin: Int, ahead: Int
+    ) -> Int? {
+        let batch = range.count
+        guard freeSlots.isEmpty, batch <= min(margin, Self.maxEntries) - count, (count + batch) * 4 <= indexCapacity * 3 else { return nil }
+        let index = self.index, mask = indexMask, shift = UInt64(indexShift)
+        let valueOffset = self.valueOffset, valueSize = self.valueSize, hasCounter = self.hasCounter
+        var rows = pages.layout
+        var rowCapacity = pages.capacity
+        var next = nextSlot
+        var inserted = 0
+        for j in range.lowerBound..<min(range.upperBound, range.lowerBound + ahead) {
+            hps_prefetch(index + Int(truncatingIfNeeded: (Self.fingerprint(mixed[Int(order[j])]) << 32) >> shift))
+        }
+        for j in range {
+            if j + ahead < range.upperBound {
+                hps_prefetch(index + Int(truncatingIfNeeded: (Self.fingerprint(mixed[Int(order[j + ahead])]) << 32) >> shift))
+            }
+            let i = Int(order[j])
+            let key = keys[i]
+            let f = Self.fingerprint(mixed[i])
+            let value = values + i * valueSize
+            var pos = Int(truncatingIfNeeded: (f << 32) >> shift)
+            var existing: UnsafeMutableRawPointer?
+            while true {
+                let e = index[pos]
+                if e == 0 { break }
+                if e >> 32 == f {
+                    let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
+                    if row.loadUnaligned(as: Int64.self) == key {
+                        existing = row
+                        break
+                    }
+                }
+                pos = (pos + 1) & mask
+            }
+            if let row = existing {
+                (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
+                if hasCounter { Self.touch(row: row, policy: policy, now: now) }
+                continue
+            }
+            let slot = next
+            next += 1
+            if slot >= rowCapacity {
+                pages.ensure(slot: slot)
+                rows = pages.layout
+                rowCapacity = pages.capacity
+            }
+            let row = rows.row(slot)
+            row.storeBytes(of: key, as: Int64.self)
+            if hasCounter { (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
+            (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
+            index[pos] = (f << 32) | UInt64(slot + 1)
+            inserted += 1
+        }
+        nextSlot = next
+        count += inserted
+        return inserted
     }
 
     /// Removes `key`. - Returns: true when it was present.
@@ -260,13 +330,14 @@ final class HashMapPartition: @unchecked Sendable {
         }
     }
 
-    private func grow() {
+    /// Rehashes into an index of `newCapacity` entries (a power of two, larger than now; twice by default).
+    private func grow(to newCapacity: Int? = nil) {
         let oldCapacity = indexCapacity
         let old = index
-        let newCapacity = oldCapacity * 2
+        let newCapacity = newCapacity ?? oldCapacity * 2
         index = .allocate(capacity: newCapacity)
         index.initialize(repeating: 0, count: newCapacity)
-        indexShift -= 1
+        indexShift = newCapacity.leadingZeroBitCount + 1  // 64 - log2(newCapacity)
         indexMask = newCapacity - 1
         for i in 0..<oldCapacity {
             let e = old[i]

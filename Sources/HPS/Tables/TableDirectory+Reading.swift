@@ -1,16 +1,19 @@
 extension TableDirectory {
-    /// Streams the table in file order, `maxRows` rows at a time, through two buffers allocated once per call
-    /// (`maxRows × (8 + dimension × 4)` bytes at most).
+    /// Streams the table in file order, `maxRows` rows at a time. A table of more than one chunk is read one
+    /// chunk ahead on a background thread (``ChunkReadAhead``) while `body` works on the current chunk, through
+    /// two pairs of buffers allocated once per call (`2 × maxRows × (8 + dimension × 4)` bytes at most; one
+    /// pair for a table of one chunk).
     ///
     /// - Parameters:
     ///   - maxRows: the most rows per chunk (at least 1).
     ///   - keyWidth: the configuration's key width; with `.uint32` every key must lie in `0 ... 2^32 - 1`.
     ///   - progress: called after each chunk with the rows read so far and the total.
-    ///   - body: receives each chunk's keys and its `keys.count × dimension` floats; the buffers are reused, so
-    ///     they are valid only during the call.
+    ///   - body: receives each chunk's keys and its `keys.count × dimension` floats, in file order on the calling
+    ///     thread; the buffers are reused, so they are valid only during the call.
     /// - Throws: ``HPSError`` when a file cannot be read, or has changed size since the directory was opened
     ///   (a file truncated while reading is reported, not read past); `invalidTable` naming the key file, the
     ///   row and the key when a key does not fit `keyWidth` (keys are never truncated); errors thrown by `body`.
+    ///   A chunk that cannot be read is reported after `body` has taken every chunk before it.
     public func forEachChunk(
         maxRows: Int = 65536, keyWidth: KeyWidth = .int64,
         progress: ((_ rowsDone: Int, _ rowsTotal: Int) -> Void)? = nil,
@@ -22,32 +25,36 @@ extension TableDirectory {
         let keys = try openChecked(keyFile, expectedSize: keyByteCount)
         let vectors = try openChecked(vectorFile, expectedSize: vectorByteCount)
         let chunkRows = min(maxRows, rowCount)
-        let keyBuffer = UnsafeMutableBufferPointer<Int64>.allocate(capacity: chunkRows)
+        let chunks = chunkRows == 0 ? 0 : (rowCount + chunkRows - 1) / chunkRows
+        let slots = chunks > 1 ? 2 : 1
+        let keyBuffer = UnsafeMutableBufferPointer<Int64>.allocate(capacity: slots * chunkRows)
         defer { keyBuffer.deallocate() }
-        let vectorBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunkRows * dimension)
+        let vectorBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: slots * chunkRows * dimension)
         defer { vectorBuffer.deallocate() }
         let rowBytes = dimension * 4
 
-        var row = 0
-        while row < rowCount {
+        try ChunkReadAhead.run(chunks: chunks) { chunk, slot in
+            let row = chunk * chunkRows
             let n = min(chunkRows, rowCount - row)
-            try keys.readExactly(
-                into: UnsafeMutableRawBufferPointer(start: keyBuffer.baseAddress, count: n * 8), at: row * 8,
-                expectedFileSize: keyByteCount)
+            let chunkKeys = UnsafeMutableBufferPointer(rebasing: keyBuffer[(slot * chunkRows)..<(slot * chunkRows + n)])
+            let chunkVectors = vectorBuffer.baseAddress! + slot * chunkRows * dimension
+            try keys.readExactly(into: UnsafeMutableRawBufferPointer(chunkKeys), at: row * 8, expectedFileSize: keyByteCount)
             try vectors.readExactly(
-                into: UnsafeMutableRawBufferPointer(start: vectorBuffer.baseAddress, count: n * rowBytes),
-                at: row * rowBytes, expectedFileSize: vectorByteCount)
-            try fromLittleEndian(keys: keyBuffer, count: n, firstRow: row, keyWidth: keyWidth)
+                into: UnsafeMutableRawBufferPointer(start: chunkVectors, count: n * rowBytes), at: row * rowBytes,
+                expectedFileSize: vectorByteCount)
+            try fromLittleEndian(keys: chunkKeys, count: n, firstRow: row, keyWidth: keyWidth)
             #if _endian(big)
             for i in 0..<(n * dimension) {
-                vectorBuffer[i] = Float(bitPattern: UInt32(littleEndian: vectorBuffer[i].bitPattern))
+                chunkVectors[i] = Float(bitPattern: UInt32(littleEndian: chunkVectors[i].bitPattern))
             }
             #endif
+        } use: { chunk, slot in
+            let row = chunk * chunkRows
+            let n = min(chunkRows, rowCount - row)
             try body(
-                UnsafeBufferPointer(start: keyBuffer.baseAddress, count: n),
-                UnsafeBufferPointer(start: vectorBuffer.baseAddress, count: n * dimension))
-            row += n
-            progress?(row, rowCount)
+                UnsafeBufferPointer(start: keyBuffer.baseAddress! + slot * chunkRows, count: n),
+                UnsafeBufferPointer(start: vectorBuffer.baseAddress! + slot * chunkRows * dimension, count: n * dimension))
+            progress?(row + n, rowCount)
         }
     }
 
