@@ -3,6 +3,7 @@ contents, its default) and with the protocol's own stub for typed contents and m
 are checked bit-exactly against the table files (the same deployment as test_serve.py)."""
 
 import functools
+import json
 import os
 import sys
 import time
@@ -164,6 +165,44 @@ def test_bad_requests_get_invalid_argument_or_not_found(deployment, serve):
     # the server still answers, and correctly
     k, c, expect = deployment.query("ranker", np.random.RandomState(3))
     assert grpc_infer(client, "ranker", k, c).as_numpy("OUTPUT0").tobytes() == expect.tobytes()
+
+
+def test_http_and_grpc_refuse_the_same_bad_input_in_the_same_words(deployment, serve):
+    server = serve(deployment.config)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url))
+    keys = [0, 3, 6, 1, 4, 2]
+    good = ("KEYS", "INT64", [1, 6], keys)
+
+    def numkeys(counts):
+        return ("NUMKEYS", "INT32", [1, len(counts)], counts)
+
+    # (inputs as (name, datatype, shape, values), outputs asked for), each sent as JSON and as a ModelInferRequest
+    cases = [
+        ([("KEYS", "FP32", [1, 6], keys), numkeys([3, 2, 1])], []),
+        ([("KEYS", "INT64", [6], keys), numkeys([3, 2, 1])], []),
+        ([good, good], []),
+        ([good], []),
+        ([good], ["OUT9"]),
+        ([good, numkeys([3, 2, 2])], []),
+        ([good, numkeys([3, 3])], []),
+        ([good, numkeys([3, -1, 4])], []),
+        ([good, numkeys([3, 2, 1])], ["OUT9"]),
+    ]
+    for inputs, outputs in cases:
+        body = {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": values}
+                           for name, datatype, shape, values in inputs],
+                "outputs": [{"name": name} for name in outputs]}
+        request = service_pb2.ModelInferRequest(model_name="ranker")
+        for name, datatype, shape, values in inputs:
+            request.inputs.add(name=name, datatype=datatype, shape=shape)
+            request.raw_input_contents.append(np.array(values, dtype="<i8" if name == "KEYS" else "<i4").tobytes())
+        for name in outputs:
+            request.outputs.add(name=name)
+        status, answer, _ = server.post_json("/v2/models/ranker/infer", body)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request, timeout=30)
+        assert status == 400 and info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (inputs, outputs)
+        assert json.loads(answer)["error"] == info.value.details()
 
 
 def test_load_unload_load_under_steady_grpc_traffic(deployment, serve):
