@@ -1,4 +1,5 @@
 import HPS
+import HPSKafka
 
 /// A failed C API call: the `hps_status` it returns and the message `hps_last_error` gives.
 struct CAPIError: Error {
@@ -67,6 +68,7 @@ struct CAPIError: Error {
             case .invalidArgument: status = .invalidArgument
             case .database: status = .database
             case .device: status = .cuda
+            case let code where code.isKafka: status = .kafka
             default: status = .internal
             }
         default:

@@ -34,10 +34,8 @@ public func hps_publish(
                 delivered?.pointee = Int64(publisher.report.deliveredRows)
                 throw error
             }
-        } catch let error as KafkaError where error.code == .invalidArgument {
-            throw CAPIError(.invalidArgument, "hps_publish: \(error)")
-        } catch let error as KafkaError {
-            throw CAPIError(.kafka, "hps_publish to \(brokerText): \(error)")
+        } catch let error as HPSError where error.code.isKafka {
+            throw CAPIError(wrapping: error, context: "hps_publish to \(brokerText)")
         }
     }
 }

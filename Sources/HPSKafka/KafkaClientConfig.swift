@@ -1,4 +1,5 @@
 import CRdKafka
+import HPS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,7 @@ struct KafkaClientConfig {
     mutating func set(_ name: String, _ value: String) { properties.append((name, value)) }
 
     /// A new `rd_kafka_conf_t` holding every property (the caller hands it to `rd_kafka_new`, which takes it).
-    /// - Throws: ``KafkaError`` `configuration` naming the property librdkafka rejected.
+    /// - Throws: ``HPSError`` `kafkaConfiguration` naming the property librdkafka rejected.
     func make() throws -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
         var text = [CChar](repeating: 0, count: 512)
@@ -27,21 +28,22 @@ struct KafkaClientConfig {
             let result = rd_kafka_conf_set(conf, name, value, &text, text.count)
             if result != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
-                throw KafkaError(.configuration, subject: "\(name)=\(value)", "librdkafka rejected the property", underlying: cText(text))
+                throw HPSError(.kafkaConfiguration, subject: "\(name)=\(value)", "librdkafka rejected the property", underlying: cText(text))
             }
         }
         return conf
     }
 
     /// Creates a client of `type` with these properties and `configure` applied to the raw configuration.
-    /// - Throws: ``KafkaError`` naming the rejected property or librdkafka's reason.
+    /// - Throws: ``HPSError`` `kafkaConfiguration` naming the rejected property; `kafkaClient` with
+    ///   librdkafka's reason.
     func makeClient(_ type: rd_kafka_type_t, what: String, configure: (OpaquePointer) -> Void = { _ in }) throws -> OpaquePointer {
         let conf = try make()
         configure(conf)
         var text = [CChar](repeating: 0, count: 512)
         guard let client = rd_kafka_new(type, conf, &text, text.count) else {
             rd_kafka_conf_destroy(conf)
-            throw KafkaError(.client, subject: what, "could not create the Kafka client", underlying: cText(text))
+            throw HPSError(.kafkaClient, subject: what, "could not create the Kafka client", underlying: cText(text))
         }
         return client
     }

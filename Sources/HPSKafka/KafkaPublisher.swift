@@ -52,11 +52,12 @@ public final class KafkaPublisher: @unchecked Sendable {
     ///   - keyGroups: HPS's `num_partitions` of the sink (8): how keys are grouped into messages.
     ///   - sendBufferSize: most payload bytes per message (HPS: 256 KiB).
     ///   - keyWidth: 8-byte keys (`supportlonglong: true`) or 4-byte keys.
-    /// - Throws: ``KafkaError`` when the client cannot be made.
+    /// - Throws: ``HPSError`` `invalidArgument` for no broker or a bad size; `kafkaConfiguration` or
+    ///   `kafkaClient` when the client cannot be made.
     public init(brokers: String, keyGroups: Int = 8, sendBufferSize: Int = 262_144, keyWidth: KeyWidth = .int64) throws {
-        guard !brokers.isEmpty else { throw KafkaError(.invalidArgument, subject: "brokers", "no broker given") }
-        guard keyGroups >= 1 else { throw KafkaError(.invalidArgument, subject: "key groups", "\(keyGroups) must be at least 1") }
-        guard sendBufferSize >= 1024 else { throw KafkaError(.invalidArgument, subject: "send buffer size", "\(sendBufferSize) bytes is below 1024") }
+        guard !brokers.isEmpty else { throw HPSError(.invalidArgument, subject: "brokers", "no broker given") }
+        guard keyGroups >= 1 else { throw HPSError(.invalidArgument, subject: "key groups", "\(keyGroups) must be at least 1") }
+        guard sendBufferSize >= 1024 else { throw HPSError(.invalidArgument, subject: "send buffer size", "\(sendBufferSize) bytes is below 1024") }
         self.brokers = brokers
         self.keyGroups = keyGroups
         self.sendBufferSize = sendBufferSize
@@ -101,20 +102,20 @@ public final class KafkaPublisher: @unchecked Sendable {
 
     /// Queues `keys.count` rows of table `table` of `model`: `values` holds `keys.count × valueSize` bytes
     /// (float32 rows). Rows are sent as their group's buffer fills, the rest by ``flush(timeoutMs:)``.
-    /// - Throws: ``KafkaError`` `invalidArgument` for a bad name, size or a value size that changed for the
-    ///   table; `operation` when the client refuses a message.
+    /// - Throws: ``HPSError`` `invalidArgument` for a bad name, size or a value size that changed for the
+    ///   table; `kafkaOperation` when the client refuses a message.
     public func post(model: String, table: String, keys: UnsafeBufferPointer<Int64>, values: UnsafeRawBufferPointer, valueSize: Int) throws {
-        guard TableTag.isValidName(model) else { throw KafkaError(.invalidArgument, subject: "model \"\(model)\"", "not a valid model name (1 to 120 characters of [a-zA-Z0-9_-])") }
-        guard TableTag.isValidName(table) else { throw KafkaError(.invalidArgument, subject: "table \"\(table)\"", "not a valid table name (1 to 120 characters of [a-zA-Z0-9_-])") }
+        guard TableTag.isValidName(model) else { throw HPSError(.invalidArgument, subject: "model \"\(model)\"", "not a valid model name (1 to 120 characters of [a-zA-Z0-9_-])") }
+        guard TableTag.isValidName(table) else { throw HPSError(.invalidArgument, subject: "table \"\(table)\"", "not a valid table name (1 to 120 characters of [a-zA-Z0-9_-])") }
         guard valueSize > 0, valueSize % 4 == 0, valueSize + keyWidth.byteCount + UpdateMessage.headerSize <= sendBufferSize else {
-            throw KafkaError(.invalidArgument, subject: "value size", "\(valueSize) bytes per row must be a positive multiple of 4 that fits a \(sendBufferSize)-byte message")
+            throw HPSError(.invalidArgument, subject: "value size", "\(valueSize) bytes per row must be a positive multiple of 4 that fits a \(sendBufferSize)-byte message")
         }
         guard values.count == keys.count * valueSize else {
-            throw KafkaError(.invalidArgument, subject: "values", "\(values.count) bytes for \(keys.count) keys of \(valueSize) bytes each (expected \(keys.count * valueSize))")
+            throw HPSError(.invalidArgument, subject: "values", "\(values.count) bytes for \(keys.count) keys of \(valueSize) bytes each (expected \(keys.count * valueSize))")
         }
         let tag = TableTag.make(model: model, table: table)
         if let known = valueSizes[tag], known != valueSize {
-            throw KafkaError(.invalidArgument, subject: tag, "rows of \(valueSize) bytes after rows of \(known) bytes; flush before changing the dimension")
+            throw HPSError(.invalidArgument, subject: tag, "rows of \(valueSize) bytes after rows of \(known) bytes; flush before changing the dimension")
         }
         valueSizes[tag] = valueSize
         if buffers[tag] == nil { buffers[tag] = Array(repeating: [], count: keyGroups) }
@@ -135,7 +136,7 @@ public final class KafkaPublisher: @unchecked Sendable {
 
     /// Sends every open buffer and waits up to `timeoutMs` for the brokers to acknowledge every message.
     /// - Returns: what was delivered since the publisher was made.
-    /// - Throws: ``KafkaError`` `delivery` when messages are still undelivered at the timeout or were refused
+    /// - Throws: ``HPSError`` `kafkaDelivery` when messages are still undelivered at the timeout or were refused
     ///   (the report is in the message).
     @discardableResult
     public func flush(timeoutMs: Int = 30_000) throws -> Report {
@@ -145,19 +146,19 @@ public final class KafkaPublisher: @unchecked Sendable {
         let error = rd_kafka_flush(client, Int32(clamping: timeoutMs))
         let report = self.report
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(.delivery, subject: brokers, "not every message was acknowledged within \(timeoutMs) ms: \(report)", kafkaError: error)
+            throw HPSError(.kafkaDelivery, subject: brokers, "not every message was acknowledged within \(timeoutMs) ms: \(report)", kafkaError: error)
         }
         if report.failedMessages > 0 {
-            throw KafkaError(.delivery, subject: brokers, "\(report)")
+            throw HPSError(.kafkaDelivery, subject: brokers, "\(report)")
         }
         return report
     }
 
     /// Queues `payload` as one message to `topic` exactly as given (no header added, Kafka partition 0 of
     /// the topic's key group rule): for testing consumers with hand-made or captured messages.
-    /// - Throws: ``KafkaError`` `operation` when the client refuses it.
+    /// - Throws: ``HPSError`` `kafkaOperation` when the client refuses it.
     public func postRaw(topic tag: String, payload: [UInt8]) throws {
-        guard !tag.isEmpty else { throw KafkaError(.invalidArgument, subject: "topic", "empty topic name") }
+        guard !tag.isEmpty else { throw HPSError(.invalidArgument, subject: "topic", "empty topic name") }
         try produce(tag: tag, payload: payload, group: 0, rows: 0)
     }
 
@@ -173,7 +174,7 @@ public final class KafkaPublisher: @unchecked Sendable {
             handle = known
         } else {
             guard let made = rd_kafka_topic_new(client, tag, nil) else {
-                throw KafkaError(.operation, subject: tag, "could not create the topic handle", kafkaError: rd_kafka_last_error())
+                throw HPSError(.kafkaOperation, subject: tag, "could not create the topic handle", kafkaError: rd_kafka_last_error())
             }
             topics[tag] = made
             handle = made
@@ -201,7 +202,7 @@ public final class KafkaPublisher: @unchecked Sendable {
             }
             rd_kafka_poll(client, 100)
         }
-        throw KafkaError(.operation, subject: tag, "the brokers at \(brokers) did not report the topic's partitions within 15 s", kafkaError: lastError)
+        throw HPSError(.kafkaOperation, subject: tag, "the brokers at \(brokers) did not report the topic's partitions within 15 s", kafkaError: lastError)
     }
 
     private func send(tag: String, group: Int) throws {
@@ -221,7 +222,7 @@ public final class KafkaPublisher: @unchecked Sendable {
             if result == 0 { break }
             let error = rd_kafka_last_error()
             guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL else {
-                throw KafkaError(.operation, subject: tag, "the client refused a message of \(payload.count) bytes", kafkaError: error)
+                throw HPSError(.kafkaOperation, subject: tag, "the client refused a message of \(payload.count) bytes", kafkaError: error)
             }
             rd_kafka_poll(client, 50)  // wait for deliveries to make room
         }

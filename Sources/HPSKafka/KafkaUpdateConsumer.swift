@@ -76,7 +76,8 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
     private var pendingLog = (keys: 0, batches: 0, maxLatency: 0.0, since: ContinuousClock.now - .seconds(60), lastTopic: "")
 
     /// Creates the client, subscribes to `patterns` and starts polling on a thread of its own.
-    /// - Throws: ``KafkaError`` when the client cannot be created or the subscription is refused.
+    /// - Throws: ``HPSError`` `kafkaConfiguration` or `kafkaClient` when the client cannot be created;
+    ///   `kafkaOperation` when the subscription is refused.
     init(
         group: String, membership: Membership, server: ParameterServer, config: UpdateSourceConfig, statistics: UpdateStatistics,
         logger: HPSLogger, replayFromStart: Bool, routing: @escaping Routing
@@ -134,7 +135,7 @@ final class KafkaUpdateConsumer: @unchecked Sendable {
             rd_kafka_topic_partition_list_destroy(list)
             if error != RD_KAFKA_RESP_ERR_NO_ERROR {
                 rd_kafka_destroy(client)
-                throw KafkaError(.operation, subject: "consumer group \(group)", "subscribing to \(patterns) failed", kafkaError: error)
+                throw HPSError(.kafkaOperation, subject: "consumer group \(group)", "subscribing to \(patterns) failed", kafkaError: error)
             }
         }
         queue.setSpecific(key: Self.onPollingQueue, value: true)

@@ -29,8 +29,8 @@ public final class KafkaUpdateSource: UpdateSource, @unchecked Sendable {
     public var groups: [String] { consumers.withLock { $0.map(\.group) } }
 
     /// Starts the consumers for `server`'s configuration and its sessions made so far (make them first).
-    /// - Throws: ``KafkaError`` when a client cannot be made or subscribe; ``HPSError`` `invalidConfig` for an
-    ///   invalid filter.
+    /// - Throws: ``HPSError`` `kafkaConfiguration`, `kafkaClient` or `kafkaOperation` when a client cannot be
+    ///   made or subscribe; `invalidConfig` for an invalid filter.
     public init(server: ParameterServer, logger: HPSLogger = .standard) throws {
         let config = server.config
         let source = config.updateSource

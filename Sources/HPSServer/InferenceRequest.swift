@@ -33,59 +33,33 @@ struct InferenceRequest: Sendable {
         }
         var binaryOffset = body.readerIndex + jsonLength
         let binaryEnd = body.readerIndex + total
-        var keys: [Int64]?
-        var numKeys: [Int64]?
-        for input in request.inputs {
-            let expected: String
-            switch input.name {
-            case Self.keysName: expected = "INT64"
-            case Self.numKeysName: expected = "INT32"
-            default: throw .badRequest("unexpected input '\(input.name)'; model \(model.name) takes KEYS (INT64) and NUMKEYS (INT32)")
-            }
-            guard (input.name == Self.keysName ? keys : numKeys) == nil else { throw .badRequest("input \(input.name) given twice") }
-            guard input.datatype == expected else {
-                throw .badRequest("input \(input.name) has datatype \(input.datatype); expected \(expected)")
-            }
-            guard input.shape.count == 2 && input.shape[0] == 1 && input.shape[1] >= 0 else {
-                throw .badRequest("input \(input.name) has shape \(input.shape); expected [1, n]")
-            }
-            let count = input.shape[1]
-            var values: [Int64]
-            if let size = input.parameters?.binaryDataSize {
-                let width: Int64 = expected == "INT64" ? 8 : 4
-                guard input.data == nil else { throw .badRequest("input \(input.name) has both data and binary_data_size") }
-                let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
-                guard !overflow && size == bytes else {
-                    throw .badRequest("input \(input.name): binary_data_size \(size) does not match shape \(input.shape) × \(width) bytes")
-                }
+        var inputs = InferenceInputs()
+        for tensor in request.inputs {
+            let input = try inputs.input(name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, model: model)
+            if let size = tensor.parameters?.binaryDataSize {
+                guard tensor.data == nil else { throw .badRequest("input \(input.name) has both data and binary_data_size") }
+                try input.checkByteCount(size, source: "binary_data_size")
                 guard size <= Int64(binaryEnd - binaryOffset) else {
                     throw .badRequest("input \(input.name): binary_data_size \(size) is beyond the \(binaryEnd - binaryOffset) bytes of binary data left in the body")
                 }
-                values = Self.read(body, at: binaryOffset, count: Int(count), width: Int(width))
+                let bytes = body.getSlice(at: binaryOffset, length: Int(size)) ?? ByteBuffer()
+                inputs.set(bytes.withUnsafeReadableBytes { input.decode(littleEndian: $0) }, for: input)
                 binaryOffset += Int(size)
             } else {
-                guard let data = input.data else { throw .badRequest("input \(input.name) has neither data nor binary_data_size") }
-                guard Int64(data.values.count) == count else {
-                    throw .badRequest("input \(input.name) has \(data.values.count) values; shape \(input.shape) needs \(count)")
-                }
-                values = data.values
-                if expected == "INT32", let bad = values.first(where: { $0 < Int64(Int32.min) || $0 > Int64(Int32.max) }) {
-                    throw .badRequest("input \(input.name): \(bad) does not fit INT32")
-                }
+                guard let data = tensor.data else { throw .badRequest("input \(input.name) has neither data nor binary_data_size") }
+                try input.checkValues(data.values, source: "data")
+                inputs.set(data.values, for: input)
             }
-            if input.name == Self.keysName { keys = values } else { numKeys = values }
         }
         guard binaryOffset == binaryEnd else {
             throw .badRequest("\(binaryEnd - binaryOffset) bytes after the JSON and the inputs' binary data belong to no input")
         }
-        try self.init(id: request.id, keys: keys, numKeys: numKeys, binaryOutput: false, model: model)
+        try self.init(id: request.id, inputs: inputs, binaryOutput: false, model: model)
 
         var binary = request.parameters?.binaryDataOutput ?? false
         if let outputs = request.outputs {
             for output in outputs {
-                guard output.name == Self.outputName else {
-                    throw .badRequest("unknown output '\(output.name)'; model \(model.name) has OUTPUT0")
-                }
+                try Self.checkOutput(name: output.name, model: model)
                 binary = output.parameters?.binaryData ?? binary
             }
         }
@@ -95,9 +69,9 @@ struct InferenceRequest: Sendable {
     /// Checks decoded inputs against `model`: both present, NUMKEYS one count per table, each within the
     /// table's limit, adding up to the number of keys.
     /// - Throws: ``ServeError`` 400 naming the problem.
-    init(id: String?, keys: [Int64]?, numKeys: [Int64]?, binaryOutput: Bool, model: ModelConfig) throws(ServeError) {
-        guard let keys else { throw .badRequest("missing input KEYS (INT64, [1, total keys])") }
-        guard let numKeys else { throw .badRequest("missing input NUMKEYS (INT32, [1, tables])") }
+    init(id: String?, inputs: InferenceInputs, binaryOutput: Bool, model: ModelConfig) throws(ServeError) {
+        guard let keys = inputs.keys else { throw .badRequest("missing input KEYS (INT64, [1, total keys])") }
+        guard let numKeys = inputs.numKeys else { throw .badRequest("missing input NUMKEYS (INT32, [1, tables])") }
         guard numKeys.count == model.tableCount else {
             throw .badRequest("NUMKEYS has \(numKeys.count) entries; model \(model.name) has \(model.tableCount) table(s)")
         }
@@ -120,6 +94,14 @@ struct InferenceRequest: Sendable {
         self.binaryOutput = binaryOutput
     }
 
+    /// Checks an output a request asks for: `OUTPUT0`, the only one.
+    /// - Throws: ``ServeError`` 400 naming the output and `model`.
+    static func checkOutput(name: String, model: ModelConfig) throws(ServeError) {
+        guard name == outputName else {
+            throw .badRequest("unknown output '\(name)'; model \(model.name) has OUTPUT0")
+        }
+    }
+
     /// Floats `OUTPUT0` holds for this request: each table's keys × its dim.
     func outputCount(_ model: ModelConfig) -> Int {
         var total = 0
@@ -134,21 +116,6 @@ struct InferenceRequest: Sendable {
     func lookUp(in session: LookupSession, into output: UnsafeMutableBufferPointer<Float>) throws {
         try keys.withUnsafeBufferPointer { keys in
             try session.lookup(tables: Array(keysPerTable.indices), keys: keys, counts: keysPerTable, into: output)
-        }
-    }
-
-    /// `count` little-endian integers of `width` bytes at `offset`.
-    private static func read(_ body: ByteBuffer, at offset: Int, count: Int, width: Int) -> [Int64] {
-        let bytes = body.getSlice(at: offset, length: count * width) ?? ByteBuffer()
-        return bytes.withUnsafeReadableBytes { raw in
-            if width == 8 {
-                return [Int64](unsafeUninitializedCapacity: count) { out, n in
-                    if count > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: count * 8) }
-                    for i in 0..<count { out[i] = Int64(littleEndian: out[i]) }
-                    n = count
-                }
-            }
-            return (0..<count).map { Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
         }
     }
 

@@ -87,6 +87,6 @@ import Testing
         #expect(post(table: "").contains("table \"\""))
         #expect(post(valueSize: 4).contains("values"))
         #expect(post() == "accepted")
-        #expect(throws: KafkaError.self) { try KafkaPublisher(brokers: "") }
+        #expect(throws: HPSError(.invalidArgument, subject: "brokers", "no broker given")) { try KafkaPublisher(brokers: "") }
     }
 }

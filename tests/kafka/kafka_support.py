@@ -4,30 +4,15 @@ tests/python has one that its tests import by name, and pytest runs both directo
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
+import sys
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def hps_binary():
-    for candidate in (os.environ.get("HPS_BIN"), os.path.join(REPO, ".build/release/hps")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail("no hps binary: run scripts/setup.sh (or set HPS_BIN)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+import servers  # noqa: E402
+from servers import REPO, hps_binary, wait_until, write_config, write_table  # noqa: E402, F401 (for the tests)
 
 
 class MockKafka:
@@ -44,21 +29,9 @@ class MockKafka:
         self.brokers = line.split("=", 1)[1]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = servers.terminate(self.proc, 20)
         self.log.close()
-        return self.proc.returncode
-
-
-def write_table(path, keys, vectors):
-    os.makedirs(path, exist_ok=True)
-    np.asarray(keys, dtype="<i8").tofile(os.path.join(path, "key"))
-    np.asarray(vectors, dtype="<f4").tofile(os.path.join(path, "emb_vector"))
+        return status
 
 
 def make_config(directory, name, brokers, table_path, dim, volatile="hash_map", rocksdb=None, node=None,
@@ -92,43 +65,11 @@ def make_config(directory, name, brokers, table_path, dim, volatile="hash_map", 
         config["volatile_db"] = {"type": "disabled"}
     if rocksdb:
         config["persistent_db"] = {"type": "rocks_db", "path": rocksdb}
-    path = os.path.join(str(directory), name)
-    with open(path, "w") as f:
-        json.dump(config, f)
-    return path
+    return write_config(os.path.join(str(directory), name), config)
 
 
-class Server:
-    """`hps serve` on a free loopback port."""
-
-    def __init__(self, config, directory, name="serve"):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log_path = os.path.join(str(directory), "%s-%d.log" % (name, self.port))
-        self.log = open(self.log_path, "w+")
-        env = dict(os.environ, HPS_LOG_LEVEL="info")
-        # Free ports for gRPC and /metrics too: several servers run at once, and none may take Triton's defaults.
-        ports = ["--http-port", str(self.port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
-        self.proc = subprocess.Popen([hps_binary(), "serve", "--config", config] + ports,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail("hps serve exited with %d:\n%s" % (self.proc.returncode, self.output()))
-            try:
-                with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            if time.time() > deadline:
-                pytest.fail("hps serve not ready after 120 s:\n" + self.output())
-            time.sleep(0.1)
-
-    def output(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
+class Server(servers.Server):
+    """`hps serve` with lookups of one table's keys."""
 
     def lookup(self, keys, dim, model="m", per_request=8192):
         """Vectors of `keys` (int64), as float32 [n, dim], over the binary tensor extension."""
@@ -144,32 +85,12 @@ class Server:
         }
         head = json.dumps(header).encode()
         body = head + keys.tobytes() + np.array([len(keys)], dtype="<i4").tobytes()
-        req = urllib.request.Request(self.url + "/v2/models/%s/infer" % model, data=body, method="POST",
-                                     headers={"Content-Type": "application/octet-stream",
-                                              "Inference-Header-Content-Length": str(len(head))})
-        try:
-            r = urllib.request.urlopen(req, timeout=60)
-        except urllib.error.HTTPError as e:
-            pytest.fail("lookup failed with %d: %s" % (e.code, e.read().decode(errors="replace")))
-        with r:
-            data = r.read()
-            json_len = int(r.headers["Inference-Header-Content-Length"])
+        status, data, headers = self.request("POST", "/v2/models/%s/infer" % model, body, {
+            "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+        if status != 200:
+            pytest.fail("lookup failed with %d: %s" % (status, data.decode(errors="replace")))
+        json_len = int(headers["Inference-Header-Content-Length"])
         return np.frombuffer(data[json_len:], dtype="<f4").reshape(len(keys), dim)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def publish(brokers, model, table, keys, vectors, directory, name="upd", extra=()):
@@ -185,16 +106,6 @@ def publish(brokers, model, table, keys, vectors, directory, name="upd", extra=(
     return out.stdout
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while True:
-        if predicate():
-            return
-        if time.time() > deadline:
-            pytest.fail("not within %.0f s: %s" % (timeout, what))
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def kafka(tmp_path):
     cluster = MockKafka(tmp_path)
@@ -202,15 +113,5 @@ def kafka(tmp_path):
     cluster.stop()
 
 
-@pytest.fixture
-def serve(tmp_path):
-    servers = []
-
-    def start(config, name="serve"):
-        server = Server(config, tmp_path, name)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+# Logging at info: the tests read the update source's log lines.
+serve = servers.serve_fixture(Server, log_level="info")

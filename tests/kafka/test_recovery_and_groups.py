@@ -28,7 +28,7 @@ def test_sigkill_mid_stream_loses_no_update(kafka, serve, tmp_path, volatile):
     # Small batches and a commit after every message: the stream takes a while, and offsets move often.
     config = make_config(tmp_path, "ps.json", kafka.brokers, path, DIM, volatile=volatile, rocksdb=str(tmp_path / "rocks"),
                          node="n1", update_source={"max_batch_size": 256, "max_commit_interval": 1})
-    server = serve(config, "first")
+    server = serve(config, name="first")
     assert np.array_equal(server.lookup(keys[:2000], DIM), vectors[:2000])  # cached
     rng = np.random.RandomState(7)
     rounds = []
@@ -42,7 +42,7 @@ def test_sigkill_mid_stream_loses_no_update(kafka, serve, tmp_path, volatile):
     server.kill()
     first = applied_keys(server.output(), "hps.local")
     assert first < 2 * len(keys), "the consumer finished before it was killed; make the stream longer"
-    again = serve(config, "second")
+    again = serve(config, name="second")
     table = expected_after(keys, vectors, keys, rounds[1])
     wait_until(lambda: answers_match(again, table, keys), 120, "every update after the restart\n" + again.output())
     if volatile == "disabled":
@@ -56,8 +56,8 @@ def test_sigkill_mid_stream_loses_no_update(kafka, serve, tmp_path, volatile):
 
 def test_two_servers_with_local_databases_both_receive_every_update(kafka, serve, tmp_path):
     path, keys, vectors = base_table(tmp_path, rows=3000)
-    a = serve(make_config(tmp_path, "a.json", kafka.brokers, path, DIM, node="a"), "a")
-    b = serve(make_config(tmp_path, "b.json", kafka.brokers, path, DIM, node="b"), "b")
+    a = serve(make_config(tmp_path, "a.json", kafka.brokers, path, DIM, node="a"), name="a")
+    b = serve(make_config(tmp_path, "b.json", kafka.brokers, path, DIM, node="b"), name="b")
     upd_keys = keys[::3]
     upd_values = np.random.RandomState(9).uniform(size=(len(upd_keys), DIM)).astype(np.float32)
     publish(kafka.brokers, "m", "t0", upd_keys, upd_values, tmp_path)
@@ -145,8 +145,8 @@ def redis_cluster():
 
 def test_shared_redis_cluster_receives_each_update_once(kafka, serve, tmp_path, redis_cluster):
     path, keys, vectors = base_table(tmp_path, rows=3000)
-    a = serve(make_config(tmp_path, "a.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="a"), "a")
-    b = serve(make_config(tmp_path, "b.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="b"), "b")
+    a = serve(make_config(tmp_path, "a.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="a"), name="a")
+    b = serve(make_config(tmp_path, "b.json", kafka.brokers, path, DIM, volatile="redis", redis_address=redis_cluster, node="b"), name="b")
     # A beacon (header-only message) creates the topic; then both servers split its 4 partitions in the shared
     # group before anything is published (no rebalance re-delivers a message).
     beacon = os.path.join(str(tmp_path), "beacon.msg")

@@ -67,7 +67,7 @@ def test_updates_reach_databases_and_cached_keys_bit_exactly(kafka, serve, tmp_p
     # The persistent database took the updates too: serve from it alone (same table files: not reloaded).
     only_rocks = make_config(tmp_path, "rocks.json", kafka.brokers, path, DIM, volatile="disabled", rocksdb=str(tmp_path / "rocks"),
                              extra_model={"gpucache": False}, update_source={"type": "null"})
-    again = serve(only_rocks, "rocks")
+    again = serve(only_rocks, name="rocks")
     assert answers_match(again, table, everything)
 
 

@@ -1,35 +1,24 @@
 """`hps serve`: the real server on a free loopback port, driven with tritonclient.http (binary tensor data,
 its default) and plain JSON over urllib. Answers are checked bit-exactly against the table files."""
 
+import contextlib
+import functools
 import json
 import os
 import signal
-import socket
-import subprocess
+import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from servers import serve_fixture, write_config, write_table  # noqa: E402
+
 tritonclient_http = pytest.importorskip("tritonclient.http")
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def hps_binary():
-    for candidate in (os.environ.get("HPS_BIN"), os.path.join(REPO, ".build/release/hps")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail("no hps binary: run scripts/setup.sh (or set HPS_BIN)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+serve = serve_fixture()
 
 
 def make_model(directory, name, dims, seed, rows=200, max_batch_size=64, per_sample=4):
@@ -39,9 +28,7 @@ def make_model(directory, name, dims, seed, rows=200, max_batch_size=64, per_sam
         keys = np.arange(rows, dtype=np.int64) * 3 + t
         vectors = rng.uniform(-1, 1, size=(rows, dim)).astype(np.float32)
         path = os.path.join(directory, "%s_t%d" % (name, t))
-        os.makedirs(path, exist_ok=True)
-        keys.astype("<i8").tofile(os.path.join(path, "key"))
-        vectors.astype("<f4").tofile(os.path.join(path, "emb_vector"))
+        write_table(path, keys, vectors)
         paths.append(path)
         arrays.append((keys, vectors))
     entry = {
@@ -60,6 +47,19 @@ def make_model(directory, name, dims, seed, rows=200, max_batch_size=64, per_sam
     return entry, arrays
 
 
+def table_query(table_keys, vectors, default, rng, n, candidates):
+    """`n` keys drawn from `candidates` (the table's keys, then unknown keys 10**12 + i) → (keys, the rows
+    OUTPUT0 holds for them, flattened)."""
+    chosen = rng.randint(0, candidates, size=n)
+    q = np.where(chosen < len(table_keys), table_keys[np.minimum(chosen, len(table_keys) - 1)], 10**12 + chosen)
+    index = {int(k): i for i, k in enumerate(table_keys)}
+    expect = np.full((n, vectors.shape[1]), default, dtype=np.float32)
+    for i, k in enumerate(q):
+        if int(k) in index:
+            expect[i] = vectors[index[int(k)]]
+    return q.astype(np.int64), expect.reshape(-1)
+
+
 class Deployment:
     """Two models (3 tables and 2 tables) in one config, and the expected answers from their files."""
 
@@ -68,9 +68,15 @@ class Deployment:
         m1, a1 = make_model(self.directory, "ranker", [8, 16, 4], seed=1)
         m2, a2 = make_model(self.directory, "tower", [32, 1], seed=2)
         self.models = {"ranker": (m1, a1), "tower": (m2, a2)}
-        self.config = os.path.join(self.directory, "ps.json")
-        with open(self.config, "w") as f:
-            json.dump({"supportlonglong": True, "models": [m1, m2]}, f)
+        self.config = write_config(os.path.join(self.directory, "ps.json"), {"supportlonglong": True, "models": [m1, m2]})
+
+    @contextlib.contextmanager
+    def editing_config(self):
+        """The config's JSON document, written back when the `with` block ends."""
+        with open(self.config) as f:
+            document = json.load(f)
+        yield document
+        write_config(self.config, document)
 
     def query(self, model, rng, per_table=None):
         """Random keys per table (about a quarter unknown) → (KEYS, NUMKEYS, expected OUTPUT0)."""
@@ -78,93 +84,17 @@ class Deployment:
         keys, counts, out = [], [], []
         for t, (table_keys, vectors) in enumerate(arrays):
             n = per_table if per_table is not None else rng.randint(0, 40)
-            chosen = rng.randint(0, len(table_keys) * 4 // 3 + 1, size=n)
-            q = np.where(chosen < len(table_keys), table_keys[np.minimum(chosen, len(table_keys) - 1)], 10**12 + chosen)
-            index = {int(k): i for i, k in enumerate(table_keys)}
-            expect = np.full((n, vectors.shape[1]), entry["default_value_for_each_table"][t], dtype=np.float32)
-            for i, k in enumerate(q):
-                if int(k) in index:
-                    expect[i] = vectors[index[int(k)]]
-            keys.append(q.astype(np.int64))
+            candidates = len(table_keys) * 4 // 3 + 1
+            q, expect = table_query(table_keys, vectors, entry["default_value_for_each_table"][t], rng, n, candidates)
+            keys.append(q)
             counts.append(n)
-            out.append(expect.reshape(-1))
+            out.append(expect)
         return np.concatenate(keys), np.array(counts, dtype=np.int32), np.concatenate(out)
-
-
-class Server:
-    def __init__(self, config, directory, *args):
-        self.port = free_port()
-        self.url = "127.0.0.1:%d" % self.port
-        self.grpc_port, self.metrics_port = free_port(), free_port()
-        self.grpc_url = "127.0.0.1:%d" % self.grpc_port
-        self.metrics_url = "127.0.0.1:%d" % self.metrics_port
-        self.log = open(os.path.join(str(directory), "serve-%d.log" % self.port), "w+")
-        env = dict(os.environ, HPS_LOG_LEVEL="warning")
-        self.proc = subprocess.Popen(
-            [hps_binary(), "serve", "--config", config, "--http-port", str(self.port),
-             "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail("hps serve exited with %d:\n%s" % (self.proc.returncode, self.output()))
-            try:
-                if self.get("/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("hps serve not ready after 120 s:\n" + self.output())
-            time.sleep(0.1)
-
-    def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def request(self, method, path, body=None, headers=None):
-        req = urllib.request.Request("http://" + self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, r.read(), dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), dict(e.headers)
-
-    def get(self, path, headers=None):
-        return self.request("GET", path, headers=headers)
-
-    def post_json(self, path, obj, headers=None):
-        return self.request("POST", path, json.dumps(obj).encode(), dict({"Content-Type": "application/json"}, **(headers or {})))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
 def deployment(tmp_path):
     return Deployment(tmp_path)
-
-
-@pytest.fixture
-def serve(tmp_path):
-    servers = []
-
-    def start(config, *args):
-        server = Server(config, tmp_path, *args)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def triton_infer(client, model, keys, counts, version=""):
@@ -187,6 +117,39 @@ def json_infer_body(keys, counts, **extra):
     }
     body.update(extra)
     return body
+
+
+class SteadyTraffic:
+    """Lookups of `model` from a thread of their own while the `with` block runs, each answer checked against
+    the table files: `ok` counts the right ones, `failed` holds every other outcome. `connect()` makes the
+    thread's client, `infer(client, model, keys, counts)` sends one request."""
+
+    def __init__(self, deployment, model, seed, connect, infer):
+        self.ok, self.failed = 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(deployment, model, seed, connect, infer))
+
+    def _run(self, deployment, model, seed, connect, infer):
+        client = connect()
+        rng = np.random.RandomState(seed)
+        while not self._stop.is_set():
+            keys, counts, expect = deployment.query(model, rng)
+            try:
+                out = infer(client, model, keys, counts).as_numpy("OUTPUT0")
+                if out.tobytes() == expect.tobytes():
+                    self.ok += 1
+                else:
+                    self.failed.append("wrong answer")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self.failed.append(repr(e))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def test_health_metadata_and_config(deployment, serve):
@@ -330,26 +293,8 @@ def test_load_unload_load_under_steady_traffic(deployment, serve):
     assert not client.is_model_ready("ranker") and not client.is_model_ready("tower")
     assert server.post_json("/v2/models/tower/infer", json_infer_body([1], [1, 0]))[0] == 404
     client.load_model("tower")
-    stop = threading.Event()
-    results = {"ok": 0, "failed": []}
-
-    def stream():
-        own = tritonclient_http.InferenceServerClient(server.url)
-        rng = np.random.RandomState(11)
-        while not stop.is_set():
-            keys, counts, expect = deployment.query("tower", rng)
-            try:
-                out = triton_infer(own, "tower", keys, counts).as_numpy("OUTPUT0")
-                if out.tobytes() == expect.tobytes():
-                    results["ok"] += 1
-                else:
-                    results["failed"].append("wrong answer")
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                results["failed"].append(repr(e))
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    try:
+    connect = functools.partial(tritonclient_http.InferenceServerClient, server.url)
+    with SteadyTraffic(deployment, "tower", 11, connect, triton_infer) as traffic:
         time.sleep(0.3)
         rng = np.random.RandomState(12)
         for step in ("load", "unload", "load"):
@@ -365,10 +310,7 @@ def test_load_unload_load_under_steady_traffic(deployment, serve):
             time.sleep(0.3)
         client.load_model("tower")  # reload the model the stream is using: a swap under its requests
         time.sleep(0.3)
-    finally:
-        stop.set()
-        thread.join()
-    assert results["failed"] == [] and results["ok"] > 10, results
+    assert traffic.failed == [] and traffic.ok > 10, (traffic.ok, traffic.failed)
     with pytest.raises(Exception, match="unknown model"):
         client.load_model("nope")
 

@@ -2,48 +2,26 @@
 contents, its default) and with the protocol's own stub for typed contents and malformed requests. Answers
 are checked bit-exactly against the table files (the same deployment as test_serve.py)."""
 
-import threading
+import functools
+import json
+import os
+import sys
 import time
 
 import numpy as np
 import pytest
 
-import test_serve as base
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+import test_serve as base  # noqa: E402
+from servers import serve_fixture  # noqa: E402
+from test_serve import deployment  # noqa: E402, F401 (fixture)
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 grpc = pytest.importorskip("grpc")
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-
-@pytest.fixture
-def deployment(tmp_path):
-    return base.Deployment(tmp_path)
-
-
-@pytest.fixture
-def serve(tmp_path):
-    servers = []
-
-    def start(config, *args):
-        server = base.Server(config, tmp_path, *args)
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        deadline = time.time() + 30
-        while True:  # the HTTP endpoint answered; the gRPC one binds beside it
-            try:
-                if client.is_server_live():
-                    break
-            except InferenceServerException:
-                pass
-            assert time.time() < deadline, "gRPC endpoint not live after 30 s:\n" + server.output()
-            time.sleep(0.05)
-        client.close()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+serve = serve_fixture(grpc=True)
 
 
 def grpc_infer(client, model, keys, counts, version="", headers=None):
@@ -189,32 +167,52 @@ def test_bad_requests_get_invalid_argument_or_not_found(deployment, serve):
     assert grpc_infer(client, "ranker", k, c).as_numpy("OUTPUT0").tobytes() == expect.tobytes()
 
 
+def test_http_and_grpc_refuse_the_same_bad_input_in_the_same_words(deployment, serve):
+    server = serve(deployment.config)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url))
+    keys = [0, 3, 6, 1, 4, 2]
+    good = ("KEYS", "INT64", [1, 6], keys)
+
+    def numkeys(counts):
+        return ("NUMKEYS", "INT32", [1, len(counts)], counts)
+
+    # (inputs as (name, datatype, shape, values), outputs asked for), each sent as JSON and as a ModelInferRequest
+    cases = [
+        ([("KEYS", "FP32", [1, 6], keys), numkeys([3, 2, 1])], []),
+        ([("KEYS", "INT64", [6], keys), numkeys([3, 2, 1])], []),
+        ([good, good], []),
+        ([good], []),
+        ([good], ["OUT9"]),
+        ([good, numkeys([3, 2, 2])], []),
+        ([good, numkeys([3, 3])], []),
+        ([good, numkeys([3, -1, 4])], []),
+        ([good, numkeys([3, 2, 1])], ["OUT9"]),
+    ]
+    for inputs, outputs in cases:
+        body = {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": values}
+                           for name, datatype, shape, values in inputs],
+                "outputs": [{"name": name} for name in outputs]}
+        request = service_pb2.ModelInferRequest(model_name="ranker")
+        for name, datatype, shape, values in inputs:
+            request.inputs.add(name=name, datatype=datatype, shape=shape)
+            request.raw_input_contents.append(np.array(values, dtype="<i8" if name == "KEYS" else "<i4").tobytes())
+        for name in outputs:
+            request.outputs.add(name=name)
+        status, answer, _ = server.post_json("/v2/models/ranker/infer", body)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request, timeout=30)
+        assert status == 400 and info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (inputs, outputs)
+        assert json.loads(answer)["error"] == info.value.details()
+
+
 def test_load_unload_load_under_steady_grpc_traffic(deployment, serve):
     server = serve(deployment.config, "--model-control-mode", "explicit")
     client = grpcclient.InferenceServerClient(server.grpc_url)
     assert not client.is_model_ready("ranker") and not client.is_model_ready("tower")
     assert sorted(e["state"] for e in client.get_model_repository_index(as_json=True)["models"]) == ["UNAVAILABLE"] * 2
     client.load_model("tower")
-    stop = threading.Event()
-    results = {"ok": 0, "failed": []}
-
-    def stream():
-        own = grpcclient.InferenceServerClient(server.grpc_url)
-        rng = np.random.RandomState(21)
-        while not stop.is_set():
-            keys, counts, expect = deployment.query("tower", rng)
-            try:
-                out = grpc_infer(own, "tower", keys, counts).as_numpy("OUTPUT0")
-                if out.tobytes() == expect.tobytes():
-                    results["ok"] += 1
-                else:
-                    results["failed"].append("wrong answer")
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                results["failed"].append(repr(e))
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    try:
+    connect = functools.partial(grpcclient.InferenceServerClient, server.grpc_url)
+    with base.SteadyTraffic(deployment, "tower", 21, connect, grpc_infer) as traffic:
         time.sleep(0.3)
         rng = np.random.RandomState(22)
         for step in ("load", "unload", "load"):
@@ -231,10 +229,7 @@ def test_load_unload_load_under_steady_grpc_traffic(deployment, serve):
             time.sleep(0.3)
         client.load_model("tower")  # reload the model the stream is using: a swap under its requests
         time.sleep(0.3)
-    finally:
-        stop.set()
-        thread.join()
-    assert results["failed"] == [] and results["ok"] > 10, results
+    assert traffic.failed == [] and traffic.ok > 10, (traffic.ok, traffic.failed)
     with pytest.raises(InferenceServerException, match="unknown model") as info:
         client.load_model("nope")
     assert info.value.status() == "StatusCode.NOT_FOUND"

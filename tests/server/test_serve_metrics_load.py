@@ -2,7 +2,8 @@
 own parser), a bounded load test of 64 concurrent clients over HTTP and gRPC, and repeated loads of a model
 whose tables live in RocksDB."""
 
-import json
+import os
+import sys
 import threading
 import time
 import urllib.request
@@ -10,40 +11,16 @@ import urllib.request
 import numpy as np
 import pytest
 
-import test_serve as base
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+import test_serve as base  # noqa: E402
+from servers import serve_fixture  # noqa: E402
+from test_serve import deployment  # noqa: E402, F401 (fixture)
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 parser = pytest.importorskip("prometheus_client.parser")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-
-@pytest.fixture
-def deployment(tmp_path):
-    return base.Deployment(tmp_path)
-
-
-@pytest.fixture
-def serve(tmp_path):
-    servers = []
-
-    def start(config, *args):
-        server = base.Server(config, tmp_path, *args)
-        deadline = time.time() + 30
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        while True:
-            try:
-                if client.is_server_live():
-                    break
-            except InferenceServerException:
-                pass
-            assert time.time() < deadline, server.output()
-            time.sleep(0.05)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+serve = serve_fixture(grpc=True)
 
 
 def scrape(server):
@@ -145,12 +122,9 @@ def test_metrics_count_the_requests_sent(deployment, serve):
 def test_metrics_of_a_cached_table(deployment, serve):
     """A model with a CPU cache in front of the hash map (`cpu_cache: true`): the first request misses the
     cache and fills it, the same request again hits it; occupancy and capacity are reported."""
-    with open(deployment.config) as f:
-        document = json.load(f)
-    for model in document["models"]:
-        model["cpu_cache"] = True
-    with open(deployment.config, "w") as f:
-        json.dump(document, f)
+    with deployment.editing_config() as document:
+        for model in document["models"]:
+            model["cpu_cache"] = True
     server = serve(deployment.config)
     http = base.tritonclient_http.InferenceServerClient(server.url)
     keys, counts, expect, known = distinct_query(deployment, "tower", np.random.RandomState(51), [30, 20])
@@ -218,12 +192,9 @@ def test_reloading_a_rocksdb_backed_model(tmp_path, serve):
     """load → load → unload → load of a model whose tables live in RocksDB: each new generation shares the
     open database (RocksDB lets one opener hold its folder) and answers exactly."""
     deployment = base.Deployment(tmp_path)
-    with open(deployment.config) as f:
-        document = json.load(f)
-    document["volatile_db"] = {"type": "disabled"}
-    document["persistent_db"] = {"type": "rocks_db", "path": str(tmp_path / "rocks"), "num_threads": 2}
-    with open(deployment.config, "w") as f:
-        json.dump(document, f)
+    with deployment.editing_config() as document:
+        document["volatile_db"] = {"type": "disabled"}
+        document["persistent_db"] = {"type": "rocks_db", "path": str(tmp_path / "rocks"), "num_threads": 2}
     server = serve(deployment.config, "--model-control-mode", "explicit")
     client = grpcclient.InferenceServerClient(server.grpc_url)
     http = base.tritonclient_http.InferenceServerClient(server.url)
