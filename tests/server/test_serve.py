@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from servers import serve_fixture, write_config, write_table  # noqa: E402
 
-tritonclient_http = pytest.importorskip("tritonclient.http")
+import tritonclient.http as tritonclient_http
 
 serve = serve_fixture()
 

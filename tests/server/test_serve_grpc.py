@@ -16,8 +16,8 @@ import test_serve as base  # noqa: E402
 from servers import serve_fixture  # noqa: E402
 from test_serve import deployment  # noqa: E402, F401 (fixture)
 
-grpcclient = pytest.importorskip("tritonclient.grpc")
-grpc = pytest.importorskip("grpc")
+import tritonclient.grpc as grpcclient
+import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 

@@ -16,8 +16,8 @@ import test_serve as base  # noqa: E402
 from servers import serve_fixture  # noqa: E402
 from test_serve import deployment  # noqa: E402, F401 (fixture)
 
-grpcclient = pytest.importorskip("tritonclient.grpc")
-parser = pytest.importorskip("prometheus_client.parser")
+import tritonclient.grpc as grpcclient
+from prometheus_client import parser
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 serve = serve_fixture(grpc=True)
