@@ -91,18 +91,24 @@ final class HashMapPartition: @unchecked Sendable {
             }
         }
 
-        /// What the first index entry of `mixed` (at `entry`, from ``start(_:)``) says: the row it points
-        /// at when its fingerprint matches, ``definiteMiss`` when it is empty, ``unknown`` otherwise (the key
-        /// may sit further along the probe sequence).
+        /// What the probe run of `mixed` says, from its home entry `entry` (from ``start(_:)``) on: the row of
+        /// the first entry whose fingerprint matches (tagged with bit 0; the key must still be compared),
+        /// ``definiteMiss`` when an empty entry ends the run first (the key is absent), ``unknown`` when
+        /// `window` entries were walked without either.
         @inline(__always)
-        func firstCandidate(_ entry: UnsafeMutablePointer<UInt64>, _ mixed: UInt64) -> UInt {
-            let e = entry.pointee
-            if e == 0 { return View.definiteMiss }
-            guard e >> 32 == HashMapPartition.fingerprint(mixed) else { return View.unknown }
-            return UInt(bitPattern: rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) | 1
+        func candidate(from entry: UnsafeMutablePointer<UInt64>, _ mixed: UInt64, window: Int) -> UInt {
+            let f = HashMapPartition.fingerprint(mixed)
+            var pos = entry - index
+            for _ in 0..<window {
+                let e = index[pos]
+                if e == 0 { return View.definiteMiss }
+                if e >> 32 == f { return UInt(bitPattern: rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) | 1 }
+                pos = (pos + 1) & mask
+            }
+            return View.unknown
         }
 
-        /// ``firstCandidate(_:_:)`` results that are not rows (rows are tagged with bit 0).
+        /// ``candidate(from:_:window:)`` results that are not rows (rows are tagged with bit 0).
         static let unknown: UInt = 0
         static let definiteMiss: UInt = 2
     }
