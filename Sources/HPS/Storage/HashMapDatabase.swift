@@ -288,8 +288,8 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     values.withUnsafeMutableBytes { v in
                         p.lock.withReadLock {
                             guard position < p.indexCapacity else { return true }
-                            position = p.forEachSlot(from: position, limit: chunk) { slot in
-                                k[n] = p.row(slot).loadUnaligned(as: Int64.self)
+                            position = p.forEachSlot(from: position, limit: chunk) { key, slot in
+                                k[n] = key
                                 (v.baseAddress! + n * t.valueSize).copyMemory(from: p.value(slot), byteCount: t.valueSize)
                                 n += 1
                             }

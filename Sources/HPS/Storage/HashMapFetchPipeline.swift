@@ -5,14 +5,14 @@ import CHPSSupport
 ///
 /// Three stages run over the keys, each a fixed distance ahead of the next:
 /// 1. hash the key, pick its partition and prefetch its home index entry (``indexAhead`` keys ahead);
-/// 2. walk the key's probe run from that entry to the first entry whose fingerprint matches, and prefetch every
-///    cache line of the row it names (``rowAhead`` keys ahead);
-/// 3. compare the row's key and copy the value to the output (or record a miss).
+/// 2. walk the key's probe run from that entry to the entry holding the key (index entries carry keys), and
+///    prefetch every cache line of its row (``rowAhead`` keys ahead);
+/// 3. copy the value to the output (or record a miss).
 ///
 /// Each stage hands its result to the next in per-key scratch (`mixed`, `partitionOf`, `candidates`), so on
 /// the common path nothing is hashed or probed twice and the row a key needs is in the CPU cache by the time
-/// it is copied. A key whose first matching fingerprint names another key's row, or whose probe run is longer
-/// than ``probeWindow`` entries, is looked up again from its home entry (rare at the index's ≤ 3/4 load).
+/// it is copied. A key whose probe run is longer than ``probeWindow`` entries is looked up again from its
+/// home entry (rare at the index's ≤ 3/4 load).
 ///
 /// A plain value of pointers, built once per chunk, so the loop reads no class properties.
 struct HashMapFetchPipeline {
@@ -20,7 +20,7 @@ struct HashMapFetchPipeline {
     static let indexAhead = 32
     /// Keys whose row is prefetched ahead of the copy stage.
     static let rowAhead = 16
-    /// Index entries stage 2 walks before it leaves a key to a full lookup (8 entries: one cache line).
+    /// Index entries stage 2 walks before it leaves a key to a full lookup (8 entries: two cache lines).
     static let probeWindow = 8
 
     let keys: UnsafePointer<Int64>
@@ -55,8 +55,8 @@ struct HashMapFetchPipeline {
     @inline(__always)
     func probe(_ j: Int) {
         let view = views[Int(partitionOf[j])]
-        let entry = UnsafeMutablePointer<UInt64>(bitPattern: candidates[j])!
-        let candidate = view.candidate(from: entry, mixed[j], window: Self.probeWindow)
+        let entry = UnsafeMutablePointer<HashMapPartition.Entry>(bitPattern: candidates[j])!
+        let candidate = view.candidate(from: entry, keys[j], window: Self.probeWindow)
         if candidate & 1 != 0 {
             let row = UnsafeRawPointer(bitPattern: candidate & ~1)!
             let stride = view.rows.stride
@@ -75,15 +75,17 @@ struct HashMapFetchPipeline {
     func copy(_ j: Int) -> Bool {
         let view = views[Int(partitionOf[j])]
         let candidate = candidates[j]
-        var found: UnsafeMutableRawPointer?
-        if candidate & 1 != 0, let row = UnsafeMutableRawPointer(bitPattern: candidate & ~1), row.loadUnaligned(as: Int64.self) == keys[j] {
-            found = row
-        } else if candidate != HashMapPartition.View.definiteMiss {
+        let found: UnsafeMutableRawPointer?
+        if candidate & 1 != 0 {
+            found = UnsafeMutableRawPointer(bitPattern: candidate & ~1)
+        } else if candidate == HashMapPartition.View.unknown {
             found = view.find(keys[j], mixed[j])
+        } else {
+            found = nil
         }
         guard let row = found else { return false }
-        hps_copy(output + j * valueSize, row + view.valueOffset, valueSize)
-        if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
+        hps_copy(output + j * valueSize, row, valueSize)
+        if policy != .evictRandom { HashMapPartition.touch(counter: row + view.counterOffset, policy: policy, now: now) }
         return true
     }
 
