@@ -9,8 +9,8 @@ import CHPSSupport
 /// value's lines — one line for a 64-byte value, whose rows start on cache-line boundaries — and a miss
 /// reads no row. Linear probing, backward-shift deletion, at most 3/4 full.
 ///
-/// Memory per entry: `stride` (value bytes [+ 4], rounded to 4) + 16 / load factor. An index of 2 MiB or more
-/// asks for huge pages (``LargeAllocation``), so random probes rarely miss the TLB.
+/// Memory per entry: `stride` (value bytes [+ 4], rounded to 4) + 16 / load factor. The index and row pages
+/// of 2 MiB or more ask for huge pages (``LargeAllocation``), so random probes rarely miss the TLB.
 ///
 /// Hot loops take a ``View`` (plain pointers and constants) once per batch under the lock, so they run
 /// without class-property access overhead.

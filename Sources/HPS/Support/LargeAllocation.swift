@@ -6,7 +6,7 @@ import Musl
 import Darwin
 #endif
 
-/// Memory for large tables read at random (hash-map indexes, benchmark baselines).
+/// Memory for large tables read at random (hash-map indexes, row pages, benchmark baselines).
 ///
 /// A block of at least ``hugePageSize`` bytes is aligned to it, rounded up to a multiple of it, and on Linux
 /// marked `MADV_HUGEPAGE`, so that where transparent huge pages are in `madvise` mode (the common default)
