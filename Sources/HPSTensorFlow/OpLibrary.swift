@@ -10,7 +10,8 @@ public func hps_tf_register_ops() {
 }
 
 /// The ops `Init` and `Lookup`, with exactly the inputs, outputs and attributes of NVIDIA's HPS plugin
-/// (`hps_tf/hps_cc/ops`), so a graph or SavedModel made with it loads with this library.
+/// (`hps_tf/hps_cc/ops`), so a graph or SavedModel made with it loads with this library; and
+/// `MaxKeysPerLookup`, this library's own, which `hps.SparseLookupLayer` uses.
 ///
 /// Only CPU kernels are registered: this build serves lookups from host memory. On a GPU build of
 /// TensorFlow the ops are placed on the CPU (their inputs and outputs are small host tensors or are
@@ -47,12 +48,29 @@ enum OpLibrary {
             ShapeInference.appendUnknownDimension(ctx, status, input: 0)
         })
 
+    /// Not one of NVIDIA's ops: `hps.SparseLookupLayer` asks it how many ids one `Lookup` of a table takes
+    /// (see ``KeyLimitKernel``).
+    static let keyLimitOp = OpDefinition(
+        name: "MaxKeysPerLookup",
+        inputs: ["init_status: status_dtype"],
+        outputs: ["limit: int64"],
+        attributes: ["model_name: string", "table_id: int", "status_dtype: {string}"],
+        isStateful: false,
+        shapeFunction: { ctx, status in
+            guard let ctx, let status else { return }
+            ShapeInference.setScalarOutput(ctx, status, output: 0)
+        })
+
     static func registerAll() {
         do {
             try initOp.register()
             try lookupOp.register()
+            try keyLimitOp.register()
             try registerKernel(op: "Init", device: "CPU", name: "HPSInitCPU", create: InitKernel.create, compute: InitKernel.compute, delete: InitKernel.delete)
             try registerKernel(op: "Lookup", device: "CPU", name: "HPSLookupCPU", create: LookupKernel.create, compute: LookupKernel.compute, delete: LookupKernel.delete)
+            try registerKernel(
+                op: "MaxKeysPerLookup", device: "CPU", name: "HPSMaxKeysPerLookupCPU", create: KeyLimitKernel.create, compute: KeyLimitKernel.compute,
+                delete: KeyLimitKernel.delete)
         } catch {
             HPSLogger.standard.error("hierarchical_parameter_server op library: \(error.message)")
         }

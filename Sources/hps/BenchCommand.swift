@@ -83,13 +83,14 @@ struct LookupBench: ParsableCommand {
         try SyntheticTable.write(to: root + "/t", rows: rows, dim: dim, seed: UInt64(dim))
         let directory = try TableDirectory(path: root + "/t", dimension: dim)
 
-        // The baseline's plain array, in row order.
-        var plain = [Float](repeating: 0, count: rows * dim)
+        // The baseline's plain array, in row order, in the same kind of memory as the hash map's (huge pages
+        // where the kernel gives them, as NumPy's and TensorFlow's large arrays get).
+        let plain = UnsafeMutableBufferPointer(start: LargeAllocation.allocate(Float.self, count: rows * dim), count: rows * dim)
+        plain.initialize(repeating: 0)
+        defer { LargeAllocation.deallocate(plain.baseAddress!) }
         var offset = 0
         try directory.forEachChunk(maxRows: 65536) { _, vectors in
-            plain.withUnsafeMutableBufferPointer { p in
-                _ = UnsafeMutableBufferPointer(rebasing: p[offset..<(offset + vectors.count)]).initialize(from: vectors)
-            }
+            _ = UnsafeMutableBufferPointer(rebasing: plain[offset..<(offset + vectors.count)]).initialize(from: vectors)
             offset += vectors.count
         }
 
@@ -164,15 +165,12 @@ struct LookupBench: ParsableCommand {
             }
 
             // Baselines: plain gather by row index, 1 thread and `threads` threads.
-            let gather1 = plain.withUnsafeBufferPointer { table in
-                output.withUnsafeMutableBufferPointer { out in
-                    time { b in ArrayGather.gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: 1) }
-                }
+            let table = UnsafePointer(plain.baseAddress!)
+            let gather1 = output.withUnsafeMutableBufferPointer { out in
+                time { b in ArrayGather.gather(table, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: 1) }
             }
-            let gatherN = plain.withUnsafeBufferPointer { table in
-                output.withUnsafeMutableBufferPointer { out in
-                    time { b in ArrayGather.gather(table.baseAddress!, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: threads) }
-                }
+            let gatherN = output.withUnsafeMutableBufferPointer { out in
+                time { b in ArrayGather.gather(table, rows: batchRows[b], dim: dim, into: out.baseAddress!, threads: threads) }
             }
             rowsOut.append(Row(dim: dim, batch: batch, path: "baseline: array gather", threads: 1, keysPerSecond: gather1.rate, p50: gather1.p50, p99: gather1.p99, ratio: nil, note: ""))
             if threads > 1 {

@@ -109,6 +109,55 @@ import Testing
         #expect(old.misses.count == 20)  // full at 100 → evict down to 80, then insert the new key
     }
 
+    /// One partition at 3/4 load (the most its index holds before growing) has probe runs longer than the
+    /// fetch pipeline's window; after removals (backward shifts) and new keys, every fetch — inline, and split
+    /// into chunks — must answer what a dictionary of the same rows answers, misses in input order.
+    @Test(arguments: [Int.max, 1])
+    func fetchAgreesWithADictionaryAtFullLoad(parallelThreshold: Int) throws {
+        let db = HashMapDatabase(config: config(partitions: 1), logger: .silent)
+        db.parallelThreshold = parallelThreshold
+        let dim = 3
+        var reference: [Int64: [Float]] = [:]
+        func insert(_ keys: [Int64], salt: Float) throws {
+            let values = keys.flatMap { k in (0..<dim).map { Float(k % 1000) + Float($0) / 8 + salt } }
+            _ = try keys.withUnsafeBufferPointer { k in
+                try values.withUnsafeBytes { v in try db.insert(table: "t", keys: k, values: v, valueSize: dim * 4) }
+            }
+            for (i, k) in keys.enumerated() { reference[k] = Array(values[(i * dim)..<(i * dim + dim)]) }
+        }
+        let first = (0..<12288).map { Int64($0) &* 0x9E37_79B9 &+ 3 }
+        try insert(first, salt: 0)
+        #expect(db.memoryUsage(table: "t").entries == 12288)
+        let removed = stride(from: 0, to: first.count, by: 3).map { first[$0] }
+        _ = try removed.withUnsafeBufferPointer { try db.evict(table: "t", keys: $0) }
+        for k in removed { reference[k] = nil }
+        try insert((0..<3000).map { Int64($0) * -17 - 1 }, salt: 0.5)
+        try insert(Array(first[1..<2000]), salt: 0.25)  // overwrites
+        var probe = first + removed + (0..<3000).map { Int64($0) * -17 - 1 } + (0..<500).map { Int64($0) + 1 << 40 }
+        var rng = SplitMix64(seed: 7)
+        probe.shuffle(using: &rng)
+        probe += Array(probe[0..<5000])  // duplicates
+        let (values, misses, _) = try DatabaseConformance.fetch(db, "t", probe, dim: dim)
+        var expectedMisses: [Int] = []
+        for (i, k) in probe.enumerated() {
+            if let row = reference[k] {
+                #expect(Array(values[(i * dim)..<(i * dim + dim)]).map(\.bitPattern) == row.map(\.bitPattern))
+            } else {
+                expectedMisses.append(i)
+            }
+        }
+        #expect(misses == expectedMisses)
+    }
+
+    @Test func fetchChunksStayWithinTheScratch() {
+        #expect(HashMapDatabase.fetchChunks(keys: 100, threshold: 4096) == 1)
+        for n in [4096, 65536, 1 << 22] {
+            let chunks = HashMapDatabase.fetchChunks(keys: n, threshold: 4096)
+            #expect(chunks <= BulkScratch.maxChunks)
+            #expect(SystemInfo.processorCount == 1 ? chunks == 1 : chunks >= 2)
+        }
+    }
+
     @Test func bytesPerEntryNearRawSize() throws {
         let db = HashMapDatabase(config: config(partitions: 4, allocationRate: 256 << 20), logger: .silent)
         let n = 200_000

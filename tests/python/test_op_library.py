@@ -1,5 +1,6 @@
 """The ops have exactly the signature of NVIDIA's plugin, so graphs and SavedModels made with it load."""
 
+import pytest
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
@@ -38,6 +39,22 @@ def test_lookup_op_signature():
         "status_dtype": ("type", ["string"], None),
     }
     assert not op.is_stateful
+
+
+def test_max_keys_per_lookup_op(hps):
+    from hierarchical_parameter_server.core import hps_lib
+
+    op = op_def_registry.get("MaxKeysPerLookup")
+    assert _args(op.input_arg) == [("init_status", "status_dtype")]
+    assert _args(op.output_arg) == [("limit", "int64")]
+    ok = tf.constant("OK")
+    # conftest's model bar: max_batch_size 1024, maxnum_catfeature_query_per_table_per_sample [3, 5].
+    assert int(hps_lib.max_keys_per_lookup(init_status=ok, model_name="bar", table_id=0)) == 3072
+    assert int(hps_lib.max_keys_per_lookup(init_status=ok, model_name="bar", table_id=1)) == 5120
+    with pytest.raises(tf.errors.InvalidArgumentError, match="table_id 2 is out of range"):
+        hps_lib.max_keys_per_lookup(init_status=ok, model_name="bar", table_id=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match='unknown model_name "nope"'):
+        hps_lib.max_keys_per_lookup(init_status=ok, model_name="nope", table_id=0)
 
 
 def test_shape_inference():

@@ -81,6 +81,34 @@ def test_sparse_lookup_in_tf_function(hps, tables):
         np.testing.assert_array_equal(serve(sp_ids).numpy(), want.numpy())
 
 
+def _sparse_ids_of(values, per_row):
+    """A SparseTensor holding `values`, `per_row` per row (canonical order)."""
+    n = len(values)
+    indices = np.stack([np.arange(n) // per_row, np.arange(n) % per_row], axis=1).astype(np.int64)
+    return tf.SparseTensor(indices=indices, values=tf.constant(values, tf.int64), dense_shape=[(n + per_row - 1) // per_row, per_row])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("in_function", [False, True])
+def test_sparse_lookup_above_the_key_limit(hps, tables, weighted, in_function):
+    # bar table 0 takes 1024 × 3 = 3072 keys per lookup: 4000 ids of 500 distinct ones are deduplicated first
+    # (as NVIDIA's layer always does) and answered; 3073 distinct ids are not.
+    array = tables[("bar", 0)][1]
+    layer = _layer(hps, "bar", 0, tables)
+    call = tf.function(lambda sp, w: layer(sp, w, combiner="mean")) if in_function else (lambda sp, w: layer(sp, w, combiner="mean"))
+    rng = np.random.RandomState(5)
+    sp_ids = _sparse_ids_of(rng.randint(0, 500, size=4000), per_row=4)
+    sp_weights = _weights(sp_ids, 6) if weighted else None
+    want = tf.nn.embedding_lookup_sparse(array, sp_ids, sp_weights, combiner="mean")
+    np.testing.assert_array_equal(call(sp_ids, sp_weights).numpy(), want.numpy())
+    at_limit = _sparse_ids_of(rng.permutation(array.shape[0])[:3072], per_row=3)
+    want = tf.nn.embedding_lookup_sparse(array, at_limit, None, combiner="mean")
+    np.testing.assert_array_equal(call(at_limit, None).numpy(), want.numpy())
+    too_many = _sparse_ids_of(rng.permutation(array.shape[0])[:3073], per_row=3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"3073 keys for model bar table 0 exceed.*3072"):
+        call(too_many, _weights(too_many, 7) if weighted else None)
+
+
 def test_sparse_lookup_argument_errors(hps, tables):
     layer = _layer(hps, "foo", 0, tables)
     sp_ids = _sparse_ids(100, 4, 2, seed=1)

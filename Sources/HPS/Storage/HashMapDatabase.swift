@@ -5,8 +5,9 @@ import Dispatch
 /// `num_partitions` partitions chosen by HPS's key mixer, each with its own lock, index and value pages.
 ///
 /// Fetches take every partition's lock shared and walk the keys in input order, prefetching index entries
-/// and rows a few dozen keys ahead, so output rows are written sequentially; large batches are split into
-/// one contiguous chunk per core. Inserts group keys by partition and take each partition's lock
+/// and rows a few dozen keys ahead, so output rows are written sequentially (``HashMapFetchPipeline``); large
+/// batches are split into contiguous chunks, several per core, that the calling thread and the pool's
+/// threads claim as they come. Inserts group keys by partition and take each partition's lock
 /// exclusively.
 /// Overflow: a partition that reaches `overflow_margin` evicts down to `overflow_margin ×
 /// overflow_resolution_target` by its `overflow_policy` before taking a new key.
@@ -208,82 +209,48 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         let n = keys.count
         let partitions = t.partitions
         let count = partitions.count
-        let workers = n < parallelThreshold ? 1 : min(SystemInfo.processorCount, 8)
-        return scratch.withScratch(capacity: n, views: workers * count) { s in
-            let mixed = s.mixed, partitionOf = s.partitionOf, missList = s.misses, missCounts = s.missCounts
-            let candidates = s.candidates
+        let chunks = Self.fetchChunks(keys: n, threshold: parallelThreshold)
+        return scratch.withScratch(capacity: n, views: chunks * count) { s in
+            let missList = s.misses, missCounts = s.missCounts
             let viewTable = s.views
             let parts = UInt64(count)
             let mask: UInt64? = count & (count - 1) == 0 ? parts - 1 : nil
-            inChunks(n, workers: workers) { w, lo, hi in
+            let mixed = s.mixed, partitionOf = s.partitionOf, candidates = s.candidates
+            let base = keys.baseAddress!
+            let now = policy == .evictRandom ? 0 : partitions[0].advanceClock()
+            inChunks(n, chunks: chunks) { c, lo, hi in
                 // Every partition's lock shared, then plain views of each for the loop.
-                let views = viewTable + w * count
+                let views = viewTable + c * count
                 for (pi, p) in partitions.enumerated() {
                     p.lock.lockShared()
                     (views + pi).initialize(to: p.view)
                 }
-                let now = policy == .evictRandom ? 0 : partitions[0].advanceClock()
-                // A three-stage pipeline over the keys in input order: hash the key and prefetch its index
-                // entry (`indexAhead` keys ahead); read that entry and prefetch the row it names (`rowAhead`
-                // keys ahead); then check the row and copy the value. Each stage hands its result to the
-                // next in `candidates`, so nothing is hashed or probed twice on the common path.
-                @inline(__always) func hashStage(_ j: Int) {
-                    let m = hpsKeyMix(keys[j])
-                    mixed[j] = m
-                    let pi = Int(truncatingIfNeeded: mask.map { m & $0 } ?? m % parts)
-                    partitionOf[j] = Int32(truncatingIfNeeded: pi)
-                    let entry = views[pi].start(m)
-                    hps_prefetch(entry)
-                    candidates[j] = UInt(bitPattern: entry)
-                }
-                @inline(__always) func entryStage(_ j: Int) {
-                    let view = views[Int(partitionOf[j])]
-                    let entry = UnsafeMutablePointer<UInt64>(bitPattern: candidates[j])!
-                    let candidate = view.firstCandidate(entry, mixed[j])
-                    if candidate & 1 != 0 {
-                        let row = UnsafeRawPointer(bitPattern: candidate & ~1)!
-                        hps_prefetch(row)
-                        hps_prefetch(row + (view.rows.stride - 1))
-                    }
-                    candidates[j] = candidate
-                }
-                let indexAhead = 32
-                let rowAhead = 16
-                for j in lo..<min(hi, lo + indexAhead) { hashStage(j) }
-                for j in lo..<min(hi, lo + rowAhead) { entryStage(j) }
-                var misses = 0
-                for j in lo..<hi {
-                    if j + indexAhead < hi { hashStage(j + indexAhead) }
-                    if j + rowAhead < hi { entryStage(j + rowAhead) }
-                    let view = views[Int(partitionOf[j])]
-                    let candidate = candidates[j]
-                    var found: UnsafeMutableRawPointer?
-                    if candidate & 1 != 0, let row = UnsafeMutableRawPointer(bitPattern: candidate & ~1),
-                        row.loadUnaligned(as: Int64.self) == keys[j]
-                    {
-                        found = row
-                    } else if candidate != HashMapPartition.View.definiteMiss {
-                        found = view.find(keys[j], mixed[j])
-                    }
-                    if let row = found {
-                        hps_copy(out + j * valueSize, row + view.valueOffset, valueSize)
-                        if policy != .evictRandom { HashMapPartition.touch(row: row, policy: policy, now: now) }
-                    } else {
-                        missList[lo + misses] = Int32(truncatingIfNeeded: j)
-                        misses += 1
-                    }
-                }
+                let pipeline = HashMapFetchPipeline(
+                    keys: base, output: out, valueSize: valueSize, views: views, partitionCount: parts, partitionMask: mask,
+                    mixed: mixed, partitionOf: partitionOf, candidates: candidates, policy: policy, now: now)
+                missCounts[c] = pipeline.run(lo, hi, misses: missList + lo)
                 for p in partitions { p.lock.unlock() }
-                missCounts[w] = misses
             }
             var total = 0
-            for w in 0..<workers {
-                let lo = n * w / workers
-                for j in lo..<(lo + missCounts[w]) { onMiss(Int(missList[j])) }
-                total += missCounts[w]
+            for c in 0..<chunks {
+                let lo = n * c / chunks
+                for j in lo..<(lo + missCounts[c]) { onMiss(Int(missList[j])) }
+                total += missCounts[c]
             }
             return n - total
         }
+    }
+
+    /// Keys per chunk of a parallel fetch, at least: smaller chunks cost more in lock taking than they gain.
+    static let minimumChunkKeys = 2048
+
+    /// How many contiguous chunks a fetch of `n` keys is split into: one below `threshold` (or on one core),
+    /// else several per core — idle threads claim chunks as they come, so a thread the scheduler holds back
+    /// delays the fetch by one small chunk, not half the batch. At most ``BulkScratch/maxChunks``.
+    static func fetchChunks(keys n: Int, threshold: Int) -> Int {
+        let cores = min(SystemInfo.processorCount, 8)
+        guard n >= threshold, cores > 1 else { return 1 }
+        return max(2, min(n / minimumChunkKeys, 4 * cores, BulkScratch.maxChunks))
     }
 
     /// - Throws: never: the hash map removes from memory.
@@ -330,8 +297,8 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
                     values.withUnsafeMutableBytes { v in
                         p.lock.withReadLock {
                             guard position < p.indexCapacity else { return true }
-                            position = p.forEachSlot(from: position, limit: chunk) { slot in
-                                k[n] = p.row(slot).loadUnaligned(as: Int64.self)
+                            position = p.forEachSlot(from: position, limit: chunk) { key, slot in
+                                k[n] = key
                                 (v.baseAddress! + n * t.valueSize).copyMemory(from: p.value(slot), byteCount: t.valueSize)
                                 n += 1
                             }
@@ -392,16 +359,17 @@ public final class HashMapDatabase: Database, @unchecked Sendable {
         }
     }
 
-    /// Runs `body(worker, lo, hi)` over `workers` contiguous chunks of `0..<n` (inline when there is one).
-    private func inChunks(_ n: Int, workers: Int, _ body: (Int, Int, Int) -> Void) {
-        if workers <= 1 {
+    /// Runs `body(chunk, lo, hi)` over `chunks` contiguous chunks of `0..<n` (inline when there is one; else
+    /// the calling thread and the pool's threads claim chunks until none is left).
+    private func inChunks(_ n: Int, chunks: Int, _ body: (Int, Int, Int) -> Void) {
+        if chunks <= 1 {
             body(0, 0, n)
             return
         }
         withoutActuallyEscaping(body) { body in
             let task = UnsafeTransfer(body)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                task.value(w, n * w / workers, n * (w + 1) / workers)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                task.value(c, n * c / chunks, n * (c + 1) / chunks)
             }
         }
     }

@@ -1,14 +1,16 @@
 import CHPSSupport
 
-/// One partition of a hash-map table: an open-addressing index of 8-byte entries pointing into rows that
-/// hold `key | value`, or `key | counter | value` when the overflow policy needs an LRU/LFU counter.
+/// One partition of a hash-map table: an open-addressing index of 16-byte entries `key | tag` pointing into
+/// rows that hold the value, followed by a 4-byte LRU/LFU counter when the overflow policy needs one.
 ///
-/// Index entry: high 32 bits = hash fingerprint, low 32 bits = slot + 1 (0 = empty). The position of an
-/// entry is derived from its fingerprint, so the index grows without touching rows. Rows keep the key
-/// beside the value, so a hit costs one index line and one row line. Linear probing, backward-shift
-/// deletion, at most 3/4 full.
+/// Index entry: the key, and a tag whose high 32 bits are the key's hash fingerprint and low 32 bits its
+/// slot + 1 (tag 0 = empty). The position of an entry is derived from its fingerprint, so the index grows
+/// without rehashing keys. A probe compares keys in the index itself, so a hit reads one index line and the
+/// value's lines — one line for a 64-byte value, whose rows start on cache-line boundaries — and a miss
+/// reads no row. Linear probing, backward-shift deletion, at most 3/4 full.
 ///
-/// Memory per entry: `stride` (8 + [4] + value bytes, rounded to 4) + 8 / load factor.
+/// Memory per entry: `stride` (value bytes [+ 4], rounded to 4) + 16 / load factor. The index and row pages
+/// of 2 MiB or more ask for huge pages (``LargeAllocation``), so random probes rarely miss the TLB.
 ///
 /// Hot loops take a ``View`` (plain pointers and constants) once per batch under the lock, so they run
 /// without class-property access overhead.
@@ -22,7 +24,7 @@ final class HashMapPartition: @unchecked Sendable {
     let lock = ReadWriteLock()
     let valueSize: Int
     private var pages: RowPages
-    private var index: UnsafeMutablePointer<UInt64>
+    private var index: UnsafeMutablePointer<Entry>
     private var indexShift: Int  // 64 - log2(index capacity)
     private var indexMask: Int
     private var freeSlots: [UInt32] = []
@@ -35,87 +37,96 @@ final class HashMapPartition: @unchecked Sendable {
         return p
     }()
 
-    static let counterOffset = 8
+    /// One index entry: a key and where its row is.
+    struct Entry {
+        var key: Int64
+        /// Fingerprint << 32 | (slot + 1); 0 marks an empty entry (whose key means nothing).
+        var tag: UInt64
+
+        static let empty = Entry(key: 0, tag: 0)
+        var slot: Int { Int(truncatingIfNeeded: tag & 0xFFFF_FFFF) - 1 }
+        var fingerprint: UInt64 { tag >> 32 }
+    }
+
     /// The most entries one partition holds: slots are 32-bit and the index (at most 2^32 entries) stays at
     /// most 3/4 full. ``HashMapDatabase`` refuses new keys beyond it with an error.
     static let maxEntries = 3 << 30
-    /// Where the value starts in a row: after the key, and after the counter when there is one.
-    let valueOffset: Int
+    /// Where the LRU/LFU counter sits in a row (after the value, 4-byte aligned), when there is one.
+    let counterOffset: Int
     let hasCounter: Bool
 
     init(valueSize: Int, allocationRate: Int, counters: Bool) {
         self.valueSize = valueSize
         hasCounter = counters
-        valueOffset = counters ? 12 : 8
-        let stride = (valueOffset + valueSize + 3) & ~3
-        pages = RowPages(stride: stride, allocationRate: allocationRate)
+        counterOffset = (valueSize + 3) & ~3
+        pages = RowPages(stride: counterOffset + (counters ? 4 : 0), allocationRate: allocationRate)
         let capacity = 16
-        index = .allocate(capacity: capacity)
-        index.initialize(repeating: 0, count: capacity)
+        index = LargeAllocation.allocate(Entry.self, count: capacity)
+        index.initialize(repeating: .empty, count: capacity)
         indexShift = 64 - 4
         indexMask = capacity - 1
     }
 
     deinit {
-        index.deallocate()
+        LargeAllocation.deallocate(index)
         pages.destroy()
         clock.deallocate()
     }
 
     /// Plain pointers and constants for a hot loop; valid while the lock is held and nothing is inserted.
     struct View {
-        let index: UnsafeMutablePointer<UInt64>
+        let index: UnsafeMutablePointer<Entry>
         let mask: Int
         let shift: UInt64
         let rows: RowPages.Layout
-        let valueOffset: Int
+        let counterOffset: Int
 
         @inline(__always)
-        func start(_ mixed: UInt64) -> UnsafeMutablePointer<UInt64> {
+        func start(_ mixed: UInt64) -> UnsafeMutablePointer<Entry> {
             index + Int(truncatingIfNeeded: (HashMapPartition.fingerprint(mixed) << 32) >> shift)
         }
 
-        /// The row holding `key`, or nil.
+        /// The row (value first) holding `key`, or nil.
         @inline(__always)
         func find(_ key: Int64, _ mixed: UInt64) -> UnsafeMutableRawPointer? {
-            let f = HashMapPartition.fingerprint(mixed)
-            var pos = Int(truncatingIfNeeded: (f << 32) >> shift)
+            var pos = start(mixed) - index
             while true {
                 let e = index[pos]
-                if e == 0 { return nil }
-                if e >> 32 == f {
-                    let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
-                    if row.loadUnaligned(as: Int64.self) == key { return row }
-                }
+                if e.tag == 0 { return nil }
+                if e.key == key { return rows.row(e.slot) }
                 pos = (pos + 1) & mask
             }
         }
 
-        /// What the first index entry of `mixed` (at `entry`, from ``start(_:)``) says: the row it points
-        /// at when its fingerprint matches, ``definiteMiss`` when it is empty, ``unknown`` otherwise (the key
-        /// may sit further along the probe sequence).
+        /// What the probe run from `key`'s home entry `entry` (from ``start(_:)``) says within `window` entries:
+        /// the row of `key` (tagged with bit 0), ``definiteMiss`` when an empty entry ends the run first (the
+        /// key is absent), ``unknown`` when `window` entries were walked without either.
         @inline(__always)
-        func firstCandidate(_ entry: UnsafeMutablePointer<UInt64>, _ mixed: UInt64) -> UInt {
-            let e = entry.pointee
-            if e == 0 { return View.definiteMiss }
-            guard e >> 32 == HashMapPartition.fingerprint(mixed) else { return View.unknown }
-            return UInt(bitPattern: rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)) | 1
+        func candidate(from entry: UnsafeMutablePointer<Entry>, _ key: Int64, window: Int) -> UInt {
+            var pos = entry - index
+            for _ in 0..<window {
+                let e = index[pos]
+                if e.tag == 0 { return View.definiteMiss }
+                if e.key == key { return UInt(bitPattern: rows.row(e.slot)) | 1 }
+                pos = (pos + 1) & mask
+            }
+            return View.unknown
         }
 
-        /// ``firstCandidate(_:_:)`` results that are not rows (rows are tagged with bit 0).
+        /// ``candidate(from:_:window:)`` results that are not rows (rows are tagged with bit 0).
         static let unknown: UInt = 0
         static let definiteMiss: UInt = 2
     }
 
     var view: View {
-        View(index: index, mask: indexMask, shift: UInt64(indexShift), rows: pages.layout, valueOffset: valueOffset)
+        View(index: index, mask: indexMask, shift: UInt64(indexShift), rows: pages.layout, counterOffset: counterOffset)
     }
 
     var indexCapacity: Int { indexMask + 1 }
     var stride: Int { pages.stride }
 
     /// Bytes held by this partition (index, rows, free list).
-    var allocatedBytes: Int { indexCapacity * 8 + pages.allocatedBytes + freeSlots.capacity * 4 }
+    var allocatedBytes: Int { indexCapacity * MemoryLayout<Entry>.stride + pages.allocatedBytes + freeSlots.capacity * 4 }
 
     // MARK: Hashing
 
@@ -138,11 +149,8 @@ final class HashMapPartition: @unchecked Sendable {
         var pos = position(ofFingerprint: f)
         while true {
             let e = index[pos]
-            if e == 0 { return (pos, -1) }
-            if e >> 32 == f {
-                let slot = Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1
-                if pages.row(slot).loadUnaligned(as: Int64.self) == key { return (pos, slot) }
-            }
+            if e.tag == 0 { return (pos, -1) }
+            if e.key == key { return (pos, e.slot) }
             pos = (pos + 1) & indexMask
         }
     }
@@ -151,9 +159,9 @@ final class HashMapPartition: @unchecked Sendable {
     @inline(__always)
     func find(key: Int64, mixed: UInt64) -> Int { locate(key: key, fingerprint: Self.fingerprint(mixed)).slot }
 
-    /// The row of `slot`'s first value byte.
+    /// The first value byte of `slot` (values start their rows).
     @inline(__always)
-    func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) + valueOffset }
+    func value(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) }
 
     /// Advances the LRU clock; call once per batch. Safe under a shared lock.
     @inline(__always)
@@ -165,13 +173,13 @@ final class HashMapPartition: @unchecked Sendable {
     /// Records an access to `slot` for the overflow policy.
     @inline(__always)
     func touch(_ slot: Int, policy: OverflowPolicy, now: UInt32) {
-        Self.touch(row: pages.row(slot), policy: policy, now: now)
+        Self.touch(counter: pages.row(slot) + counterOffset, policy: policy, now: now)
     }
 
-    /// Records an access to `row` (LFU: count, LRU: stamp); a no-op for `evict_random`.
+    /// Records an access to a row's counter at `counter` (LFU: count, LRU: stamp); a no-op for `evict_random`.
     @inline(__always)
-    static func touch(row: UnsafeMutableRawPointer, policy: OverflowPolicy, now: UInt32) {
-        let counter = (row + counterOffset).assumingMemoryBound(to: UInt32.self)
+    static func touch(counter raw: UnsafeMutableRawPointer, policy: OverflowPolicy, now: UInt32) {
+        let counter = raw.assumingMemoryBound(to: UInt32.self)
         switch policy {
         case .evictLeastUsed:
             if hps_atomic_load_u32(counter) != .max { _ = hps_atomic_add_u32(counter, 1) }
@@ -202,7 +210,7 @@ final class HashMapPartition: @unchecked Sendable {
         let f = Self.fingerprint(mixed)
         let (pos, existing) = locate(key: key, fingerprint: f)
         if existing >= 0 {
-            (pages.row(existing) + valueOffset).copyMemory(from: value, byteCount: valueSize)
+            pages.row(existing).copyMemory(from: value, byteCount: valueSize)
             if hasCounter { touch(existing, policy: policy, now: now) }
             return false
         }
@@ -215,10 +223,9 @@ final class HashMapPartition: @unchecked Sendable {
             pages.ensure(slot: slot)
         }
         let row = pages.row(slot)
-        row.storeBytes(of: key, as: Int64.self)
-        if hasCounter { (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
-        (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
-        index[pos] = (f << 32) | UInt64(slot + 1)
+        row.copyMemory(from: value, byteCount: valueSize)
+        if hasCounter { (row + counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
+        index[pos] = Entry(key: key, tag: (f << 32) | UInt64(slot + 1))
         count += 1
         if count * 4 > indexCapacity * 3 { grow() }
         return true
@@ -240,7 +247,7 @@ final class HashMapPartition: @unchecked Sendable {
         let batch = range.count
         guard freeSlots.isEmpty, batch <= min(margin, Self.maxEntries) - count, (count + batch) * 4 <= indexCapacity * 3 else { return nil }
         let index = self.index, mask = indexMask, shift = UInt64(indexShift)
-        let valueOffset = self.valueOffset, valueSize = self.valueSize, hasCounter = self.hasCounter
+        let counterOffset = self.counterOffset, valueSize = self.valueSize, hasCounter = self.hasCounter
         var rows = pages.layout
         var rowCapacity = pages.capacity
         var next = nextSlot
@@ -257,22 +264,20 @@ final class HashMapPartition: @unchecked Sendable {
             let f = Self.fingerprint(mixed[i])
             let value = values + i * valueSize
             var pos = Int(truncatingIfNeeded: (f << 32) >> shift)
-            var existing: UnsafeMutableRawPointer?
+            var existing = -1
             while true {
                 let e = index[pos]
-                if e == 0 { break }
-                if e >> 32 == f {
-                    let row = rows.row(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
-                    if row.loadUnaligned(as: Int64.self) == key {
-                        existing = row
-                        break
-                    }
+                if e.tag == 0 { break }
+                if e.key == key {
+                    existing = e.slot
+                    break
                 }
                 pos = (pos + 1) & mask
             }
-            if let row = existing {
-                (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
-                if hasCounter { Self.touch(row: row, policy: policy, now: now) }
+            if existing >= 0 {
+                let row = rows.row(existing)
+                row.copyMemory(from: value, byteCount: valueSize)
+                if hasCounter { Self.touch(counter: row + counterOffset, policy: policy, now: now) }
                 continue
             }
             let slot = next
@@ -283,10 +288,9 @@ final class HashMapPartition: @unchecked Sendable {
                 rowCapacity = pages.capacity
             }
             let row = rows.row(slot)
-            row.storeBytes(of: key, as: Int64.self)
-            if hasCounter { (row + Self.counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
-            (row + valueOffset).copyMemory(from: value, byteCount: valueSize)
-            index[pos] = (f << 32) | UInt64(slot + 1)
+            row.copyMemory(from: value, byteCount: valueSize)
+            if hasCounter { (row + counterOffset).storeBytes(of: policy == .evictOldest ? now : 1, as: UInt32.self) }
+            index[pos] = Entry(key: key, tag: (f << 32) | UInt64(slot + 1))
             inserted += 1
         }
         nextSlot = next
@@ -305,15 +309,14 @@ final class HashMapPartition: @unchecked Sendable {
 
     /// Removes the entry at index position `pos` and shifts later entries of its cluster back.
     private func removeEntry(at start: Int) {
-        let slot = Int(truncatingIfNeeded: index[start] & 0xFFFF_FFFF) - 1
-        freeSlots.append(UInt32(slot))
+        freeSlots.append(UInt32(index[start].slot))
         count -= 1
         var hole = start
         var pos = (start + 1) & indexMask
         while true {
             let e = index[pos]
-            if e == 0 { break }
-            let home = position(ofFingerprint: e >> 32)
+            if e.tag == 0 { break }
+            let home = position(ofFingerprint: e.fingerprint)
             // Move e into the hole unless its home lies cyclically in (hole, pos].
             let distanceHomeToPos = (pos - home) & indexMask
             let distanceHoleToPos = (pos - hole) & indexMask
@@ -323,7 +326,7 @@ final class HashMapPartition: @unchecked Sendable {
             }
             pos = (pos + 1) & indexMask
         }
-        index[hole] = 0
+        index[hole] = .empty
         if count == 0 {
             freeSlots.removeAll(keepingCapacity: true)
             nextSlot = 0
@@ -335,42 +338,42 @@ final class HashMapPartition: @unchecked Sendable {
         let oldCapacity = indexCapacity
         let old = index
         let newCapacity = newCapacity ?? oldCapacity * 2
-        index = .allocate(capacity: newCapacity)
-        index.initialize(repeating: 0, count: newCapacity)
+        index = LargeAllocation.allocate(Entry.self, count: newCapacity)
+        index.initialize(repeating: .empty, count: newCapacity)
         indexShift = newCapacity.leadingZeroBitCount + 1  // 64 - log2(newCapacity)
         indexMask = newCapacity - 1
         for i in 0..<oldCapacity {
             let e = old[i]
-            if e == 0 { continue }
-            var pos = position(ofFingerprint: e >> 32)
-            while index[pos] != 0 { pos = (pos + 1) & indexMask }
+            if e.tag == 0 { continue }
+            var pos = position(ofFingerprint: e.fingerprint)
+            while index[pos].tag != 0 { pos = (pos + 1) & indexMask }
             index[pos] = e
         }
-        old.deallocate()
+        LargeAllocation.deallocate(old)
     }
 
     /// Drops every entry and frees the rows.
     func removeAll() {
-        index.deallocate()
+        LargeAllocation.deallocate(index)
         pages.deallocateAll()
         freeSlots = []
         nextSlot = 0
         count = 0
-        index = .allocate(capacity: 16)
-        index.initialize(repeating: 0, count: 16)
+        index = LargeAllocation.allocate(Entry.self, count: 16)
+        index.initialize(repeating: .empty, count: 16)
         indexShift = 64 - 4
         indexMask = 15
     }
 
-    /// Calls `body(slot)` for every live entry, in index order, starting at index position `from`;
+    /// Calls `body(key, slot)` for every live entry, in index order, starting at index position `from`;
     /// stops after `limit` entries. - Returns: the index position to continue from (indexCapacity at end).
-    func forEachSlot(from: Int, limit: Int, _ body: (Int) -> Void) -> Int {
+    func forEachSlot(from: Int, limit: Int, _ body: (Int64, Int) -> Void) -> Int {
         var pos = from
         var n = 0
         while pos < indexCapacity && n < limit {
             let e = index[pos]
-            if e != 0 {
-                body(Int(truncatingIfNeeded: e & 0xFFFF_FFFF) - 1)
+            if e.tag != 0 {
+                body(e.key, e.slot)
                 n += 1
             }
             pos += 1
@@ -389,7 +392,7 @@ final class HashMapPartition: @unchecked Sendable {
         case .evictRandom:
             var keys: [Int64] = []
             keys.reserveCapacity(count)
-            _ = forEachSlot(from: 0, limit: .max) { keys.append(pages.row($0).loadUnaligned(as: Int64.self)) }
+            _ = forEachSlot(from: 0, limit: .max) { key, _ in keys.append(key) }
             for i in 0..<excess {
                 let j = i + Int(random.next() % UInt64(keys.count - i))
                 keys.swapAt(i, j)
@@ -399,12 +402,11 @@ final class HashMapPartition: @unchecked Sendable {
             var entries: [(counter: UInt32, key: Int64)] = []
             entries.reserveCapacity(count)
             let now = hps_atomic_load_u32(clock)
-            _ = forEachSlot(from: 0, limit: .max) { slot in
-                let row = pages.row(slot)
-                var c = (row + Self.counterOffset).loadUnaligned(as: UInt32.self)
+            _ = forEachSlot(from: 0, limit: .max) { key, slot in
+                var c = (pages.row(slot) + counterOffset).loadUnaligned(as: UInt32.self)
                 // LRU ticks wrap: measure age relative to now.
                 if policy == .evictOldest { c = ~(now &- c) }
-                entries.append((c, row.loadUnaligned(as: Int64.self)))
+                entries.append((c, key))
             }
             entries.sort { $0.counter < $1.counter }
             for i in 0..<excess { victims.append(entries[i].key) }
@@ -412,7 +414,7 @@ final class HashMapPartition: @unchecked Sendable {
                 // Halve survivors' counts so old popularity fades (HPS meant to normalise; this one works).
                 for i in excess..<entries.count {
                     let slot = find(key: entries[i].key, mixed: hpsKeyMix(entries[i].key))
-                    let counter = pages.row(slot) + Self.counterOffset
+                    let counter = pages.row(slot) + counterOffset
                     counter.storeBytes(of: max(1, counter.loadUnaligned(as: UInt32.self) / 2), as: UInt32.self)
                 }
             }

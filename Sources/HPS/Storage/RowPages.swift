@@ -1,6 +1,8 @@
 /// Fixed-stride rows stored in pages that grow geometrically up to `maxPageRows` rows (the volatile
 /// database's `allocation_rate`), so a small table does not reserve a full page and a large one does not
-/// need one huge allocation. Slot `s` maps to a page and offset with a few bit operations.
+/// need one huge allocation. Slot `s` maps to a page and offset with a few bit operations. Pages start on
+/// 64-byte boundaries (rows of a 64-byte multiple stride never straddle a cache line); pages of 2 MiB or
+/// more ask for huge pages (``LargeAllocation``).
 ///
 /// Page addresses live in a plain pointer table so the hot path reads them without Swift array
 /// overhead; ``RowPages/Layout`` is a copyable snapshot of that table for loops.
@@ -65,7 +67,7 @@ struct RowPages {
                 tableCapacity *= 2
             }
             let n = rows(ofPage: pageCount)
-            (table + pageCount).initialize(to: .allocate(byteCount: n * stride, alignment: 64))
+            (table + pageCount).initialize(to: LargeAllocation.allocate(byteCount: n * stride, alignment: 64))
             pageCount += 1
             capacity += n
         }
@@ -76,7 +78,7 @@ struct RowPages {
 
     /// Frees every page (the page table stays for reuse).
     mutating func deallocateAll() {
-        for i in 0..<pageCount { table[i].deallocate() }
+        for i in 0..<pageCount { LargeAllocation.deallocate(table[i]) }
         pageCount = 0
         capacity = 0
     }

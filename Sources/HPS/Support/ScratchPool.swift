@@ -15,12 +15,15 @@ final class BulkScratch: @unchecked Sendable {
     var candidates: UnsafeMutablePointer<UInt>
     /// Start of each partition's range in `order` (partitions + 1 entries).
     let starts: UnsafeMutablePointer<Int>
-    /// Per-partition results (misses, inserts), written by the thread that handles the partition.
+    /// Per-partition results (inserts) or per-chunk results (misses of a fetch chunk), written by the thread
+    /// that handles the partition or chunk; `max(partitions, maxChunks)` entries.
     let missCounts: UnsafeMutablePointer<Int>
     /// A second per-partition result slot.
     let extraCounts: UnsafeMutablePointer<Int>
     let partitions: Int
-    /// Per-worker partition views for fetches (worker × partitions).
+    /// The most chunks one bulk call splits its keys into.
+    static let maxChunks = 64
+    /// Per-chunk partition views for fetches (chunk × partitions).
     private(set) var views: UnsafeMutablePointer<HashMapPartition.View>
     private(set) var viewCapacity: Int
     private(set) var capacity: Int
@@ -37,8 +40,8 @@ final class BulkScratch: @unchecked Sendable {
         views = .allocate(capacity: viewCapacity)
         starts = .allocate(capacity: partitions + 1)
         starts.initialize(repeating: 0, count: partitions + 1)
-        missCounts = .allocate(capacity: max(partitions, 8))
-        missCounts.initialize(repeating: 0, count: max(partitions, 8))
+        missCounts = .allocate(capacity: max(partitions, Self.maxChunks))
+        missCounts.initialize(repeating: 0, count: max(partitions, Self.maxChunks))
         extraCounts = .allocate(capacity: partitions)
         extraCounts.initialize(repeating: 0, count: partitions)
     }

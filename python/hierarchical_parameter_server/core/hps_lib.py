@@ -1,7 +1,8 @@
 """Loads the HPS op library (``libhierarchical_parameter_server.so``) and exposes its ops.
 
 ``init`` and ``lookup`` are the generated wrappers of the ops ``Init`` and ``Lookup``, whose inputs,
-outputs and attributes are those of NVIDIA's plugin.
+outputs and attributes are those of NVIDIA's plugin; ``max_keys_per_lookup`` wraps ``MaxKeysPerLookup``, this
+package's own op: the most keys one ``Lookup`` of a table accepts.
 
 The library is loaded from ``$HPS_LIBRARY_PATH`` (a file, or a directory holding it) when set, else only from
 this package's own ``lib/`` directory, so a stale copy elsewhere is never picked.
@@ -89,3 +90,4 @@ hps_ops = tf.load_op_library(library_path())
 
 init = hps_ops.init
 lookup = hps_ops.lookup
+max_keys_per_lookup = hps_ops.max_keys_per_lookup

@@ -47,12 +47,14 @@ def clip_by_max_norm(embeddings, ids, max_norm):
     return tf.clip_by_norm(embeddings, max_norm, axes=axes)
 
 
-def lookup(values, model_name, table_id, emb_vec_size, emb_vec_dtype, ps_config_file, global_batch_size, max_norm=None):
-    """Looks ``values`` up in table ``table_id`` of ``model_name``: float32 ``values.shape + [emb_vec_size]``."""
+def lookup(values, model_name, table_id, emb_vec_size, emb_vec_dtype, ps_config_file, global_batch_size, max_norm=None, status=None):
+    """Looks ``values`` up in table ``table_id`` of ``model_name``: float32 ``values.shape + [emb_vec_size]``.
+    ``status`` is the ``Init`` status to use (default: a new ``Init`` op's)."""
     values = tf.convert_to_tensor(values)
     if values.dtype not in (tf.int32, tf.int64):
         raise TypeError("ids must be int32 or int64, got %s" % values.dtype.name)
-    status = init_status(global_batch_size, ps_config_file)
+    if status is None:
+        status = init_status(global_batch_size, ps_config_file)
     replica_id = global_replica_id()
     vectors = hps_lib.lookup(
         values=values,
@@ -65,3 +67,26 @@ def lookup(values, model_name, table_id, emb_vec_size, emb_vec_dtype, ps_config_
     )
     vectors.set_shape(values.get_shape().concatenate([int(emb_vec_size)]))
     return clip_by_max_norm(vectors, values, max_norm)
+
+
+def lookup_each(values, model_name, table_id, emb_vec_size, emb_vec_dtype, ps_config_file, global_batch_size, max_norm=None):
+    """One vector per id of the 1-D ``values``, in order: what ``tf.gather(lookup(unique(values)), idx)`` gives,
+    without the ``tf.unique`` pass when the ids fit in one ``Lookup`` (``MaxKeysPerLookup``; the session
+    deduplicates them itself). More ids than that are deduplicated first, as NVIDIA's sparse layer does, so
+    they fail only when the distinct ids do not fit."""
+    values = tf.convert_to_tensor(values)
+    status = init_status(global_batch_size, ps_config_file)
+    args = dict(
+        model_name=model_name, table_id=table_id, emb_vec_size=emb_vec_size, emb_vec_dtype=emb_vec_dtype,
+        ps_config_file=ps_config_file, global_batch_size=global_batch_size, max_norm=max_norm, status=status,
+    )
+    limit = hps_lib.max_keys_per_lookup(init_status=status, model_name=model_name, table_id=int(table_id))
+
+    def each():
+        return lookup(values=values, **args)
+
+    def deduplicated():
+        unique, idx = tf.unique(values)
+        return tf.gather(lookup(values=unique, **args), idx)
+
+    return tf.cond(tf.size(values, out_type=tf.int64) <= limit, each, deduplicated)

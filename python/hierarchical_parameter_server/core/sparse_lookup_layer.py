@@ -12,7 +12,10 @@ class SparseLookupLayer(HPSLayerBase):
     ``hps.SparseLookupLayer(*args, **kwargs)``; same constructor as ``hps.LookupLayer``.
 
     ``layer(sp_ids, sp_weights, combiner=...)`` equals ``tf.nn.embedding_lookup_sparse(table, sp_ids,
-    sp_weights, combiner=...)`` bit for bit: the combination runs with the same TensorFlow ops.
+    sp_weights, combiner=...)`` bit for bit: the combination runs with the same TensorFlow ops on the same
+    rows in the same order. Ids that fit in one lookup (``max_batch_size ×
+    maxnum_catfeature_query_per_table_per_sample``) are looked up as they are, one vector per id; more are
+    deduplicated first (``tf.unique``), so only more distinct ids than that fail.
     """
 
     def call(self, sp_ids, sp_weights, name=None, combiner=None, max_norm=None):
@@ -52,8 +55,10 @@ class SparseLookupLayer(HPSLayerBase):
 
         with tf.name_scope(name or "hps_embedding_lookup_sparse"):
             segment_ids = sp_ids.indices[:, 0]
-            ids, idx = tf.unique(sp_ids.values)
-            embeddings = lookup_ops.lookup(
+            ids = sp_ids.values
+            # One vector per id: the rows tf.nn.embedding_lookup_sparse reads, in its order (it reads them from
+            # the table by id, or gathers them from the looked-up unique ids by idx; the values are the same).
+            embeddings = lookup_ops.lookup_each(
                 values=ids,
                 model_name=self.model_name,
                 table_id=self.table_id,
@@ -63,12 +68,12 @@ class SparseLookupLayer(HPSLayerBase):
                 global_batch_size=self.global_batch_size,
                 max_norm=max_norm,
             )
-            # The combination below is tf.nn.embedding_lookup_sparse's, op for op.
+            # The combination below is tf.nn.embedding_lookup_sparse's, op for op (unweighted, TF reads row
+            # ids[i] of the table where this reads row i of `embeddings`: the same vector).
             if not ignore_weights:
                 if segment_ids.dtype != tf.int32:
                     segment_ids = tf.cast(segment_ids, tf.int32)
                 weights = sp_weights.values
-                embeddings = tf.gather(embeddings, idx)
                 if weights.dtype != embeddings.dtype:
                     weights = tf.cast(weights, embeddings.dtype)
                 ones_shape = tf.expand_dims(tf.rank(embeddings) - 1, 0)
@@ -95,12 +100,13 @@ class SparseLookupLayer(HPSLayerBase):
             else:
                 if segment_ids.dtype not in (tf.int32, tf.int64):
                     segment_ids = tf.cast(segment_ids, tf.int32)
+                positions = tf.range(tf.size(ids, out_type=tf.int64))
                 if combiner == "sum":
-                    embeddings = tf.sparse.segment_sum(embeddings, idx, segment_ids)
+                    embeddings = tf.sparse.segment_sum(embeddings, positions, segment_ids)
                 elif combiner == "mean":
-                    embeddings = tf.sparse.segment_mean(embeddings, idx, segment_ids)
+                    embeddings = tf.sparse.segment_mean(embeddings, positions, segment_ids)
                 else:  # sqrtn
-                    embeddings = tf.sparse.segment_sqrt_n(embeddings, idx, segment_ids)
+                    embeddings = tf.sparse.segment_sqrt_n(embeddings, positions, segment_ids)
             # As in tf.nn.embedding_lookup_sparse, the segment ops give max(row with an id) + 1 rows: fewer
             # than dense_shape[0] when trailing rows are empty (0 when all are), so the row count is not static.
             embeddings.set_shape([None, self.emb_vec_size])
