@@ -163,7 +163,7 @@ struct LoadDumpCommand: ParsableCommand {
     @Option(help: "The dump file to read (.bin or .sst).")
     var input: String
 
-    @Flag(help: "Empty the table in each database before loading (default: merge, dump keys overwrite).")
+    @Flag(help: "Empty the table in each database before loading (a fused table: its rows in the group's table; default: merge, dump keys overwrite).")
     var replace = false
 
     @Flag(help: "After loading, compare the persistent table with its table files; if identical, record their fingerprint so starts do not reload it.")
