@@ -9,6 +9,10 @@ import HPS
 ///   little-endian key bytes and whose values are the rows. Loading one into a ``RocksDBDatabase`` uses
 ///   RocksDB's `IngestExternalFile`; other databases receive its rows through `insert`.
 ///
+/// A table of a fused group (``FusedTableMember``) is dumped from and loaded into its group's database
+/// table: a dump holds that table's rows only, with its own (untagged) keys, so it is the dump an unfused
+/// deployment of the table gives, and loading it tags the keys again.
+///
 /// Any other extension is an error. A dump is written to a temporary file beside `path` and renamed into
 /// place when complete, so a failed dump never leaves a partial file under `path`. A dump whose header,
 /// length, key size or value size is wrong is rejected before anything is inserted.
@@ -31,6 +35,24 @@ public enum DatabaseDump {
     /// - Throws: ``HPSError`` `.invalidArgument` for an unknown extension, a bad key size, a key that does not
     ///   fit, or (for `.sst`) an empty table; `.io` when the file cannot be written; the database's errors.
     public static func dump(_ db: any Database, table: String, to path: String, keySize: Int = 8) throws {
+        try dump(db, table: table, selecting: nil, to: path, keySize: keySize)
+    }
+
+    /// Writes the rows of one table of a fused group to `path` (`.bin` or `.sst`): the rows of
+    /// `member.table` (the group's database table) that belong to `member`, with their untagged keys, as
+    /// `keySize` bytes (8, or 4 for `supportlonglong: false` keys).
+    /// - Returns: the rows written.
+    /// - Throws: ``HPSError`` `.database` naming the member table when `db` holds none of its rows (nothing is
+    ///   written); otherwise what ``dump(_:table:to:keySize:)`` throws.
+    @discardableResult
+    public static func dump(_ db: any Database, member: FusedTableMember, to path: String, keySize: Int = 8) throws -> Int {
+        try dump(db, table: member.table.tag, selecting: member, to: path, keySize: keySize)
+    }
+
+    /// The rows of `table`, or (with `member`) the rows of that member of the fused `table` under their own
+    /// keys, to `path`; returns the rows written.
+    @discardableResult
+    private static func dump(_ db: any Database, table: String, selecting member: FusedTableMember?, to path: String, keySize: Int) throws -> Int {
         let format = try format(of: path)
         guard keySize == 4 || keySize == 8 else {
             throw HPSError(.invalidArgument, subject: path, "key size must be 4 or 8 bytes, not \(keySize)")
@@ -39,9 +61,15 @@ public enum DatabaseDump {
         FileSystem.remove(temporary)
         var done = false
         defer { if !done { FileSystem.remove(temporary) } }
+        let rows: Int
         switch format {
-        case .bin: try dumpBin(db, table: table, to: temporary, keySize: keySize)
-        case .sst: try dumpSST(db, table: table, to: temporary, keySize: keySize)
+        case .bin: rows = try dumpBin(db, table: table, member: member, to: temporary, keySize: keySize)
+        case .sst: rows = try dumpSST(db, table: table, member: member, to: temporary, keySize: keySize)
+        }
+        if let member, rows == 0 {
+            throw HPSError(
+                .database, subject: member.memberTable.tag,
+                "\(db.name) holds no rows of this table in \(table), the database table of its fused group; nothing to dump")
         }
         do {
             try FileSystem.rename(temporary, to: path)
@@ -49,6 +77,7 @@ public enum DatabaseDump {
             throw HPSError(.io, subject: path, "cannot move the finished dump into place", cause: error)
         }
         done = true
+        return rows
     }
 
     /// Reads the dump at `path` (`.bin` or `.sst`) and inserts its entries into `table` of `db`
@@ -63,10 +92,30 @@ public enum DatabaseDump {
     public static func load(
         into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int? = nil
     ) throws -> Int {
+        try load(into: db, table: table, member: nil, from: path, valueSize: expected, keySize: expectedKeySize)
+    }
+
+    /// Reads the dump at `path` (`.bin` or `.sst`) of one table of a fused group and inserts its entries,
+    /// keys tagged as `member`, into `member.table` (the group's database table; existing keys are
+    /// overwritten). Every key is checked before anything is inserted. An `.sst` dump is inserted entry by
+    /// entry (its keys change), not ingested as a file.
+    /// - Parameter expectedKeySize: the key size the dump must have; nil accepts 4 or 8 (4-byte keys are widened).
+    /// - Returns: the number of entries read from the dump.
+    /// - Throws: ``HPSError`` `.invalidTable` (subject `path`, nothing inserted) naming the first key outside the
+    ///   fused key space (``FusedKeySpace/rangeError(key:table:file:)``); otherwise what
+    ///   ``load(into:table:from:valueSize:keySize:)`` throws, the value size being the group table's.
+    @discardableResult
+    public static func load(into db: any Database, member: FusedTableMember, from path: String, keySize expectedKeySize: Int? = nil) throws -> Int {
+        try load(into: db, table: member.table.tag, member: member, from: path, valueSize: member.table.valueSize, keySize: expectedKeySize)
+    }
+
+    private static func load(
+        into db: any Database, table: String, member: FusedTableMember?, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
+    ) throws -> Int {
         let format = try format(of: path)
         switch format {
-        case .bin: return try loadBin(into: db, table: table, from: path, valueSize: expected, keySize: expectedKeySize)
-        case .sst: return try loadSST(into: db, table: table, from: path, valueSize: expected, keySize: expectedKeySize)
+        case .bin: return try loadBin(into: db, table: table, member: member, from: path, valueSize: expected, keySize: expectedKeySize)
+        case .sst: return try loadSST(into: db, table: table, member: member, from: path, valueSize: expected, keySize: expectedKeySize)
         }
     }
 
@@ -83,16 +132,19 @@ public enum DatabaseDump {
         return header
     }
 
-    private static func dumpBin(_ db: any Database, table: String, to path: String, keySize: Int) throws {
+    private static func dumpBin(_ db: any Database, table: String, member: FusedTableMember?, to path: String, keySize: Int) throws -> Int {
         let fd: OpenFile
         do { fd = try OpenFile.create(path) } catch { throw writeError(path, error) }
         var valueSize = 0
         var offset = binHeaderSize
+        var rows = 0
         var buffer: [UInt8] = []
         try writeAll(fd, binHeader(keySize: keySize, valueSize: 0), at: 0, path: path)
+        var first = true
         try db.forEachChunk(table: table, maxChunk: chunkRows) { keys, values, chunkValueSize in
-            if offset == binHeaderSize {
+            if first {
                 valueSize = chunkValueSize
+                first = false
             } else if chunkValueSize != valueSize {
                 throw HPSError(
                     .database, subject: table, "holds values of \(valueSize) and of \(chunkValueSize) bytes; cannot dump it")
@@ -101,18 +153,21 @@ public enum DatabaseDump {
             buffer.removeAll(keepingCapacity: true)
             buffer.reserveCapacity(keys.count * record)
             for i in 0..<keys.count {
-                try appendKey(keys[i], size: keySize, to: &buffer, table: table)
+                guard let key = selected(keys[i], member) else { continue }
+                try appendKey(key, size: keySize, to: &buffer, table: table)
                 buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: values[(i * valueSize)..<((i + 1) * valueSize)]))
+                rows += 1
             }
             try writeAll(fd, buffer, at: offset, path: path)
             offset += buffer.count
         }
         try writeAll(fd, binHeader(keySize: keySize, valueSize: valueSize), at: 0, path: path)
         do { try fd.synchronize() } catch { throw writeError(path, error) }
+        return rows
     }
 
     private static func loadBin(
-        into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
+        into db: any Database, table: String, member: FusedTableMember?, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
     ) throws -> Int {
         let fd: OpenFile
         do { fd = try OpenFile.openForReading(path) } catch { throw readError(path, error) }
@@ -165,37 +220,59 @@ public enum DatabaseDump {
         var raw = [UInt8](repeating: 0, count: min(chunk, records) * record)
         var keys = [Int64](repeating: 0, count: min(chunk, records))
         var values = [UInt8](repeating: 0, count: min(chunk, records) * valueSize)
-        var done = 0
-        while done < records {
-            let n = min(chunk, records - done)
-            let got = try raw.withUnsafeMutableBytes { buffer in
-                do {
-                    return try fd.read(
-                        into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(n * record)]),
-                        at: binHeaderSize + done * record)
-                } catch { throw readError(path, error) }
+        /// Reads the records chunk by chunk into `keys` and `values` (`n` of each) and calls `body(n)`.
+        func forEachChunk(_ body: (Int) throws -> Void) throws {
+            var done = 0
+            while done < records {
+                let n = min(chunk, records - done)
+                let got = try raw.withUnsafeMutableBytes { buffer in
+                    do {
+                        return try fd.read(
+                            into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(n * record)]),
+                            at: binHeaderSize + done * record)
+                    } catch { throw readError(path, error) }
+                }
+                guard got == n * record else {
+                    throw HPSError(.io, subject: path, "the dump shrank while it was being read")
+                }
+                raw.withUnsafeBytes { source in
+                    values.withUnsafeMutableBytes { target in
+                        for i in 0..<n {
+                            let at = i * record
+                            keys[i] = decodeKey(UnsafeRawBufferPointer(rebasing: source[at..<(at + keySize)]))
+                            (target.baseAddress! + i * valueSize).copyMemory(
+                                from: source.baseAddress! + at + keySize, byteCount: valueSize)
+                        }
+                    }
+                }
+                try body(n)
+                done += n
             }
-            guard got == n * record else {
-                throw HPSError(.io, subject: path, "the dump shrank while it was being read")
+        }
+        if let member {
+            // Every key must fit the fused key space before anything is inserted.
+            try forEachChunk { n in
+                for key in keys[0..<n] where !member.keySpace.fits(key) {
+                    throw member.keySpace.rangeError(key: key, table: member.memberTable, file: path)
+                }
             }
-            raw.withUnsafeBytes { source in
-                values.withUnsafeMutableBytes { target in
-                    for i in 0..<n {
-                        let at = i * record
-                        keys[i] = decodeKey(UnsafeRawBufferPointer(rebasing: source[at..<(at + keySize)]))
-                        (target.baseAddress! + i * valueSize).copyMemory(
-                            from: source.baseAddress! + at + keySize, byteCount: valueSize)
+        }
+        var tagged = member == nil ? [] : [Int64](repeating: 0, count: keys.count)
+        try forEachChunk { n in
+            if let member {
+                try keys.withUnsafeBufferPointer { k in
+                    try tagged.withUnsafeMutableBufferPointer { t in
+                        try member.tag(UnsafeBufferPointer(rebasing: k[0..<n]), file: path, into: t.baseAddress!)
                     }
                 }
             }
-            try keys.withUnsafeBufferPointer { k in
+            try (member == nil ? keys : tagged).withUnsafeBufferPointer { k in
                 try values.withUnsafeBytes { v in
                     _ = try db.insert(
                         table: table, keys: UnsafeBufferPointer(rebasing: k[0..<n]),
                         values: UnsafeRawBufferPointer(rebasing: v[0..<(n * valueSize)]), valueSize: valueSize)
                 }
             }
-            done += n
         }
         return records
     }
@@ -208,7 +285,7 @@ public enum DatabaseDump {
         keySize == 8 ? UInt64(bitPattern: key).byteSwapped : UInt64(UInt32(truncatingIfNeeded: key).byteSwapped)
     }
 
-    private static func dumpSST(_ db: any Database, table: String, to path: String, keySize: Int) throws {
+    private static func dumpSST(_ db: any Database, table: String, member: FusedTableMember?, to path: String, keySize: Int) throws -> Int {
         let writer = RocksNative.SstWriter()
         do { try writer.open(path) } catch {
             throw HPSError(.io, subject: path, "cannot create the SST file", underlying: error.message, cause: error)
@@ -235,17 +312,20 @@ public enum DatabaseDump {
         }
 
         if db is RocksDBDatabase {
-            // RocksDB hands out its keys in bytewise order already: stream them.
+            // RocksDB hands out its keys in bytewise order already: stream them. The keys of one member of
+            // a fused table keep that order untagged (the tag replaces the sign extension of the key's top
+            // bit, in the bytes compared last).
             var last: UInt64? = nil
             try db.forEachChunk(table: table, maxChunk: chunkRows) { keys, values, chunkValueSize in
                 try checkValueSize(chunkValueSize)
                 for i in 0..<keys.count {
-                    let order = sstOrder(keys[i], keySize: keySize)
+                    guard let key = selected(keys[i], member) else { continue }
+                    let order = sstOrder(key, keySize: keySize)
                     if let last, order <= last {
                         throw HPSError(.database, subject: table, "keys came out of RocksDB out of order; cannot write an SST file")
                     }
                     last = order
-                    try put(keys[i], UnsafeRawBufferPointer(rebasing: values[(i * chunkValueSize)..<((i + 1) * chunkValueSize)]))
+                    try put(key, UnsafeRawBufferPointer(rebasing: values[(i * chunkValueSize)..<((i + 1) * chunkValueSize)]))
                 }
             }
         } else {
@@ -254,8 +334,16 @@ public enum DatabaseDump {
             var values: [UInt8] = []
             try db.forEachChunk(table: table, maxChunk: chunkRows) { chunkKeys, chunkValues, chunkValueSize in
                 try checkValueSize(chunkValueSize)
-                keys.append(contentsOf: chunkKeys)
-                values.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunkValues[0..<(chunkKeys.count * chunkValueSize)]))
+                guard let member else {
+                    keys.append(contentsOf: chunkKeys)
+                    values.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunkValues[0..<(chunkKeys.count * chunkValueSize)]))
+                    return
+                }
+                for (i, fused) in chunkKeys.enumerated() {
+                    guard let key = member.untag(fused) else { continue }
+                    keys.append(key)
+                    values.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunkValues[(i * chunkValueSize)..<((i + 1) * chunkValueSize)]))
+                }
             }
             let order = keys.indices.sorted { sstOrder(keys[$0], keySize: keySize) < sstOrder(keys[$1], keySize: keySize) }
             try values.withUnsafeBytes { v in
@@ -264,6 +352,7 @@ public enum DatabaseDump {
                 }
             }
         }
+        if member != nil && entries == 0 { return 0 }  // the caller names the member table
         guard entries > 0 else {
             throw HPSError(
                 .invalidArgument, subject: table, "is empty or does not exist; an .sst dump needs at least one entry (a .bin dump does not)")
@@ -271,10 +360,11 @@ public enum DatabaseDump {
         do { try writer.finish() } catch {
             throw HPSError(.io, subject: path, "cannot finish the SST file", underlying: error.message, cause: error)
         }
+        return entries
     }
 
     private static func loadSST(
-        into db: any Database, table: String, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
+        into db: any Database, table: String, member: FusedTableMember?, from path: String, valueSize expected: Int?, keySize expectedKeySize: Int?
     ) throws -> Int {
         switch FileSystem.kind(path) {
         case .regular: break
@@ -312,12 +402,18 @@ public enum DatabaseDump {
                     .invalidDump, subject: path,
                     "mixes entry sizes: \(keySize)+\(valueSize) bytes and \(key.count)+\(value.count) bytes")
             }
+            if let member {
+                let decoded = decodeKey(key)
+                guard member.keySpace.fits(decoded) else {
+                    throw member.keySpace.rangeError(key: decoded, table: member.memberTable, file: path)
+                }
+            }
             entries += 1
         }
         guard entries > 0 else { return 0 }
 
         // Pass 2: into the table.
-        if let rocks = db as? RocksDBDatabase, keySize == 8 {
+        if let rocks = db as? RocksDBDatabase, keySize == 8, member == nil {
             try rocks.ingest(table: table, sstFile: path, entries: entries, valueSize: valueSize)
             return entries
         }
@@ -325,9 +421,19 @@ public enum DatabaseDump {
         var values: [UInt8] = []
         keys.reserveCapacity(min(chunkRows, entries))
         values.reserveCapacity(min(chunkRows, entries) * valueSize)
+        var tagged: [Int64] = member == nil ? [] : [Int64](repeating: 0, count: min(chunkRows, entries))
         func flush() throws {
             try keys.withUnsafeBufferPointer { k in
-                try values.withUnsafeBytes { v in _ = try db.insert(table: table, keys: k, values: v, valueSize: valueSize) }
+                try values.withUnsafeBytes { v in
+                    guard let member else {
+                        _ = try db.insert(table: table, keys: k, values: v, valueSize: valueSize)
+                        return
+                    }
+                    try tagged.withUnsafeMutableBufferPointer { t in
+                        try member.tag(k, file: path, into: t.baseAddress!)
+                        _ = try db.insert(table: table, keys: UnsafeBufferPointer(rebasing: t[0..<k.count]), values: v, valueSize: valueSize)
+                    }
+                }
             }
             keys.removeAll(keepingCapacity: true)
             values.removeAll(keepingCapacity: true)
@@ -414,6 +520,14 @@ public enum DatabaseDump {
     }
 
     // MARK: Keys and errors
+
+    /// The key `stored` is dumped as: itself for a whole table, its untagged key when it is a row of
+    /// `member`, nil when it is another member's row.
+    @inline(__always)
+    static func selected(_ stored: Int64, _ member: FusedTableMember?) -> Int64? {
+        guard let member else { return stored }
+        return member.untag(stored)
+    }
 
     /// Appends `key` as `size` little-endian bytes.
     static func appendKey(_ key: Int64, size: Int, to buffer: inout [UInt8], table: String) throws {

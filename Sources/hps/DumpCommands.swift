@@ -32,6 +32,11 @@ struct DumpCommand: ParsableCommand {
 
             Keys are written with the config's key width (8 bytes, or 4 with supportlonglong: false). An \
             empty table is an error. The dump is written to a temporary file and renamed into place.
+
+            Fused tables (fuse_embedding_table): the tables of a fused group share one database table, \
+            hps_et.<model>.fused_embedding<k>, their keys tagged with the table. The dump of such a table \
+            holds its rows only, with its own keys: the dump an unfused deployment of the table gives. \
+            Bringing the database up to date loads the group's table from the files of all its tables.
             """
     )
 
@@ -52,7 +57,9 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         let logger = HPSLogger.standard
         let parsed = try loadConfigForDatabases(target.config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target)
+        let selected = try SelectedTable(parsed, model: target.model, table: target)
+        let single = selected.config
+        let tableConfig = selected.table
         let useVolatile: Bool
         switch from {
         case .auto:
@@ -81,24 +88,36 @@ struct DumpCommand: ParsableCommand {
             db = try HPSRuntime.makePersistentDatabase(single.persistentDatabase, logger: logger)!
             server = ParameterServer(config: single, volatileDatabase: nil, persistentDatabase: db, logger: logger)
         }
+        // Loading reads the table files of every table kept in the same database table (a fused group).
         var filesReadable = true
-        do {
-            _ = try TableDirectory(path: tableConfig.path, dimension: tableConfig.dimension)
-        } catch {
-            // A persistent (or shared) database may hold the table without its files; a local hash map cannot.
-            guard !useVolatile || db.isShared else { throw error }
-            logger.warning("Table \(tableConfig.tag): cannot read its table files (\(error)); dumping what \(db.name) holds")
-            filesReadable = false
+        for member in selected.group.memberTables {
+            do {
+                _ = try TableDirectory(path: member.path, dimension: member.dimension)
+            } catch {
+                // A persistent (or shared) database may hold the table without its files; a local hash map cannot.
+                guard !useVolatile || db.isShared else { throw error }
+                logger.warning("Table \(member.tag): cannot read its table files (\(error)); dumping what \(db.name) holds")
+                filesReadable = false
+                break
+            }
         }
-        if filesReadable { try server.loadTables() }
+        if filesReadable { try server.loadTable(model: selected.model.name, index: tableConfig.index) }
 
-        let rows = try db.size(table: tableConfig.tag)
+        let stored = selected.stored.tag
+        let rows = try db.size(table: stored)
         guard rows > 0 else {
-            throw HPSError(.database, subject: tableConfig.tag, "\(db.name) holds no rows of this table; nothing to dump")
+            let which = selected.member == nil ? "this table" : "this table's fused group (\(stored))"
+            throw HPSError(.database, subject: tableConfig.tag, "\(db.name) holds no rows of \(which); nothing to dump")
         }
         let watch = Stopwatch()
-        try DatabaseDump.dump(db, table: tableConfig.tag, to: output, keySize: single.keySize)
-        printError("dumped \(rows) rows of \(tableConfig.tag) (dim \(tableConfig.dimension)) from \(db.name) to \(output) in \(String(format: "%.2f", watch.seconds)) s")
+        let seconds = { String(format: "%.2f", watch.seconds) }
+        if let member = selected.member {
+            let written = try DatabaseDump.dump(db, member: member, to: output, keySize: single.keySize)
+            printError("dumped \(written) rows of \(tableConfig.tag) (dim \(tableConfig.dimension), fused into \(stored)) from \(db.name) to \(output) in \(seconds()) s")
+        } else {
+            try DatabaseDump.dump(db, table: stored, to: output, keySize: single.keySize)
+            printError("dumped \(rows) rows of \(tableConfig.tag) (dim \(tableConfig.dimension)) from \(db.name) to \(output) in \(seconds()) s")
+        }
     }
 }
 
@@ -128,6 +147,14 @@ struct LoadDumpCommand: ParsableCommand {
             (a backup, or a fast SST restore), add --verify-table-files: after loading, every row of the \
             table files is compared with the database, and only when the table is identical (same rows, \
             same bytes, nothing else) is the files' fingerprint recorded, so later starts do not reload.
+
+            Fused tables (fuse_embedding_table): the rows go into the fused group's database table, \
+            hps_et.<model>.fused_embedding<k>, their keys tagged with the table, so that lookups of the fused \
+            model see them; the dump holds the table's own keys (as `hps dump` writes them). A key outside \
+            the range a fused table can hold is an error naming the key and the dump, before anything is \
+            inserted. --replace removes this table's rows only; a .sst dump is inserted row by row. The \
+            group's fingerprint covers the files of all its tables: a start reloads them all, and \
+            --verify-table-files compares the whole group with them.
             """
     )
 
@@ -136,7 +163,7 @@ struct LoadDumpCommand: ParsableCommand {
     @Option(help: "The dump file to read (.bin or .sst).")
     var input: String
 
-    @Flag(help: "Empty the table in each database before loading (default: merge, dump keys overwrite).")
+    @Flag(help: "Empty the table in each database before loading (a fused table: its rows in the group's table; default: merge, dump keys overwrite).")
     var replace = false
 
     @Flag(help: "After loading, compare the persistent table with its table files; if identical, record their fingerprint so starts do not reload it.")
@@ -151,8 +178,12 @@ struct LoadDumpCommand: ParsableCommand {
     func run() throws {
         let logger = HPSLogger.standard
         let parsed = try loadConfigForDatabases(target.config, logger: logger)
-        let (single, tableConfig) = try singleTable(parsed, model: target.model, table: target)
+        let selected = try SelectedTable(parsed, model: target.model, table: target)
+        let single = selected.config
+        let tableConfig = selected.table
         let tag = tableConfig.tag
+        // The database table written: the table's own, or its fused group's (keys tagged).
+        let stored = selected.stored.tag
         let keySize: Int? = single.supportLongLong ? nil : 4
 
         // The databases without loading any table files.
@@ -180,57 +211,97 @@ struct LoadDumpCommand: ParsableCommand {
         for db in targets {
             let watch = Stopwatch()
             if db === pdb {
-                try db.recordLoadedFingerprint(nil, table: tag)
+                try db.recordLoadedFingerprint(nil, table: stored)
             }
-            if replace {
-                let removed = try db.evict(table: tag)
-                if removed > 0 { printError("emptied \(tag) in \(db.name) (\(removed) rows)") }
+            if let member = selected.member {
+                if replace {
+                    let removed = try Self.evictRows(of: member, from: db)
+                    if removed > 0 { printError("emptied \(tag) in \(stored) of \(db.name) (\(removed) rows)") }
+                }
+                let count = try DatabaseDump.load(into: db, member: member, from: input, keySize: keySize)
+                let size = try db.size(table: stored)
+                printError("loaded \(count) rows from \(input) into \(tag) (fused into \(stored)) of \(db.name) in \(String(format: "%.2f", watch.seconds)) s; \(stored) holds \(size) rows")
+            } else {
+                if replace {
+                    let removed = try db.evict(table: tag)
+                    if removed > 0 { printError("emptied \(tag) in \(db.name) (\(removed) rows)") }
+                }
+                let count = try DatabaseDump.load(into: db, table: tag, from: input, valueSize: tableConfig.valueSize, keySize: keySize)
+                let size = try db.size(table: tag)
+                printError("loaded \(count) rows from \(input) into \(tag) of \(db.name) in \(String(format: "%.2f", watch.seconds)) s; it holds \(size) rows")
             }
-            let count = try DatabaseDump.load(into: db, table: tag, from: input, valueSize: tableConfig.valueSize, keySize: keySize)
-            let size = try db.size(table: tag)
-            printError("loaded \(count) rows from \(input) into \(tag) of \(db.name) in \(String(format: "%.2f", watch.seconds)) s; it holds \(size) rows")
         }
 
+        // What a server start loads into this database table: for a fused table, every table of its group.
+        let files = selected.member == nil ? "\(tag) from \(tableConfig.path)" : "\(stored) from the table files of \(selected.memberNames)"
         if verifyTableFiles, let pdb {
-            let directory = try TableDirectory(path: tableConfig.path, dimension: tableConfig.dimension)
+            let source = try LoadSource(group: selected.group, tables: selected.model.tables)
             // The same record a server start writes after loading the files (stamp first, as it does).
-            let stamp = try directory.fileStamp()
-            let record = LoadedTableRecord(content: try directory.fingerprint(), stamp: stamp)
-            if let difference = try firstDifference(pdb, table: tableConfig, files: directory, keyWidth: KeyWidth(supportLongLong: single.supportLongLong)) {
-                printError("note: \(tag) in \(pdb.name) differs from its table files (\(difference)); no fingerprint recorded, so the next start reloads it from \(tableConfig.path)")
+            let stamp = try source.fileStamp()
+            let record = LoadedTableRecord(content: try source.fingerprint(), stamp: stamp)
+            if let difference = try Self.firstDifference(pdb, source: source, keyWidth: KeyWidth(supportLongLong: single.supportLongLong)) {
+                printError("note: \(stored) in \(pdb.name) differs from its table files (\(difference)); no fingerprint recorded, so the next start reloads \(files)")
             } else {
-                try pdb.recordLoadedFingerprint(record.text, table: tag)
-                printError("verified: \(tag) in \(pdb.name) holds exactly the table files at \(tableConfig.path); recorded their fingerprint, so starts do not reload it")
+                try pdb.recordLoadedFingerprint(record.text, table: stored)
+                let held = selected.member == nil ? "the table files at \(tableConfig.path)" : "the table files of \(selected.memberNames)"
+                printError("verified: \(stored) in \(pdb.name) holds exactly \(held); recorded their fingerprint, so starts do not reload it")
             }
         } else if pdb != nil {
-            printError("note: the next server start that loads table files into the persistent database reloads \(tag) from \(tableConfig.path), replacing these rows (see --help)")
+            printError("note: the next server start that loads table files into the persistent database reloads \(files), replacing these rows (see --help)")
         }
     }
 
-    /// Nil when `db`'s table holds exactly the rows of `files` (same keys, same bytes, nothing else);
-    /// otherwise what differs first.
-    private func firstDifference(_ db: any Database, table: TableConfig, files: TableDirectory, keyWidth: KeyWidth) throws -> String? {
-        let size = try db.size(table: table.tag)
-        guard size == files.rowCount else { return "it holds \(size) rows, the files \(files.rowCount)" }
-        let valueSize = table.valueSize
-        var fetched = [UInt8](repeating: 0, count: min(65536, files.rowCount) * valueSize)
+    /// Removes the rows of `member` from its fused group's table in `db`, leaving the other members' rows.
+    /// - Returns: the rows removed.
+    /// - Throws: ``HPSError`` `.database` from `db` when it cannot be read or cannot remove the keys.
+    static func evictRows(of member: FusedTableMember, from db: any Database) throws -> Int {
+        // Gather first: removing while a database is being iterated is not safe for every backend.
+        var keys: [Int64] = []
+        try db.forEachChunk(table: member.table.tag, maxChunk: 65536) { chunk, _, _ in
+            for fused in chunk where member.untag(fused) != nil { keys.append(fused) }
+        }
+        var removed = 0
+        var start = 0
+        while start < keys.count {
+            let end = min(keys.count, start + 65536)
+            removed += try keys[start..<end].withUnsafeBufferPointer { try db.evict(table: member.table.tag, keys: $0) }
+            start = end
+        }
+        return removed
+    }
+
+    /// Nil when `db`'s table of `source` holds exactly the rows of its table files (same keys, same bytes,
+    /// nothing else); otherwise what differs first.
+    /// - Throws: ``HPSError`` from reading the table files or from `db`.
+    static func firstDifference(_ db: any Database, source: LoadSource, keyWidth: KeyWidth) throws -> String? {
+        let tag = source.table.tag
+        let size = try db.size(table: tag)
+        guard size == source.rowCount else { return "it holds \(size) rows, the files \(source.rowCount)" }
+        let valueSize = source.table.valueSize
+        /// Key `key` of the database table as the table files name it.
+        func describe(_ key: Int64, row: Int) -> String {
+            guard let keySpace = source.keySpace else { return "key \(key) of row \(row)" }
+            let (member, original) = keySpace.decode(key)
+            return "key \(original) of table \(source.members[member].table.name)"
+        }
+        var fetched = [UInt8](repeating: 0, count: min(65536, source.rowCount) * valueSize)
         var difference: String?
         var row = 0
-        try files.forEachChunk(maxRows: 65536, keyWidth: keyWidth) { keys, vectors in
+        try source.forEachChunk(maxRows: 65536, keyWidth: keyWidth, progress: nil) { keys, vectors in
             guard difference == nil else { return }
             var missing: Int?
             try fetched.withUnsafeMutableBytes { out in
                 let rows = UnsafeMutableRawBufferPointer(rebasing: out[0..<(keys.count * valueSize)])
-                try db.fetch(table: table.tag, keys: keys, values: rows, valueSize: valueSize) { i in
+                try db.fetch(table: tag, keys: keys, values: rows, valueSize: valueSize) { i in
                     if missing == nil { missing = i }
                 }
                 if let missing {
-                    difference = "key \(keys[missing]) of row \(row + missing) is missing"
+                    difference = "\(describe(keys[missing], row: row + missing)) is missing"
                     return
                 }
                 let expected = UnsafeRawBufferPointer(vectors)
                 for i in 0..<keys.count where memcmp(rows.baseAddress! + i * valueSize, expected.baseAddress! + i * valueSize, valueSize) != 0 {
-                    difference = "key \(keys[i]) of row \(row + i) has another vector"
+                    difference = "\(describe(keys[i], row: row + i)) has another vector"
                     return
                 }
             }
@@ -241,29 +312,53 @@ struct LoadDumpCommand: ParsableCommand {
 }
 
 /// Reads `path` without opening the table files (dump and load-dump work without them).
+/// - Throws: ``HPSError`` from reading or validating the config.
 func loadConfigForDatabases(_ path: String, logger: HPSLogger) throws -> ParameterServerConfig {
     let config = try ParameterServerConfig.load(path: path, checkFiles: false)
     for warning in config.warnings { logger.warning("\(path): \(warning)") }
     return config
 }
 
-/// `config` reduced to table `table` of model `model` (so loading touches no other table), with a
-/// dynamic cache type so that the table is loaded into the databases; and that table.
-func singleTable(_ config: ParameterServerConfig, model name: String, table: TableTarget) throws -> (ParameterServerConfig, TableConfig) {
-    guard let model = config.model(named: name) else {
-        throw HPSError(.unknownModel, subject: "--model \(name)", "no model of that name; the config has: \(config.models.map(\.name).joined(separator: ", "))")
+/// The table `hps dump` and `hps load-dump` work on, and the database table holding its rows: its own, or
+/// (with `fuse_embedding_table`) its fused group's, where its keys are tagged.
+struct SelectedTable {
+    /// The configuration reduced to the table's model, with a dynamic cache type so that loading puts the
+    /// table into the databases whatever the model serves from.
+    let config: ParameterServerConfig
+    /// The model as reduced.
+    let model: ModelConfig
+    /// The selected table.
+    let table: TableConfig
+    /// The table's group: the table alone, or every table of its fused group.
+    let group: TableFusion.Group
+    /// The tagging of the table's keys in its group's database table; nil when the table is not fused.
+    let member: FusedTableMember?
+
+    /// The database table holding the rows (for a fused table, its group's).
+    var stored: TableConfig { group.table }
+
+    /// The names of the tables kept in ``stored``, comma-separated.
+    var memberNames: String { group.memberTables.map(\.name).joined(separator: ", ") }
+
+    /// `table` of model `name` in `config`.
+    /// - Throws: ``HPSError`` `.unknownModel` naming `--model` for an unknown model; `.unknownTable` for an
+    ///   unknown table (see ``TableTarget/resolve(in:)``).
+    init(_ config: ParameterServerConfig, model name: String, table target: TableTarget) throws {
+        guard var model = config.model(named: name) else {
+            throw HPSError(.unknownModel, subject: "--model \(name)", "no model of that name; the config has: \(config.models.map(\.name).joined(separator: ", "))")
+        }
+        let index = try target.resolve(in: model)
+        // Every table stays (fusion groups and their names depend on all of them); only this table's
+        // database table is loaded.
+        model.useStaticTable = false
+        model.embeddingCacheType = .dynamic
+        var reduced = config
+        reduced.models = [model]
+        let fusion = reduced.fusion(of: model)
+        self.config = reduced
+        self.model = model
+        self.table = model.tables[index]
+        self.group = fusion.group(ofTable: index)
+        self.member = fusion.fusedMember(ofTable: index)
     }
-    let index = try table.resolve(in: model)
-    let t = model.tables[index]
-    var reduced = model
-    reduced.sparseFiles = [t.path]
-    reduced.embeddingVectorSizes = [t.dimension]
-    reduced.defaultValues = [t.defaultValue]
-    reduced.maxKeysPerSample = [t.maxKeysPerSample]
-    reduced.tableNames = [t.name]
-    reduced.useStaticTable = false
-    reduced.embeddingCacheType = .dynamic
-    var single = config
-    single.models = [reduced]
-    return (single, reduced.tables[0])
 }

@@ -232,3 +232,88 @@ def test_every_subcommand_has_help():
 def test_demo_runs_and_checks_itself():
     result = run("demo", "--rows", "5000", "--batches", "20", "--batch-size", "512")
     assert "all bit-exact" in result.stdout
+
+
+def read_bin_dump(path):
+    """The keys and vectors of a .bin dump (header "bin\\0", version, key size, value size; then records)."""
+    data = open(path, "rb").read()
+    magic, version, key_size, value_size = struct.unpack("<4sIII", data[:16])
+    assert (magic, version) == (b"bin\0", 1)
+    records = np.frombuffer(data[16:], dtype=np.dtype([("key", "<i%d" % key_size), ("value", "<f4", value_size // 4)]))
+    return records["key"].astype(np.int64), records["value"]
+
+
+def write_bin_dump(path, keys, vectors):
+    header = struct.pack("<4sIII", b"bin\0", 1, 8, vectors.shape[1] * 4)
+    records = np.zeros(len(keys), dtype=np.dtype([("key", "<i8"), ("value", "<f4", vectors.shape[1])]))
+    records["key"], records["value"] = keys, vectors
+    open(path, "wb").write(header + records.tobytes())
+
+
+def test_dump_and_load_dump_of_fused_tables(tmp_path):
+    # Three tables of one vector size fuse into one database table; their keys overlap.
+    rng = np.random.default_rng(3)
+    tables = {}
+    for name in ("a", "b", "c"):
+        keys = rng.choice(np.arange(-(10**9), 10**9, 13, dtype=np.int64), size=700, replace=False)
+        keys[:50] = np.arange(50)  # keys 0..49 are in every table
+        tables[name] = (keys, rng.standard_normal((700, 6)).astype(np.float32))
+        write_table(str(tmp_path / name), *tables[name])
+
+    def config(name, databases):
+        document = {
+            "supportlonglong": True,
+            "fuse_embedding_table": True,
+            **databases,
+            "models": [{
+                "model": "m",
+                "sparse_files": [str(tmp_path / t) for t in tables],
+                "embedding_table_names": list(tables),
+                "embedding_vecsize_per_table": [6, 6, 6],
+                "maxnum_catfeature_query_per_table_per_sample": [2, 2, 2],
+                "default_value_for_each_table": [0.0, 0.0, 0.0],
+                "deployed_device_list": [0],
+                "max_batch_size": 512,
+                "hit_rate_threshold": 1.0,
+            }],
+        }
+        path = tmp_path / name
+        path.write_text(json.dumps(document))
+        return str(path)
+
+    rocks = {"volatile_db": {"type": "disabled"}, "persistent_db": {"type": "rocks_db", "path": str(tmp_path / "db")}}
+    hash_map = config("hash.json", {"volatile_db": {"type": "hash_map"}})
+    fused = config("rocks.json", rocks)
+    serving = config("serve.json", {**rocks, "persistent_db": {**rocks["persistent_db"], "initialize_after_startup": False}})
+
+    # Each table's dump holds its own rows under its own keys, from either database.
+    for path in (hash_map, fused):
+        for name, (keys, vectors) in tables.items():
+            dump = str(tmp_path / ("%s.bin" % name))
+            run("dump", "--config", path, "--model", "m", "--table", name, "--output", dump)
+            got_keys, got_vectors = read_bin_dump(dump)
+            order = np.argsort(got_keys)
+            want = np.argsort(keys)
+            assert got_keys[order].tolist() == keys[want].tolist()
+            assert got_vectors[order].view(np.uint32).tolist() == vectors[want].view(np.uint32).tolist()
+
+    # A dump loaded into table b replaces its rows of those keys; a and c keep theirs.
+    new_keys = np.array([0, 1, 2, 10**12], dtype=np.int64)
+    new_vectors = np.full((4, 6), 42.5, dtype=np.float32)
+    write_bin_dump(str(tmp_path / "new.bin"), new_keys, new_vectors)
+    run("load-dump", "--config", fused, "--model", "m", "--table", "b", "--input", str(tmp_path / "new.bin"))
+    query = "--keys=" + ",".join(map(str, new_keys.tolist()))
+    for name in tables:
+        got = parse_lines(run("lookup", "--config", serving, "--model", "m", "--table", name, query).stdout, 6)
+        if name == "b":
+            want = new_vectors
+        else:
+            want = np.stack([tables[name][1][i] for i in range(3)] + [np.zeros(6, np.float32)])
+        assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist(), name
+
+    # Three fused tables leave 62 bits to a key: 2**61 does not fit.
+    write_bin_dump(str(tmp_path / "wide.bin"), np.array([5, 2**61], dtype=np.int64), np.ones((2, 6), np.float32))
+    result = run("load-dump", "--config", fused, "--model", "m", "--table", "c", "--input", str(tmp_path / "wide.bin"), check=False)
+    assert result.returncode != 0
+    assert "key %d of table hps_et.m.c lies outside" % 2**61 in result.stderr
+    assert str(tmp_path / "wide.bin") in result.stderr

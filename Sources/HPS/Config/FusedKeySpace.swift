@@ -64,6 +64,30 @@ public struct FusedKeySpace: Sendable, Equatable, CustomStringConvertible {
         return (member, key)
     }
 
+    /// Writes the fused keys of `keys` (normalized) of table `table`, member `member` of the group, to `output`
+    /// (room for `keys.count` keys).
+    /// - Parameter file: the file the keys come from, named by the error.
+    /// - Throws: ``rangeError(key:table:file:)`` for the first key outside ``keyRange`` (never dropped or
+    ///   truncated); `output` then holds the keys before it.
+    public func tag(
+        _ keys: UnsafeBufferPointer<Int64>, member: Int, table: TableConfig, file: String, into output: UnsafeMutablePointer<Int64>
+    ) throws {
+        for (i, key) in keys.enumerated() {
+            guard fits(key) else { throw rangeError(key: key, table: table, file: file) }
+            output[i] = encode(key, member: member)
+        }
+    }
+
+    /// The error for `key` of table `table`, read from `file`, that lies outside ``keyRange``: ``HPSError``
+    /// `.invalidTable` with `file` as its subject, naming the key, the table, the range and the way out
+    /// (`fuse_embedding_table: false` for the table's model).
+    public func rangeError(key: Int64, table: TableConfig, file: String) -> HPSError {
+        HPSError(
+            .invalidTable, subject: file,
+            "key \(key) of table \(table.tag) lies outside \(keyRange.lowerBound)...\(keyRange.upperBound), the int64 keys a table fused with \(memberCount - 1) other(s) can hold "
+                + "(the top \(memberBits) bits tag the table); set fuse_embedding_table false for model \(table.model)")
+    }
+
     /// What a device lookup of table `member` applies to its keys (see ``FusedKeyTransform``).
     public func transform(member: Int) -> FusedKeyTransform {
         FusedKeyTransform(tag: memberTag(member), keyBits: keyBits, absentKey: UInt64(bitPattern: absentKey), int64Keys: keyWidth == .int64)

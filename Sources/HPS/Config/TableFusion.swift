@@ -20,6 +20,8 @@ public struct TableFusion: Sendable, Equatable {
         public var table: TableConfig
         /// The model's table indices in the group, ascending; member `m` is table `members[m]`.
         public var members: [Int]
+        /// The member tables, in member order (for a group of one: that table).
+        public var memberTables: [TableConfig]
         /// The tagging of the members' keys; nil for a group of one table (keys as they are).
         public var keySpace: FusedKeySpace?
 
@@ -91,7 +93,7 @@ public struct TableFusion: Sendable, Equatable {
                 groupOfTable[t] = g
                 memberOfTable[t] = m
             }
-            groups.append(Group(table: table, members: members, keySpace: members.count > 1 ? FusedKeySpace(memberCount: members.count, keyWidth: keyWidth) : nil))
+            groups.append(Group(table: table, members: members, memberTables: members.map { tables[$0] }, keySpace: members.count > 1 ? FusedKeySpace(memberCount: members.count, keyWidth: keyWidth) : nil))
         }
         self.groups = groups
         self.groupOfTable = groupOfTable
@@ -103,6 +105,18 @@ public struct TableFusion: Sendable, Equatable {
         served.defaultValues = groups.map(\.table.defaultValue)
         served.tableNames = groups.map(\.table.name)
         servedModel = served
+    }
+
+    /// The group serving table `t` of the model.
+    public func group(ofTable t: Int) -> Group { groups[groupOfTable[t]] }
+
+    /// Table `t` as its fused group's database table holds it; nil when its group is the table alone
+    /// (its rows are then stored under its own tag, keys as they are).
+    public func fusedMember(ofTable t: Int) -> FusedTableMember? {
+        let group = group(ofTable: t)
+        guard let keySpace = group.keySpace else { return nil }
+        let member = memberOfTable[t]
+        return FusedTableMember(table: group.table, member: member, keySpace: keySpace, memberTable: group.memberTables[member])
     }
 
     /// HPS's warning for tables of one vector size with different default values, one per such size.
@@ -127,4 +141,42 @@ public struct TableFusion: Sendable, Equatable {
 extension ParameterServerConfig {
     /// The fusion plan of `model` under this configuration.
     public func fusion(of model: ModelConfig) -> TableFusion { TableFusion(model: model, config: self) }
+}
+
+/// One table of a fused group as the group's database table holds it: its rows under the group's tag
+/// (``table``), its keys tagged with its member index (``FusedKeySpace``). Dumps and loads of the one table
+/// (`hps dump`, `hps load-dump`) go through it.
+public struct FusedTableMember: Sendable, Equatable {
+    /// The group's table: the database table holding the rows (tag, dimension, value size).
+    public let table: TableConfig
+    /// The table's index within the group.
+    public let member: Int
+    /// The tagging of the group's keys.
+    public let keySpace: FusedKeySpace
+    /// The member table itself (its tag names it in messages).
+    public let memberTable: TableConfig
+
+    public init(table: TableConfig, member: Int, keySpace: FusedKeySpace, memberTable: TableConfig) {
+        precondition(member >= 0 && member < keySpace.memberCount)
+        self.table = table
+        self.member = member
+        self.keySpace = keySpace
+        self.memberTable = memberTable
+    }
+
+    /// Writes the fused keys of `keys` (normalized keys of this table) to `output` (room for `keys.count`).
+    /// - Parameter file: the file the keys come from, named by the error.
+    /// - Throws: ``FusedKeySpace/rangeError(key:table:file:)`` (`.invalidTable`, subject `file`) for the first key
+    ///   outside the key space.
+    public func tag(_ keys: UnsafeBufferPointer<Int64>, file: String, into output: UnsafeMutablePointer<Int64>) throws {
+        try keySpace.tag(keys, member: member, table: memberTable, file: file, into: output)
+    }
+
+    /// The key of this table that `fused` (a key of the group's database table) stands for; nil when
+    /// `fused` belongs to another member of the group.
+    @inline(__always)
+    public func untag(_ fused: Int64) -> Int64? {
+        let (member, key) = keySpace.decode(fused)
+        return member == self.member ? key : nil
+    }
 }

@@ -1,30 +1,35 @@
 /// The table files that fill one database table: one table's directory, or the directories of every table
-/// of a fused group (``TableFusion``), whose keys are tagged on the way in.
-struct LoadSource {
+/// of a fused group (``TableFusion``), whose keys are tagged on the way in. Its ``fileStamp()`` and
+/// ``fingerprint()`` make the ``LoadedTableRecord`` a database keeps of the table files it holds.
+public struct LoadSource: Sendable {
     /// The database table filled: its tag and value size.
-    let table: TableConfig
+    public let table: TableConfig
     /// The tables read, in member order, with their directories.
-    let members: [(table: TableConfig, directory: TableDirectory)]
+    public let members: [(table: TableConfig, directory: TableDirectory)]
     /// The tagging of the members' keys, nil for a single table.
-    let keySpace: FusedKeySpace?
+    public let keySpace: FusedKeySpace?
 
-    init(group: TableFusion.Group, tables: [TableConfig]) throws {
+    /// The table files of `group`, whose members index `tables` (the model's tables).
+    /// - Throws: ``HPSError`` from opening a member's ``TableDirectory`` (`.io`, `.invalidTable` naming the file).
+    public init(group: TableFusion.Group, tables: [TableConfig]) throws {
         table = group.table
         members = try group.members.map { t in (tables[t], try TableDirectory(path: tables[t].path, dimension: tables[t].dimension)) }
         keySpace = group.keySpace
     }
 
     /// Rows of every member.
-    var rowCount: Int { members.reduce(0) { $0 + $1.directory.rowCount } }
+    public var rowCount: Int { members.reduce(0) { $0 + $1.directory.rowCount } }
 
     /// The members' file stamps (one table: its own ``TableDirectory/fileStamp()``).
-    func fileStamp() throws -> String {
+    /// - Throws: what ``TableDirectory/fileStamp()`` throws for a member.
+    public func fileStamp() throws -> String {
         guard keySpace != nil else { return try members[0].directory.fileStamp() }
         return try members.map { try $0.directory.fileStamp() }.joined(separator: ";")
     }
 
     /// The members' content fingerprints and the key tagging (one table: its own ``TableDirectory/fingerprint()``).
-    func fingerprint() throws -> String {
+    /// - Throws: what ``TableDirectory/fingerprint()`` throws for a member.
+    public func fingerprint() throws -> String {
         guard let keySpace else { return try members[0].directory.fingerprint() }
         let contents = try members.map { try $0.directory.fingerprint() }.joined(separator: ";")
         return "hpst-fused:\(keySpace.keyWidth == .int64 ? "i64" : "u32"):\(keySpace.keyBits):\(contents)"
@@ -34,7 +39,7 @@ struct LoadSource {
     /// does, with progress over all members.
     /// - Throws: as `forEachChunk`; ``HPSError`` `invalidTable` naming the table, its key file and the key when an
     ///   int64 key does not fit the fused key space.
-    func forEachChunk(
+    public func forEachChunk(
         maxRows: Int, keyWidth: KeyWidth, progress: ((Int, Int) -> Void)?,
         _ body: (UnsafeBufferPointer<Int64>, UnsafeBufferPointer<Float>) throws -> Void
     ) throws {
@@ -48,27 +53,10 @@ struct LoadSource {
         defer { tagged.deallocate() }
         for (m, member) in members.enumerated() {
             try member.directory.forEachChunk(maxRows: maxRows, keyWidth: keyWidth, progress: { rows, _ in progress?(done + rows, total) }) { keys, vectors in
-                try Self.tag(keys, member: m, table: member.table, keyFile: member.directory.keyFile, keySpace: keySpace, into: tagged.baseAddress!)
+                try keySpace.tag(keys, member: m, table: member.table, file: member.directory.keyFile, into: tagged.baseAddress!)
                 try body(UnsafeBufferPointer(start: tagged.baseAddress, count: keys.count), vectors)
             }
             done += member.directory.rowCount
-        }
-    }
-
-    /// Writes the fused keys of `keys` of table `member` to `output`.
-    /// - Throws: ``HPSError`` `invalidTable` for a key outside the key space (never dropped or truncated).
-    static func tag(
-        _ keys: UnsafeBufferPointer<Int64>, member: Int, table: TableConfig, keyFile: String, keySpace: FusedKeySpace,
-        into output: UnsafeMutablePointer<Int64>
-    ) throws {
-        for (i, key) in keys.enumerated() {
-            guard keySpace.fits(key) else {
-                throw HPSError(
-                    .invalidTable, subject: keyFile,
-                    "key \(key) of table \(table.tag) lies outside \(keySpace.keyRange.lowerBound)...\(keySpace.keyRange.upperBound), the int64 keys a table fused with \(keySpace.memberCount - 1) other(s) can hold "
-                        + "(the top \(keySpace.memberBits) bits tag the table); set fuse_embedding_table false for model \(table.model)")
-            }
-            output[i] = keySpace.encode(key, member: member)
         }
     }
 }

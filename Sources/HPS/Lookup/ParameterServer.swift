@@ -100,6 +100,23 @@ public final class ParameterServer: @unchecked Sendable {
         }
     }
 
+    /// Loads table `index` of model `name` into the volatile and persistent databases as
+    /// ``loadTables(progress:)`` would, and no other table: for a table of a fused group, the group's
+    /// database table from the table files of every member. Unlike ``loadTables(progress:)`` it loads the
+    /// table whatever the model's cache type.
+    /// - Parameter progress: called with (table tag, rows done, rows total) during long loads.
+    /// - Throws: what ``table(model:index:)`` throws for an unknown model or table; otherwise what
+    ///   ``loadTables(progress:)`` throws for the table.
+    public func loadTable(model name: String, index: Int, progress: ((String, Int, Int) -> Void)? = nil) throws {
+        _ = try table(model: name, index: index)
+        let model = try model(named: name)
+        let group = config.fusion(of: model).group(ofTable: index)
+        if group.isFused {
+            logger.info("Model \(model.name): tables \(group.memberTables.map(\.name).joined(separator: ", ")) fused into \(group.table.tag) (\(group.keySpace!))")
+        }
+        try load(try LoadSource(group: group, tables: model.tables), progress: progress)
+    }
+
     private func load(_ source: LoadSource, progress: ((String, Int, Int) -> Void)?) throws {
         let table = source.table
         let tag = table.tag
