@@ -89,13 +89,8 @@ final class HashMapPartition: @unchecked Sendable {
         /// The row (value first) holding `key`, or nil.
         @inline(__always)
         func find(_ key: Int64, _ mixed: UInt64) -> UnsafeMutableRawPointer? {
-            var pos = start(mixed) - index
-            while true {
-                let e = index[pos]
-                if e.tag == 0 { return nil }
-                if e.key == key { return rows.row(e.slot) }
-                pos = (pos + 1) & mask
-            }
+            let slot = HashMapPartition.probe(index, mask: mask, from: start(mixed) - index, key: key).slot
+            return slot >= 0 ? rows.row(slot) : nil
         }
 
         /// What the probe run from `key`'s home entry `entry` (from ``start(_:)``) says within `window` entries:
@@ -142,17 +137,23 @@ final class HashMapPartition: @unchecked Sendable {
     @inline(__always)
     func row(_ slot: Int) -> UnsafeMutableRawPointer { pages.row(slot) }
 
-    /// Probes for `key`: its slot and index position when present, else slot -1 and the empty position
-    /// where it would go. The one probe loop behind find, upsert and remove.
+    /// Probes `index` (of `mask + 1` entries) for `key` from position `start`: its slot and index position when
+    /// present, else slot -1 and the empty position where it would go. The one probe loop behind find, upsert,
+    /// the batch insert and remove, and ``View/find(_:_:)``.
     @inline(__always)
-    private func locate(key: Int64, fingerprint f: UInt64) -> (position: Int, slot: Int) {
-        var pos = position(ofFingerprint: f)
+    static func probe(_ index: UnsafeMutablePointer<Entry>, mask: Int, from start: Int, key: Int64) -> (position: Int, slot: Int) {
+        var pos = start
         while true {
             let e = index[pos]
             if e.tag == 0 { return (pos, -1) }
             if e.key == key { return (pos, e.slot) }
-            pos = (pos + 1) & indexMask
+            pos = (pos + 1) & mask
         }
+    }
+
+    @inline(__always)
+    private func locate(key: Int64, fingerprint f: UInt64) -> (position: Int, slot: Int) {
+        Self.probe(index, mask: indexMask, from: position(ofFingerprint: f), key: key)
     }
 
     /// The slot of `key`, or -1.
@@ -263,17 +264,7 @@ final class HashMapPartition: @unchecked Sendable {
             let key = keys[i]
             let f = Self.fingerprint(mixed[i])
             let value = values + i * valueSize
-            var pos = Int(truncatingIfNeeded: (f << 32) >> shift)
-            var existing = -1
-            while true {
-                let e = index[pos]
-                if e.tag == 0 { break }
-                if e.key == key {
-                    existing = e.slot
-                    break
-                }
-                pos = (pos + 1) & mask
-            }
+            let (pos, existing) = Self.probe(index, mask: mask, from: Int(truncatingIfNeeded: (f << 32) >> shift), key: key)
             if existing >= 0 {
                 let row = rows.row(existing)
                 row.copyMemory(from: value, byteCount: valueSize)
