@@ -59,8 +59,7 @@ public struct DeviceLookupHost: Sendable {
         hitRateThreshold: Double, defaultValue: Float, fetch: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int>) -> Void,
         lookupHost: @escaping @Sendable (UnsafeBufferPointer<Int64>, UnsafeMutablePointer<Float>) throws -> Void,
         background: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void, record: @escaping @Sendable (Int, Int, Int, Int) -> Void,
-        updateCount: @escaping @Sendable () -> UInt64 = { 0 },
-        refreshIfUpdated: @escaping @Sendable (UnsafeBufferPointer<Int64>, UInt64) -> Void = { _, _ in }
+        updateCount: @escaping @Sendable () -> UInt64, refreshIfUpdated: @escaping @Sendable (UnsafeBufferPointer<Int64>, UInt64) -> Void
     ) {
         self.hitRateThreshold = hitRateThreshold
         self.defaultValue = defaultValue
